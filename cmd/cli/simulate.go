@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/trace-svc/kubectl-trace-svc/render"
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
+)
+
+var simulateOutputs = []string{"tree", "json", "yaml"}
+
+// SimulateOptions holds "kubectl trace-svc simulate" flags and what Complete
+// derives from them.
+type SimulateOptions struct {
+	Ruleset          string
+	NodeIPs          []string
+	Source           string
+	Destination      string
+	DestinationPort  int
+	Protocol         string
+	InInterface      string
+	AffinityEndpoint string
+	Output           string
+	Color            string
+
+	packet   trace.Packet
+	local    []netip.Addr
+	affinity netip.AddrPort
+
+	genericiooptions.IOStreams
+}
+
+// NewSimulateOptions returns options with every default set.
+func NewSimulateOptions(streams genericiooptions.IOStreams) *SimulateOptions {
+	return &SimulateOptions{Protocol: "tcp", Output: "tree", Color: "auto", IOStreams: streams}
+}
+
+// NewSimulateCommand builds "kubectl trace-svc simulate".
+func NewSimulateCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	o := NewSimulateOptions(streams)
+	cmd := &cobra.Command{
+		Use:   "simulate --ruleset FILE --node-ip IP[,IP...] --src IP --dst IP --dport N [--proto tcp|udp|sctp]",
+		Short: "Follow one packet through a saved iptables-save dump, offline",
+		Long: `Follow the first packet of a new connection through a node's saved rules and print
+what the kernel would do: the verdict (DNAT, DROP, REJECT, ACCEPT, or NONE when
+kube-proxy's rules leave it alone), every endpoint it can reach with its probability,
+whether it is masqueraded, and the rules that matched, in order.
+
+The ruleset is iptables-save or ip6tables-save output (legacy or nf_tables, with or
+without -c counters). A packet whose source is one of --node-ip is treated as sent by
+the node itself; any other packet as arriving from the network. 127.0.0.1 and ::1 are
+always local.`,
+		Example: `  # A pod on another node connects to a ClusterIP
+  kubectl trace-svc simulate --ruleset node1.iptables --node-ip 192.168.0.2 \
+      --src 10.0.1.5 --dst 172.30.0.41 --dport 80
+
+  # A client outside the cluster hits a node port, as JSON
+  kubectl trace-svc simulate --ruleset node1.iptables --node-ip 192.168.0.2 \
+      --src 203.0.113.9 --dst 192.168.0.2 --dport 30080 -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Complete(); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			cmd.SilenceUsage = true
+			return o.Run()
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+// AddFlags registers the flags on cmd.
+func (o *SimulateOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.Ruleset, "ruleset", o.Ruleset, "file with the node's iptables-save or ip6tables-save output (- for standard input)")
+	f.StringSliceVar(&o.NodeIPs, "node-ip", o.NodeIPs, "the node's own addresses, comma-separated or repeated (what --dst-type LOCAL matches)")
+	f.StringVar(&o.Source, "src", o.Source, "source IP of the packet")
+	f.StringVar(&o.Destination, "dst", o.Destination, "destination IP of the packet")
+	f.IntVar(&o.DestinationPort, "dport", o.DestinationPort, "destination port of the packet")
+	f.StringVar(&o.Protocol, "proto", o.Protocol, "protocol: tcp, udp or sctp")
+	f.StringVar(&o.InInterface, "in-interface", o.InInterface, "interface the packet arrives on, for rules with -i (default: unknown, matches no -i NAME)")
+	f.StringVar(&o.AffinityEndpoint, "affinity-endpoint", o.AffinityEndpoint, "assume the client has a ClientIP session-affinity entry for this endpoint IP:PORT")
+	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: "+strings.Join(simulateOutputs, ", "))
+	f.StringVar(&o.Color, "color", o.Color, "colour the tree: "+strings.Join(render.ColorModes, ", ")+" (auto honours NO_COLOR)")
+	_ = cmd.MarkFlagFilename("ruleset")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(simulateOutputs, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("proto", cobra.FixedCompletions([]string{"tcp", "udp", "sctp"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("color", cobra.FixedCompletions(render.ColorModes, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// Complete parses flag values into typed fields.
+func (o *SimulateOptions) Complete() error {
+	o.Protocol = strings.ToLower(o.Protocol)
+	var err error
+	if o.packet.Source, err = parseAddrFlag("src", o.Source); err != nil {
+		return err
+	}
+	if o.packet.Destination, err = parseAddrFlag("dst", o.Destination); err != nil {
+		return err
+	}
+	for _, s := range o.NodeIPs {
+		a, err := parseAddrFlag("node-ip", strings.TrimSpace(s))
+		if err != nil {
+			return err
+		}
+		o.local = append(o.local, a)
+	}
+	if o.AffinityEndpoint != "" {
+		if o.affinity, err = netip.ParseAddrPort(o.AffinityEndpoint); err != nil {
+			return fmt.Errorf("--affinity-endpoint %q is not IP:PORT (use [IPv6]:PORT for IPv6)", o.AffinityEndpoint)
+		}
+	}
+	o.packet.Protocol = o.Protocol
+	o.packet.InInterface = o.InInterface
+	if o.DestinationPort > 0 && o.DestinationPort <= 65535 {
+		o.packet.DestinationPort = uint16(o.DestinationPort)
+	}
+	return nil
+}
+
+func parseAddrFlag(flag, v string) (netip.Addr, error) {
+	if v == "" {
+		return netip.Addr{}, fmt.Errorf("--%s is required", flag)
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("--%s %q is not an IP address", flag, v)
+	}
+	return a.Unmap(), nil
+}
+
+// Validate checks the flags for consistency.
+func (o *SimulateOptions) Validate() error {
+	if o.Ruleset == "" {
+		return fmt.Errorf("--ruleset is required: pass a file with the node's iptables-save output")
+	}
+	if !slices.Contains(simulateOutputs, o.Output) {
+		return fmt.Errorf("--output %q is not supported: use one of %s", o.Output, strings.Join(simulateOutputs, ", "))
+	}
+	if !slices.Contains(render.ColorModes, o.Color) {
+		return fmt.Errorf("--color %q is not one of %s", o.Color, strings.Join(render.ColorModes, ", "))
+	}
+	if o.DestinationPort < 1 || o.DestinationPort > 65535 {
+		return fmt.Errorf("--dport must be between 1 and 65535, got %d", o.DestinationPort)
+	}
+	switch o.Protocol {
+	case "tcp", "udp", "sctp":
+	default:
+		return fmt.Errorf("--proto %q is not one of tcp, udp, sctp", o.Protocol)
+	}
+	if o.packet.Source.Is4() != o.packet.Destination.Is4() {
+		return fmt.Errorf("--src %s and --dst %s are of different IP families", o.packet.Source, o.packet.Destination)
+	}
+	return nil
+}
+
+// Run reads the ruleset, simulates the packet and prints the result.
+func (o *SimulateOptions) Run() error {
+	in, name, closeFn, err := openRuleset(o.Ruleset, o.In)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	dump, err := iptables.Parse(in)
+	if err != nil {
+		return fmt.Errorf("read ruleset %s: %w", name, err)
+	}
+	for _, w := range dump.Warnings {
+		fmt.Fprintf(o.ErrOut, "warning: %s: %s\n", name, w)
+	}
+	sim, err := iptables.Simulate(dump, o.packet, iptables.Options{LocalAddrs: o.local, AffinityEndpoint: o.affinity})
+	if err != nil {
+		return fmt.Errorf("simulate %s in %s: %w", o.packet, name, err)
+	}
+	switch o.Output {
+	case "json":
+		return render.SimulationJSON(o.Out, sim)
+	case "yaml":
+		return render.SimulationYAML(o.Out, sim)
+	}
+	r, err := render.NewRenderer(o.Out, o.Color)
+	if err != nil {
+		return err
+	}
+	return render.SimulationTree(o.Out, r, sim)
+}
+
+// openRuleset opens a --ruleset value ("-" is standard input) and names it for
+// error messages.
+func openRuleset(path string, stdin io.Reader) (io.Reader, string, func(), error) {
+	if path == "-" {
+		return stdin, "from standard input", func() {}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("open ruleset: %w", err)
+	}
+	return f, fmt.Sprintf("%q", path), func() { _ = f.Close() }, nil
+}
