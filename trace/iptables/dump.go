@@ -536,3 +536,17 @@ func clip(b []byte) string {
 	}
 	return string(b)
 }
+
+// Check tokenizes every rule of the dump and returns the first error. Parse
+// only checks structure and leaves rules to be tokenized when a walk visits
+// them; Check is for callers that want the whole dump verified up front.
+func (d *Dump) Check() error {
+	for _, t := range d.tables {
+		for i := range t.chains {
+			if _, err := t.chain(int32(i)).Rules(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -322,7 +322,7 @@ type ruleParser struct {
 	toks   []string
 	quoted []bool
 	i      int
-	r    *Rule
+	r      *Rule
 	// cur is the module whose options follow (the last -m, or the implicit
 	// protocol module after -p).
 	cur Match
