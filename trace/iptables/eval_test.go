@@ -1,0 +1,305 @@
+package iptables
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+)
+
+func mustParse(t *testing.T, s string) *Dump {
+	t.Helper()
+	d, err := Parse(strings.NewReader(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func pkt(src, dst string, port uint16) trace.Packet {
+	return trace.Packet{Source: netip.MustParseAddr(src), Destination: netip.MustParseAddr(dst), DestinationPort: port, Protocol: "tcp"}
+}
+
+var nodeIP = []netip.Addr{netip.MustParseAddr("192.168.0.2")}
+
+func TestSimulateSemantics(t *testing.T) {
+	cases := []struct {
+		name     string
+		dump     string
+		packet   trace.Packet
+		opts     Options
+		verdict  trace.Verdict
+		output   string
+		masq     bool
+		outcomes int
+		note     string
+	}{
+		{
+			name: "goto returns to the caller's caller",
+			dump: `*nat
+:PREROUTING ACCEPT [0:0]
+:A - [0:0]
+:B - [0:0]
+:SEP - [0:0]
+-A PREROUTING -j A
+-A PREROUTING -j SEP
+-A A -g B
+-A A -j DROP
+-A B -j RETURN
+-A SEP -p tcp -j DNAT --to-destination 10.1.0.1:8080
+COMMIT
+`,
+			packet: pkt("10.0.0.5", "172.30.0.1", 80), verdict: trace.VerdictDNAT, output: "10.1.0.1:8080", outcomes: 1,
+		},
+		{
+			name: "policy DROP on FORWARD drops what no rule accepts",
+			dump: `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+COMMIT
+`,
+			packet: pkt("10.0.0.5", "10.9.9.9", 80), verdict: trace.VerdictDrop, output: "DROP", outcomes: 1, note: "the policy of filter FORWARD is DROP",
+		},
+		{
+			name: "kube-proxy <=1.23 KUBE-MARK-DROP is enforced by KUBE-FIREWALL through the mark",
+			dump: `*nat
+:PREROUTING ACCEPT [0:0]
+:KUBE-MARK-DROP - [0:0]
+-A PREROUTING -d 203.0.113.10/32 -j KUBE-MARK-DROP
+-A KUBE-MARK-DROP -j MARK --set-xmark 0x8000/0x8000
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:KUBE-FIREWALL - [0:0]
+-A INPUT -j KUBE-FIREWALL
+-A FORWARD -j KUBE-FIREWALL
+-A KUBE-FIREWALL -m comment --comment "kubernetes firewall for dropping marked packets" -m mark --mark 0x8000/0x8000 -j DROP
+COMMIT
+`,
+			packet: pkt("198.51.100.7", "203.0.113.10", 80), verdict: trace.VerdictDrop, output: "DROP", outcomes: 1,
+		},
+		{
+			name: "three-way cascade resolves to a third each, hairpin branch masqueraded",
+			dump: `*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:SVC - [0:0]
+:S1 - [0:0]
+:S2 - [0:0]
+:S3 - [0:0]
+:MASQ - [0:0]
+:POST - [0:0]
+-A PREROUTING -j SVC
+-A POSTROUTING -j POST
+-A POST -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A POST -j MASQUERADE --random-fully
+-A MASQ -j MARK --or-mark 0x4000
+-A SVC -m statistic --mode random --probability 0.33333333349 -j S1
+-A SVC -m statistic --mode random --probability 0.50000000000 -j S2
+-A SVC -j S3
+-A S1 -s 10.1.0.1/32 -j MASQ
+-A S1 -p tcp -j DNAT --to-destination 10.1.0.1:80
+-A S2 -s 10.1.0.2/32 -j MASQ
+-A S2 -p tcp -j DNAT --to-destination 10.1.0.2:80
+-A S3 -s 10.1.0.3/32 -j MASQ
+-A S3 -p tcp -j DNAT --to-destination 10.1.0.3:80
+COMMIT
+`,
+			packet: pkt("10.1.0.2", "172.30.0.9", 80), verdict: trace.VerdictDNAT, output: "10.1.0.1:80, 10.1.0.2:80, 10.1.0.3:80", masq: true, outcomes: 3,
+		},
+		{
+			name: "incoming interface unknown: ! -i matches, -i does not",
+			dump: `*nat
+:PREROUTING ACCEPT [0:0]
+:X - [0:0]
+-A PREROUTING -i cbr0 -j DROP
+-A PREROUTING ! -i cbr0 -j X
+-A X -p tcp -j DNAT --to-destination 10.1.0.1:80
+COMMIT
+`,
+			packet: pkt("10.0.0.5", "172.30.0.1", 80), verdict: trace.VerdictDNAT, output: "10.1.0.1:80", outcomes: 1, note: "the incoming interface is unknown",
+		},
+		{
+			name: "unknown match is reported and taken as not matching",
+			dump: `*filter
+:FORWARD ACCEPT [0:0]
+-A FORWARD -m physdev --physdev-is-bridged -j DROP
+COMMIT
+`,
+			packet: pkt("10.0.0.5", "10.9.9.9", 80), verdict: trace.VerdictNone, output: "", outcomes: 1, note: "does not evaluate -m physdev",
+		},
+		{
+			name: "locally generated packet uses OUTPUT, not PREROUTING",
+			dump: `*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -j DROP
+-A OUTPUT -p tcp -d 172.30.0.1/32 -j DNAT --to-destination 10.1.0.1:80
+COMMIT
+`,
+			packet: pkt("192.168.0.2", "172.30.0.1", 80), opts: Options{LocalAddrs: nodeIP}, verdict: trace.VerdictDNAT, output: "10.1.0.1:80", outcomes: 1,
+		},
+		{
+			name: "nth mode counts as 1/every",
+			dump: `*nat
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -m statistic --mode nth --every 4 --packet 0 -p tcp -j DNAT --to-destination 10.1.0.1:80
+-A PREROUTING -p tcp -j DNAT --to-destination 10.1.0.2:80
+COMMIT
+`,
+			packet: pkt("10.0.0.5", "172.30.0.1", 80), verdict: trace.VerdictDNAT, output: "10.1.0.1:80, 10.1.0.2:80", outcomes: 2,
+		},
+		{
+			name: "DNAT without a port keeps the packet's port",
+			dump: `*nat
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -p tcp -j DNAT --to-destination 10.1.0.1
+COMMIT
+`,
+			packet: pkt("10.0.0.5", "172.30.0.1", 8443), verdict: trace.VerdictDNAT, output: "10.1.0.1:8443", outcomes: 1,
+		},
+		{
+			name: "IPv6",
+			dump: `# Generated by ip6tables-save v1.8.9 (nf_tables) on Tue Nov 24 22:02:20 2026
+*nat
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -d fd00:172:30::41/128 -p tcp -m tcp --dport 80 -j DNAT --to-destination [fd00:10:180::1]:80
+COMMIT
+`,
+			packet: pkt("fd00:10::5", "fd00:172:30::41", 80), verdict: trace.VerdictDNAT, output: "[fd00:10:180::1]:80", outcomes: 1,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sim, err := Simulate(mustParse(t, tc.dump), tc.packet, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sim.Verdict != tc.verdict || sim.EndpointList() != tc.output || sim.Masquerade != tc.masq || len(sim.Outcomes) != tc.outcomes {
+				t.Errorf("got verdict %s output %q masq %v outcomes %d; want %s %q %v %d", sim.Verdict, sim.EndpointList(), sim.Masquerade, len(sim.Outcomes), tc.verdict, tc.output, tc.masq, tc.outcomes)
+			}
+			if tc.note != "" && !strings.Contains(strings.Join(sim.Notes, "\n"), tc.note) {
+				t.Errorf("notes %q lack %q", sim.Notes, tc.note)
+			}
+			checkProbabilities(t, tc.name, sim)
+		})
+	}
+}
+
+func TestCascadeProbabilities(t *testing.T) {
+	d := mustParse(t, `*nat
+:PREROUTING ACCEPT [0:0]
+:SVC - [0:0]
+-A PREROUTING -j SVC
+-A SVC -m statistic --mode random --probability 0.33333333349 -p tcp -j DNAT --to-destination 10.1.0.1:80
+-A SVC -m statistic --mode random --probability 0.50000000000 -p tcp -j DNAT --to-destination 10.1.0.2:80
+-A SVC -p tcp -j DNAT --to-destination 10.1.0.3:80
+COMMIT
+`)
+	sim, err := Simulate(d, pkt("10.0.0.5", "172.30.0.1", 80), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range sim.Endpoints {
+		if d := e.Probability - 1.0/3; d > 1e-9 || d < -1e-9 {
+			t.Errorf("%s: probability %v, want 1/3", e.AddrPort(), e.Probability)
+		}
+	}
+}
+
+// kube-proxy's session affinity: KUBE-SVC checks each endpoint's "recent"
+// list first. A new client has no entry; a pinned client goes to its endpoint.
+const affinityDump = `*nat
+:PREROUTING ACCEPT [0:0]
+:KUBE-SVC-A - [0:0]
+:KUBE-SEP-1 - [0:0]
+:KUBE-SEP-2 - [0:0]
+-A PREROUTING -d 172.30.0.1/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A
+-A KUBE-SVC-A -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-1 --mask 255.255.255.255 --rsource -j KUBE-SEP-1
+-A KUBE-SVC-A -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-2 --mask 255.255.255.255 --rsource -j KUBE-SEP-2
+-A KUBE-SVC-A -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-1
+-A KUBE-SVC-A -j KUBE-SEP-2
+-A KUBE-SEP-1 -p tcp -m recent --set --name KUBE-SEP-1 --mask 255.255.255.255 --rsource -m tcp -j DNAT --to-destination 10.1.0.1:80
+-A KUBE-SEP-2 -p tcp -m recent --set --name KUBE-SEP-2 --mask 255.255.255.255 --rsource -m tcp -j DNAT --to-destination 10.1.0.2:80
+COMMIT
+`
+
+func TestSessionAffinity(t *testing.T) {
+	d := mustParse(t, affinityDump)
+	p := pkt("10.0.0.5", "172.30.0.1", 80)
+
+	fresh, err := Simulate(d, p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fresh.EndpointList(); got != "10.1.0.1:80, 10.1.0.2:80" {
+		t.Errorf("new client: %q", got)
+	}
+	want := []trace.AffinityRule{
+		{List: "KUBE-SEP-1", Seconds: 10800, Endpoint: "10.1.0.1:80"},
+		{List: "KUBE-SEP-2", Seconds: 10800, Endpoint: "10.1.0.2:80"},
+	}
+	var got []trace.AffinityRule
+	for _, a := range fresh.Affinity {
+		a.Rule = trace.RuleRef{}
+		got = append(got, a)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("affinity (-want +got):\n%s", diff)
+	}
+
+	pinned, err := Simulate(d, p, Options{AffinityEndpoint: netip.MustParseAddrPort("10.1.0.2:80")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pinned.EndpointList(); got != "10.1.0.2:80" || pinned.Endpoints[0].Probability != 1 {
+		t.Errorf("pinned client: %q %+v", got, pinned.Endpoints)
+	}
+}
+
+func TestSimulateErrors(t *testing.T) {
+	loop := mustParse(t, `*nat
+:PREROUTING ACCEPT [0:0]
+:A - [0:0]
+:B - [0:0]
+-A PREROUTING -j A
+-A A -j B
+-A B -j A
+COMMIT
+`)
+	if _, err := Simulate(loop, pkt("10.0.0.5", "10.0.0.6", 80), Options{}); !errors.Is(err, ErrLoop) {
+		t.Errorf("loop: %v", err)
+	}
+	missing := mustParse(t, `*nat
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -j KUBE-NOWHERE
+COMMIT
+`)
+	_, err := Simulate(missing, pkt("10.0.0.5", "10.0.0.6", 80), Options{})
+	if err == nil || !strings.Contains(err.Error(), "line 3: rule in chain PREROUTING jumps to chain KUBE-NOWHERE, which table nat does not have") {
+		t.Errorf("missing chain: %v", err)
+	}
+	bad := mustParse(t, "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -s 10.0.0.0/99 -j ACCEPT\nCOMMIT\n")
+	if _, err := Simulate(bad, pkt("10.0.0.5", "10.0.0.6", 80), Options{}); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "line 3:") {
+		t.Errorf("malformed rule met during the walk: %v", err)
+	}
+	if _, err := Simulate(loop, trace.Packet{Source: netip.MustParseAddr("10.0.0.5"), Destination: netip.MustParseAddr("10.0.0.6"), Protocol: "tcp"}, Options{}); err == nil {
+		t.Errorf("port 0 accepted")
+	}
+	// Many random rules in a row: bounded, not exponential.
+	var b strings.Builder
+	b.WriteString("*nat\n:PREROUTING ACCEPT [0:0]\n:A - [0:0]\n-A PREROUTING -j A\n")
+	for i := 0; i < 50; i++ {
+		b.WriteString("-A A -m statistic --mode random --probability 0.5 -j MARK --or-mark 0x1\n")
+	}
+	b.WriteString("COMMIT\n")
+	if _, err := Simulate(mustParse(t, b.String()), pkt("10.0.0.5", "10.0.0.6", 80), Options{MaxBranches: 1000}); err == nil || !strings.Contains(err.Error(), "more than 1000 random branches") {
+		t.Errorf("branch bound: %v", err)
+	}
+}
