@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"strconv"
 	"strings"
@@ -98,38 +99,193 @@ type Table struct {
 	Line int
 
 	dump   *Dump
-	chains []chainData
-	index  map[string]int32
+	chains chainList
+	// iptables-save declares built-in chains first and then user chains in
+	// sorted order, so lookups binary-search chains[sortedFrom:]. A dump not
+	// in that order (hand-written, or kube-proxy's restore input) switches to
+	// slots, an open-addressing hash index (chain index+1, 0 = empty). Both
+	// are pointer-free, so the garbage collector never scans them.
+	sortedFrom int32
+	unsorted   bool
+	slots      []int32
+	extra      [][]segment // more segments of chains whose rules were not consecutive
 
 	mu     sync.Mutex
-	parsed map[int32]parsedChain // rules tokenized so far, by chain index
+	parsed map[int32]*parsedChain // chains split into rules so far
 }
 
+// parsedChain is a chain's rule text split into rules, each tokenized on
+// first use.
 type parsedChain struct {
+	texts []string
+	lines []int32
 	rules []*Rule
-	err   error
+	errs  []error
 }
 
-// chainData is what the parser keeps per chain. It is small on purpose: big
-// dumps have a hundred thousand chains.
+// chainData is what the parser keeps per chain. It is small and pointer-free
+// on purpose: big dumps have a hundred thousand chains.
 type chainData struct {
-	name   string
+	name   textRef
+	hash   uint64
 	line   int32
 	count  int32
-	policy string
-	first  segment   // the rule text, in order: first, then more
-	more   []segment // only when the chain's rules were not consecutive lines
+	first  segment // the rule text, in order: first, then extra[more-1]
+	more   int32
+	policy uint8
 }
 
-func (c *chainData) segments(fn func(segment) bool) {
-	if c.count == 0 {
+// chainList stores chains in fixed-size chunks: appending never copies
+// what is already stored (a dump can declare a hundred thousand chains).
+type chainList struct {
+	chunks [][]chainData
+	n      int32
+}
+
+const chainChunk = 4096
+
+func (l *chainList) at(i int32) *chainData { return &l.chunks[i/chainChunk][i%chainChunk] }
+func (l *chainList) len() int32           { return l.n }
+
+func (l *chainList) append(c chainData) int32 {
+	if l.n%chainChunk == 0 {
+		l.chunks = append(l.chunks, make([]chainData, 0, chainChunk))
+	}
+	last := len(l.chunks) - 1
+	l.chunks[last] = append(l.chunks[last], c)
+	l.n++
+	return l.n - 1
+}
+
+// Policies as stored in chainData.policy.
+var policyNames = []string{"-", "ACCEPT", "DROP", "RETURN", "QUEUE"}
+
+func policyCode(b []byte) (uint8, bool) {
+	for i, p := range policyNames {
+		if string(b) == p {
+			return uint8(i), true
+		}
+	}
+	return 0, false
+}
+
+func (t *Table) segments(c *chainData, fn func(segment) bool) {
+	if c.count == 0 || !fn(c.first) {
 		return
 	}
-	if !fn(c.first) {
-		return
+	if c.more > 0 {
+		for _, s := range t.extra[c.more-1] {
+			if !fn(s) {
+				return
+			}
+		}
 	}
-	for _, s := range c.more {
-		if !fn(s) {
+}
+
+var nameSeed = maphash.MakeSeed()
+
+func (t *Table) nameOf(i int32) []byte { return t.dump.arena.bytes(t.chains.at(i).name) }
+
+// lookup returns the index of the named chain, or -1.
+func (t *Table) lookup(name []byte) int32 {
+	if t.unsorted {
+		return t.hashLookup(name)
+	}
+	for i := int32(0); i < t.sortedFrom && i < t.chains.len(); i++ {
+		if string(t.nameOf(i)) == string(name) {
+			return i
+		}
+	}
+	lo, hi := t.sortedFrom, t.chains.len()
+	for lo < hi {
+		mid := int32(uint32(lo+hi) >> 1)
+		if bytes.Compare(t.nameOf(mid), name) < 0 {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo < t.chains.len() && string(t.nameOf(lo)) == string(name) {
+		return lo
+	}
+	return -1
+}
+
+// add appends a chain and keeps the lookup structure right. It reports false
+// when the name is already declared.
+func (t *Table) add(c chainData) (int32, bool) {
+	name := t.dump.arena.bytes(c.name)
+	if !t.unsorted {
+		n := t.chains.len()
+		switch {
+		case c.policy != 0 && n == t.sortedFrom:
+			// Another built-in chain before the first user chain.
+			t.sortedFrom++
+		case c.policy != 0, n > t.sortedFrom && bytes.Compare(t.nameOf(n-1), name) >= 0:
+			t.unsorted = true
+			t.slots = nil
+			for i := int32(0); i < n; i++ {
+				t.chains.at(i).hash = maphash.Bytes(nameSeed, t.nameOf(i))
+				t.insert(i)
+			}
+		}
+		for i := int32(0); !t.unsorted && i < t.sortedFrom && i < n; i++ {
+			if string(t.nameOf(i)) == string(name) {
+				return i, false
+			}
+		}
+	}
+	if t.unsorted {
+		if i := t.hashLookup(name); i >= 0 {
+			return i, false
+		}
+		c.hash = maphash.Bytes(nameSeed, name)
+	}
+	i := t.chains.append(c)
+	if t.unsorted {
+		t.insert(i)
+	}
+	return i, true
+}
+
+func (t *Table) hashLookup(name []byte) int32 {
+	if len(t.slots) == 0 {
+		return -1
+	}
+	h := maphash.Bytes(nameSeed, name)
+	mask := uint64(len(t.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		v := t.slots[i]
+		if v == 0 {
+			return -1
+		}
+		c := t.chains.at(v-1)
+		if c.hash == h && string(t.dump.arena.bytes(c.name)) == string(name) {
+			return v - 1
+		}
+	}
+}
+
+// insert adds chain i (whose hash is set) to the hash index.
+func (t *Table) insert(i int32) {
+	if 2*(int(i)+1) > len(t.slots) {
+		size := 1024
+		for size < 4*(int(i)+1) {
+			size *= 2
+		}
+		t.slots = make([]int32, size)
+		for j := int32(0); j < i; j++ {
+			t.place(j)
+		}
+	}
+	t.place(i)
+}
+
+func (t *Table) place(i int32) {
+	mask := uint64(len(t.slots) - 1)
+	for k := t.chains.at(i).hash & mask; ; k = (k + 1) & mask {
+		if t.slots[k] == 0 {
+			t.slots[k] = i + 1
 			return
 		}
 	}
@@ -137,8 +293,8 @@ func (c *chainData) segments(fn func(segment) bool) {
 
 // Chains returns the chains in declaration order.
 func (t *Table) Chains() []*Chain {
-	out := make([]*Chain, len(t.chains))
-	for i := range t.chains {
+	out := make([]*Chain, t.chains.len())
+	for i := range out {
 		out[i] = t.chain(int32(i))
 	}
 	return out
@@ -146,15 +302,15 @@ func (t *Table) Chains() []*Chain {
 
 // Chain returns the named chain or nil.
 func (t *Table) Chain(name string) *Chain {
-	if i, ok := t.index[name]; ok {
+	if i := t.lookup(unsafe.Slice(unsafe.StringData(name), len(name))); i >= 0 {
 		return t.chain(i)
 	}
 	return nil
 }
 
 func (t *Table) chain(i int32) *Chain {
-	d := &t.chains[i]
-	return &Chain{Name: d.name, Policy: d.policy, Line: int(d.line), table: t, idx: i}
+	d := t.chains.at(i)
+	return &Chain{Name: t.dump.arena.str(d.name), Policy: policyNames[d.policy], Line: int(d.line), table: t, idx: i}
 }
 
 // Chain is a handle on one chain of a table. The rule text is kept compactly
@@ -175,7 +331,7 @@ type Chain struct {
 func (c *Chain) BuiltIn() bool { return c.Policy != "-" }
 
 // Len returns the number of rules without tokenizing them.
-func (c *Chain) Len() int { return int(c.table.chains[c.idx].count) }
+func (c *Chain) Len() int { return int(c.table.chains.at(c.idx).count) }
 
 // Table returns the chain's table name.
 func (c *Chain) Table() string { return c.table.Name }
@@ -184,29 +340,55 @@ func (c *Chain) Table() string { return c.table.Name }
 // order. An error names the first rule that could not be tokenized. It is
 // safe for concurrent use.
 func (c *Chain) Rules() ([]*Rule, error) {
+	pc := c.split()
+	out := make([]*Rule, len(pc.texts))
+	for i := range pc.texts {
+		r, err := c.rule(pc, i)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// split returns the chain's rules as text, cached per table.
+func (c *Chain) split() *parsedChain {
 	t := c.table
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if pc, ok := t.parsed[c.idx]; ok {
-		return pc.rules, pc.err
+		return pc
 	}
-	var pc parsedChain
-	pc.rules = make([]*Rule, 0, c.Len())
+	n := c.Len()
+	pc := &parsedChain{texts: make([]string, 0, n), lines: make([]int32, 0, n), rules: make([]*Rule, n), errs: make([]error, n)}
 	c.RawRules(func(line int, text string) bool {
-		r, err := parseRule(text)
-		if err != nil {
-			pc.err = &ParseError{Line: line, Msg: fmt.Sprintf("rule in chain %s of table %s: %v", c.Name, t.Name, err)}
-			return false
-		}
-		r.Table, r.Chain, r.Line, r.Index = t.Name, c.Name, line, len(pc.rules)
-		pc.rules = append(pc.rules, r)
+		pc.texts = append(pc.texts, text)
+		pc.lines = append(pc.lines, int32(line))
 		return true
 	})
 	if t.parsed == nil {
-		t.parsed = map[int32]parsedChain{}
+		t.parsed = map[int32]*parsedChain{}
 	}
 	t.parsed[c.idx] = pc
-	return pc.rules, pc.err
+	return pc
+}
+
+// rule tokenizes rule i of a split chain once.
+func (c *Chain) rule(pc *parsedChain, i int) (*Rule, error) {
+	t := c.table
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if pc.rules[i] == nil && pc.errs[i] == nil {
+		r, err := parseRule(pc.texts[i])
+		if err != nil {
+			pc.errs[i] = &ParseError{Line: int(pc.lines[i]), Msg: fmt.Sprintf("rule in chain %s of table %s: %v", c.Name, t.Name, err)}
+		} else {
+			r.Table, r.Chain, r.Line, r.Index = t.Name, c.Name, int(pc.lines[i]), i
+			pc.rules[i] = r
+		}
+	}
+	return pc.rules[i], pc.errs[i]
 }
 
 // RawRules calls fn with each rule's line number and text (as after
@@ -214,8 +396,8 @@ func (c *Chain) Rules() ([]*Rule, error) {
 // until fn returns false.
 func (c *Chain) RawRules(fn func(line int, text string) bool) {
 	a := &c.table.dump.arena
-	c.table.chains[c.idx].segments(func(seg segment) bool {
-		text := a.text(seg)
+	c.table.segments(c.table.chains.at(c.idx), func(seg segment) bool {
+		text := a.str(seg.text)
 		line := int(seg.firstLine)
 		for len(text) > 0 {
 			end := strings.IndexByte(text, '\n')
@@ -230,16 +412,20 @@ func (c *Chain) RawRules(fn func(line int, text string) bool) {
 }
 
 // segment is a run of rules of one chain that were consecutive lines in the
-// dump and are stored back to back in one arena block, each ending in '\n'.
+// dump and are stored back to back in the arena, each ending in '\n'.
 type segment struct {
-	block     int32
-	off       int32
-	length    int32
+	text      textRef
 	firstLine int32
+}
+
+// textRef locates bytes in the arena.
+type textRef struct {
+	block, off, len int32
 }
 
 // arena holds rule text in fixed-size blocks so that a dump read from a
 // stream is stored once, without the doubling copies of a growing buffer.
+// Blocks hold no pointers; the garbage collector does not scan them.
 type arena struct {
 	blocks [][]byte
 }
@@ -247,11 +433,11 @@ type arena struct {
 const arenaBlockSize = 1 << 20
 
 // reserve returns the block index and offset where n more bytes fit.
-func (a *arena) reserve(n int) (int, int) {
+func (a *arena) reserve(n int) (int32, int32) {
 	if len(a.blocks) > 0 {
 		last := len(a.blocks) - 1
 		if b := a.blocks[last]; cap(b)-len(b) >= n {
-			return last, len(b)
+			return int32(last), int32(len(b))
 		}
 	}
 	size := arenaBlockSize
@@ -259,28 +445,33 @@ func (a *arena) reserve(n int) (int, int) {
 		size = n
 	}
 	a.blocks = append(a.blocks, make([]byte, 0, size))
-	return len(a.blocks) - 1, 0
+	return int32(len(a.blocks) - 1), 0
 }
 
-func (a *arena) append(block int, p []byte) {
-	a.blocks[block] = append(a.blocks[block], p...)
+func (a *arena) append(block int32, p ...[]byte) {
+	b := a.blocks[block]
+	for _, x := range p {
+		b = append(b, x...)
+	}
+	a.blocks[block] = b
 }
 
-// text returns the segment's bytes as a string without copying. Blocks are
-// never written below their length again, so the string stays immutable.
-func (a *arena) text(s segment) string {
-	b := a.blocks[s.block][s.off : s.off+s.length]
+func (a *arena) bytes(r textRef) []byte {
+	return a.blocks[r.block][r.off : r.off+r.len]
+}
+
+// str returns the bytes as a string without copying. Blocks are never
+// written below their length again, so the string stays immutable.
+func (a *arena) str(r textRef) string {
+	b := a.bytes(r)
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// str stores p and returns it as a string backed by the arena.
-func (a *arena) str(p []byte) string {
-	if len(p) == 0 {
-		return ""
-	}
+// store copies p into the arena.
+func (a *arena) store(p []byte) textRef {
 	blk, off := a.reserve(len(p))
 	a.append(blk, p)
-	return a.text(segment{block: int32(blk), off: int32(off), length: int32(len(p))})
+	return textRef{block: blk, off: off, len: int32(len(p))}
 }
 
 // Parse reads an iptables-save or ip6tables-save dump (with or without -c
@@ -337,20 +528,24 @@ func (p *parser) errorf(format string, args ...any) error {
 
 func (p *parser) line(raw []byte) error {
 	p.lineNo++
-	line := bytes.TrimRight(raw, "\r\n")
+	n := len(raw)
+	for n > 0 && (raw[n-1] == '\n' || raw[n-1] == '\r') {
+		n--
+	}
+	line := raw[:n]
 	if len(line) == 0 {
 		return nil
 	}
 	switch line[0] {
+	case '-':
+		return p.rule(line, nil)
+	case ':':
+		return p.declareChain(line)
 	case '#':
 		p.comment(line)
 		return nil
 	case '*':
 		return p.startTable(line)
-	case ':':
-		return p.declareChain(line)
-	case '-':
-		return p.rule(line, nil)
 	case '[':
 		// "[packets:bytes] -A CHAIN ..." from iptables-save -c
 		end := bytes.IndexByte(line, ']')
@@ -400,10 +595,23 @@ func (p *parser) startTable(line []byte) error {
 	if t := p.dump.Table(name); t != nil {
 		return p.errorf("table %q appears a second time (first at line %d); save IPv4 and IPv6 rules, or several nodes, to separate files", name, t.Line)
 	}
-	p.table = &Table{Name: name, Line: p.lineNo, dump: p.dump, index: map[string]int32{}}
+	p.table = &Table{Name: name, Line: p.lineNo, dump: p.dump}
 	p.dump.tables = append(p.dump.tables, p.table)
 	p.last = -1
 	return nil
+}
+
+// nextField splits off the first space-separated field of b (iptables-save
+// separates words with single spaces).
+func nextField(b []byte) (field, rest []byte) {
+	for len(b) > 0 && b[0] == ' ' {
+		b = b[1:]
+	}
+	j := bytes.IndexByte(b, ' ')
+	if j < 0 {
+		return b, nil
+	}
+	return b[:j], b[j:]
 }
 
 // declareChain handles ":NAME POLICY [packets:bytes]".
@@ -411,39 +619,43 @@ func (p *parser) declareChain(line []byte) error {
 	if p.table == nil {
 		return p.errorf("chain declaration outside of a table (missing *table line)")
 	}
-	fields := bytes.Fields(line[1:])
-	if len(fields) < 2 || len(fields) > 3 {
+	if rest, ok := bytes.CutSuffix(line[1:], userChainSuffix); ok && bytes.IndexByte(rest, ' ') < 0 && len(rest) > 0 {
+		// The common ":KUBE-SEP-... - [0:0]" form.
+		return p.declare(rest, 0)
+	}
+	name, rest := nextField(line[1:])
+	policy, rest := nextField(rest)
+	counters, rest := nextField(rest)
+	if extra, _ := nextField(rest); len(name) == 0 || len(policy) == 0 || len(extra) > 0 {
 		return p.errorf("bad chain declaration %q: want \":NAME POLICY [packets:bytes]\"", clip(line))
 	}
-	policy := string(fields[1])
-	switch policy {
-	case "-", "ACCEPT", "DROP", "RETURN", "QUEUE":
-	default:
-		return p.errorf("chain %s has unknown policy %q", fields[0], policy)
+	code, ok := policyCode(policy)
+	if !ok {
+		return p.errorf("chain %s has unknown policy %q", name, policy)
 	}
-	if len(fields) == 3 && !isCounters(fields[2]) {
-		return p.errorf("chain %s has bad counters %q", fields[0], fields[2])
+	if len(counters) > 0 && !isCounters(counters) {
+		return p.errorf("chain %s has bad counters %q", name, counters)
 	}
-	if i, ok := p.table.index[string(fields[0])]; ok {
-		c := &p.table.chains[i]
+	return p.declare(name, code)
+}
+
+var userChainSuffix = []byte(" - [0:0]")
+
+func (p *parser) declare(name []byte, code uint8) error {
+	i, added := p.table.add(chainData{name: p.dump.arena.store(name), policy: code, line: int32(p.lineNo)})
+	if !added {
+		c := p.table.chains.at(i)
 		if c.line != 0 {
-			return p.errorf("chain %s is declared twice in table %s (first at line %d)", c.name, p.table.Name, c.line)
+			return p.errorf("chain %s is declared twice in table %s (first at line %d)", name, p.table.Name, c.line)
 		}
 		// A rule referenced it before its declaration; keep the rules.
-		c.policy, c.line = policy, int32(p.lineNo)
-		return nil
+		c.policy, c.line = code, int32(p.lineNo)
 	}
-	p.addChain(fields[0], policy, p.lineNo)
 	return nil
 }
 
-func (p *parser) addChain(name []byte, policy string, line int) int32 {
-	s := p.dump.arena.str(name)
-	p.table.chains = append(p.table.chains, chainData{name: s, policy: policy, line: int32(line)})
-	i := int32(len(p.table.chains) - 1)
-	p.table.index[s] = i
-	return i
-}
+var newline = []byte{'\n'}
+var space = []byte{' '}
 
 // rule handles "-A CHAIN rest...". counters is the "[p:b]" prefix, if any; it
 // is stored in front of the rule text so that nothing is lost.
@@ -451,56 +663,78 @@ func (p *parser) rule(line, counters []byte) error {
 	if p.table == nil {
 		return p.errorf("rule outside of a table (missing *table line, or a rule after COMMIT)")
 	}
-	if !bytes.HasPrefix(line, []byte("-A ")) {
-		cmd, _, _ := bytes.Cut(line, []byte(" "))
+	if len(line) < 3 || line[1] != 'A' || line[2] != ' ' {
+		cmd, _, _ := bytes.Cut(line, space)
 		return p.errorf("unsupported command %q: only -A rules appear in iptables-save output", cmd)
 	}
-	rest := bytes.TrimLeft(line[3:], " ")
-	name, body, _ := bytes.Cut(rest, []byte(" "))
+	name, body := nextField(line[3:])
 	if len(name) == 0 {
 		return p.errorf("rule without a chain name")
 	}
+	if len(body) > 0 {
+		body = body[1:] // the one space after the chain name
+	}
+	t := p.table
 	idx := p.last
-	if idx < 0 || p.table.chains[idx].name != string(name) {
-		var ok bool
-		idx, ok = p.table.index[string(name)]
-		if !ok {
-			p.dump.Warnings = append(p.dump.Warnings, fmt.Sprintf("line %d: chain %s of table %s has rules but no declaration; kept as a user chain", p.lineNo, name, p.table.Name))
-			idx = p.addChain(name, "-", 0)
+	// Rules come grouped by chain, and iptables-save prints the groups in
+	// declaration order: try the chains after the last one before hashing.
+	if idx < 0 || !p.isChain(idx, name) {
+		idx = -1
+		for i := p.last + 1; i < t.chains.len() && i <= p.last+16; i++ {
+			if p.isChain(i, name) {
+				idx = i
+				break
+			}
 		}
 	}
-	c := &p.table.chains[idx]
+	if idx < 0 {
+		idx = t.lookup(name)
+		if idx < 0 {
+			p.dump.Warnings = append(p.dump.Warnings, fmt.Sprintf("line %d: chain %s of table %s has rules but no declaration; kept as a user chain", p.lineNo, name, t.Name))
+			idx, _ = t.add(chainData{name: p.dump.arena.store(name)})
+		}
+	}
+	c := t.chains.at(idx)
 	n := len(body) + 1
 	if counters != nil {
 		n += len(counters) + 1
 	}
 	blk, off := p.dump.arena.reserve(n)
+	seg := segment{text: textRef{block: blk, off: off, len: int32(n)}, firstLine: int32(p.lineNo)}
 	// Extend the chain's last segment when this rule is the next line and
 	// lands right behind it in the same block; otherwise start a segment.
-	seg := segment{block: int32(blk), off: int32(off), length: int32(n), firstLine: int32(p.lineNo)}
 	switch {
 	case c.count == 0:
 		c.first = seg
 	default:
 		tail := &c.first
-		if len(c.more) > 0 {
-			tail = &c.more[len(c.more)-1]
+		if c.more > 0 {
+			more := t.extra[c.more-1]
+			tail = &more[len(more)-1]
 		}
-		if p.last == idx && p.lastLine == p.lineNo-1 && tail.block == seg.block && tail.off+tail.length == seg.off {
-			tail.length += seg.length
+		if p.last == idx && p.lastLine == p.lineNo-1 && tail.text.block == blk && tail.text.off+tail.text.len == off {
+			tail.text.len += int32(n)
 		} else {
-			c.more = append(c.more, seg)
+			if c.more == 0 {
+				t.extra = append(t.extra, nil)
+				c.more = int32(len(t.extra))
+			}
+			t.extra[c.more-1] = append(t.extra[c.more-1], seg)
 		}
 	}
 	if counters != nil {
-		p.dump.arena.append(blk, counters)
-		p.dump.arena.append(blk, []byte{' '})
+		p.dump.arena.append(blk, counters, space, body, newline)
+	} else {
+		p.dump.arena.append(blk, body, newline)
 	}
-	p.dump.arena.append(blk, body)
-	p.dump.arena.append(blk, []byte{'\n'})
 	c.count++
 	p.last, p.lastLine = idx, p.lineNo
 	return nil
+}
+
+func (p *parser) isChain(i int32, name []byte) bool {
+	ref := p.table.chains.at(i).name
+	return int(ref.len) == len(name) && string(p.dump.arena.bytes(ref)) == string(name)
 }
 
 func (p *parser) finish() error {
@@ -542,8 +776,8 @@ func clip(b []byte) string {
 // them; Check is for callers that want the whole dump verified up front.
 func (d *Dump) Check() error {
 	for _, t := range d.tables {
-		for i := range t.chains {
-			if _, err := t.chain(int32(i)).Rules(); err != nil {
+		for i := int32(0); i < t.chains.len(); i++ {
+			if _, err := t.chain(i).Rules(); err != nil {
 				return err
 			}
 		}

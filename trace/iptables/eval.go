@@ -291,14 +291,19 @@ func (w *walker) runRules(st *state, c *Chain, from, depth int) ([]branch, error
 	if depth > maxJumpDepth {
 		return nil, fmt.Errorf("chain %s of table %s: jumps nest more than %d deep: %w", c.Name, c.Table(), maxJumpDepth, ErrLoop)
 	}
-	rules, err := c.Rules()
-	if err != nil {
-		return nil, err
-	}
+	pc := c.split()
 	var out []branch
 	cur := st
-	for i := from; i < len(rules); i++ {
-		r := rules[i]
+	for i := from; i < len(pc.texts); i++ {
+		if pc.rules[i] == nil && destinationExcludes(pc.texts[i], cur.dst) {
+			// Long chains such as KUBE-SERVICES are mostly rules for other
+			// destinations: skip them without tokenizing.
+			continue
+		}
+		r, err := c.rule(pc, i)
+		if err != nil {
+			return nil, err
+		}
 		p := w.matchChance(cur, r)
 		if p <= 0 {
 			continue
@@ -309,14 +314,14 @@ func (w *walker) runRules(st *state, c *Chain, from, depth int) ([]branch, error
 				return nil, fmt.Errorf("more than %d random branches: the dump is too large or loops", w.opts.MaxBranches)
 			}
 			taken := cur.fork(p)
-			bs, err := w.follow(taken, c, rules, i, depth)
+			bs, err := w.follow(taken, c, i, depth)
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, bs...)
 			continue
 		}
-		bs, err := w.follow(cur, c, rules, i, depth)
+		bs, err := w.follow(cur, c, i, depth)
 		if err != nil {
 			return nil, err
 		}
@@ -327,8 +332,11 @@ func (w *walker) runRules(st *state, c *Chain, from, depth int) ([]branch, error
 
 // follow applies rule i's target to st and, where the target lets the packet
 // go on in this chain, continues the walk after rule i.
-func (w *walker) follow(st *state, c *Chain, rules []*Rule, i, depth int) ([]branch, error) {
-	r := rules[i]
+func (w *walker) follow(st *state, c *Chain, i, depth int) ([]branch, error) {
+	r, err := c.rule(c.split(), i)
+	if err != nil {
+		return nil, err
+	}
 	ref := st.record(r)
 	t := r.Target
 	goOn := func(s *state) ([]branch, error) { return w.runRules(s, c, i+1, depth) }
@@ -524,6 +532,30 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 		return 0
 	}
 	return 0
+}
+
+// destinationExcludes reports, from a rule's text alone, that the rule has a
+// plain "-d ADDR" that cannot match dst. It only answers true when that is
+// certain (the option comes before any comment or quote, is not negated and
+// parses); anything else is left to the full tokenizer.
+func destinationExcludes(text string, dst netip.Addr) bool {
+	i := strings.Index(text, "-d ")
+	if i < 0 || (i > 0 && text[i-1] != ' ') {
+		return false
+	}
+	before := text[:i]
+	if strings.HasSuffix(before, "! ") || strings.ContainsAny(before, "\"[") || strings.Contains(before, "--comment") {
+		return false
+	}
+	v := text[i+3:]
+	if end := strings.IndexByte(v, ' '); end >= 0 {
+		v = v[:end]
+	}
+	pfx, err := parseAddrOrPrefix(v)
+	if err != nil {
+		return false
+	}
+	return !pfx.Contains(dst)
 }
 
 func portsContain(ranges []PortRange, p uint16) bool {
