@@ -145,7 +145,7 @@ type chainList struct {
 const chainChunk = 4096
 
 func (l *chainList) at(i int32) *chainData { return &l.chunks[i/chainChunk][i%chainChunk] }
-func (l *chainList) len() int32           { return l.n }
+func (l *chainList) len() int32            { return l.n }
 
 func (l *chainList) append(c chainData) int32 {
 	if l.n%chainChunk == 0 {
@@ -259,7 +259,7 @@ func (t *Table) hashLookup(name []byte) int32 {
 		if v == 0 {
 			return -1
 		}
-		c := t.chains.at(v-1)
+		c := t.chains.at(v - 1)
 		if c.hash == h && string(t.dump.arena.bytes(c.name)) == string(name) {
 			return v - 1
 		}
