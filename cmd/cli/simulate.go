@@ -169,15 +169,11 @@ func (o *SimulateOptions) Validate() error {
 
 // Run reads the ruleset, simulates the packet and prints the result.
 func (o *SimulateOptions) Run() error {
-	in, name, closeFn, err := openRuleset(o.Ruleset, o.In)
+	dump, name, closeFn, err := readRuleset(o.Ruleset, o.In)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	dump, err := iptables.Parse(in)
-	if err != nil {
-		return fmt.Errorf("read ruleset %s: %w", name, err)
-	}
 	for _, w := range dump.Warnings {
 		fmt.Fprintf(o.ErrOut, "warning: %s: %s\n", name, w)
 	}
@@ -198,15 +194,40 @@ func (o *SimulateOptions) Run() error {
 	return render.SimulationTree(o.Out, r, sim)
 }
 
-// openRuleset opens a --ruleset value ("-" is standard input) and names it for
-// error messages.
-func openRuleset(path string, stdin io.Reader) (io.Reader, string, func(), error) {
+// readRuleset parses a --ruleset value ("-" is standard input) and names it
+// for messages. A regular file is parsed in place (rule text is read back on
+// demand, so memory stays well below the dump's size); closeFn releases it
+// once the dump is no longer used.
+func readRuleset(path string, stdin io.Reader) (dump *iptables.Dump, name string, closeFn func(), err error) {
 	if path == "-" {
-		return stdin, "from standard input", func() {}, nil
+		name = "from standard input"
+		if dump, err = iptables.Parse(stdin); err != nil {
+			return nil, name, nil, fmt.Errorf("read ruleset %s: %w", name, err)
+		}
+		return dump, name, func() {}, nil
 	}
+	name = fmt.Sprintf("%q", path)
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("open ruleset: %w", err)
+		return nil, name, nil, fmt.Errorf("open ruleset: %w", err)
 	}
-	return f, fmt.Sprintf("%q", path), func() { _ = f.Close() }, nil
+	info, err := f.Stat()
+	switch {
+	case err != nil:
+		_ = f.Close()
+		return nil, name, nil, fmt.Errorf("open ruleset: %w", err)
+	case info.IsDir():
+		_ = f.Close()
+		return nil, name, nil, fmt.Errorf("ruleset %s is a directory; pass the file with the iptables-save output", name)
+	case info.Mode().IsRegular():
+		dump, err = iptables.ParseReaderAt(f, info.Size())
+	default:
+		// A pipe or device cannot be read twice.
+		dump, err = iptables.Parse(f)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, name, nil, fmt.Errorf("read ruleset %s: %w", name, err)
+	}
+	return dump, name, func() { _ = f.Close() }, nil
 }

@@ -53,6 +53,9 @@ type Dump struct {
 
 	tables []*Table
 	arena  arena
+	// src, when set, holds the dump itself: segments then locate raw lines
+	// in it and rule text is read back on demand instead of being copied.
+	src io.ReaderAt
 }
 
 // Backend tells which iptables backend wrote the dump: "nf_tables", "legacy",
@@ -149,7 +152,13 @@ func (l *chainList) len() int32            { return l.n }
 
 func (l *chainList) append(c chainData) int32 {
 	if l.n%chainChunk == 0 {
-		l.chunks = append(l.chunks, make([]chainData, 0, chainChunk))
+		// The first chunk starts small and grows (a node dump of a small
+		// cluster has a few dozen chains); later chunks are allocated whole.
+		size := chainChunk
+		if l.n == 0 {
+			size = 64
+		}
+		l.chunks = append(l.chunks, make([]chainData, 0, size))
 	}
 	last := len(l.chunks) - 1
 	l.chunks[last] = append(l.chunks[last], c)
@@ -340,7 +349,10 @@ func (c *Chain) Table() string { return c.table.Name }
 // order. An error names the first rule that could not be tokenized. It is
 // safe for concurrent use.
 func (c *Chain) Rules() ([]*Rule, error) {
-	pc := c.split()
+	pc, err := c.split()
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*Rule, len(pc.texts))
 	for i := range pc.texts {
 		r, err := c.rule(pc, i)
@@ -353,25 +365,28 @@ func (c *Chain) Rules() ([]*Rule, error) {
 }
 
 // split returns the chain's rules as text, cached per table.
-func (c *Chain) split() *parsedChain {
+func (c *Chain) split() (*parsedChain, error) {
 	t := c.table
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if pc, ok := t.parsed[c.idx]; ok {
-		return pc
+		return pc, nil
 	}
 	n := c.Len()
 	pc := &parsedChain{texts: make([]string, 0, n), lines: make([]int32, 0, n), rules: make([]*Rule, n), errs: make([]error, n)}
-	c.RawRules(func(line int, text string) bool {
+	err := c.RawRules(func(line int, text string) bool {
 		pc.texts = append(pc.texts, text)
 		pc.lines = append(pc.lines, int32(line))
 		return true
 	})
+	if err != nil {
+		return nil, err
+	}
 	if t.parsed == nil {
 		t.parsed = map[int32]*parsedChain{}
 	}
 	t.parsed[c.idx] = pc
-	return pc
+	return pc, nil
 }
 
 // rule tokenizes rule i of a split chain once.
@@ -393,11 +408,21 @@ func (c *Chain) rule(pc *parsedChain, i int) (*Rule, error) {
 
 // RawRules calls fn with each rule's line number and text (as after
 // "-A CHAIN ", counters first when the dump has them) without tokenizing,
-// until fn returns false.
-func (c *Chain) RawRules(fn func(line int, text string) bool) {
-	a := &c.table.dump.arena
+// until fn returns false. It fails only when a dump parsed with
+// ParseReaderAt can no longer be read.
+func (c *Chain) RawRules(fn func(line int, text string) bool) error {
+	d := c.table.dump
+	var err error
 	c.table.segments(c.table.chains.at(c.idx), func(seg segment) bool {
-		text := a.str(seg.text)
+		var text string
+		if d.src == nil {
+			text = d.arena.str(seg.arenaRef())
+		} else {
+			if text, err = d.readSegment(seg); err != nil {
+				err = fmt.Errorf("read rules of chain %s of table %s at line %d: %w", c.Name, c.table.Name, seg.firstLine, err)
+				return false
+			}
+		}
 		line := int(seg.firstLine)
 		for len(text) > 0 {
 			end := strings.IndexByte(text, '\n')
@@ -409,13 +434,50 @@ func (c *Chain) RawRules(fn func(line int, text string) bool) {
 		}
 		return true
 	})
+	return err
+}
+
+// readSegment reads raw rule lines back from the source and turns them into
+// the stored form: one "[counters] body\n" per rule.
+func (d *Dump) readSegment(seg segment) (string, error) {
+	raw := make([]byte, seg.len)
+	if _, err := d.src.ReadAt(raw, seg.pos); err != nil && !(errors.Is(err, io.EOF) && len(raw) > 0) {
+		return "", err
+	}
+	out := make([]byte, 0, len(raw))
+	for len(raw) > 0 {
+		end := bytes.IndexByte(raw, '\n')
+		line := raw
+		if end >= 0 {
+			line, raw = raw[:end], raw[end+1:]
+		} else {
+			raw = nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		counters, _, body, msg := splitRuleLine(line)
+		if msg != "" {
+			return "", fmt.Errorf("the file changed since it was parsed: %s", msg)
+		}
+		if counters != nil {
+			out = append(append(out, counters...), ' ')
+		}
+		out = append(append(out, body...), '\n')
+	}
+	return unsafe.String(unsafe.SliceData(out), len(out)), nil
 }
 
 // segment is a run of rules of one chain that were consecutive lines in the
 // dump and are stored back to back in the arena, each ending in '\n'.
 type segment struct {
-	text      textRef
+	// pos is block<<32|offset in the arena, or the byte offset of the
+	// first raw line in Dump.src.
+	pos       int64
+	len       int32
 	firstLine int32
+}
+
+func (s segment) arenaRef() textRef {
+	return textRef{block: int32(s.pos >> 32), off: int32(s.pos & 0xffffffff), len: s.len}
 }
 
 // textRef locates bytes in the arena.
@@ -430,7 +492,12 @@ type arena struct {
 	blocks [][]byte
 }
 
-const arenaBlockSize = 1 << 20
+// Blocks start small and double up to arenaBlockSize, so parsing a small
+// dump does not cost a megabyte.
+const (
+	arenaFirstBlock = 16 << 10
+	arenaBlockSize  = 1 << 20
+)
 
 // reserve returns the block index and offset where n more bytes fit.
 func (a *arena) reserve(n int) (int32, int32) {
@@ -440,7 +507,10 @@ func (a *arena) reserve(n int) (int32, int32) {
 			return int32(last), int32(len(b))
 		}
 	}
-	size := arenaBlockSize
+	size := arenaFirstBlock
+	if k := len(a.blocks); k > 0 {
+		size = min(cap(a.blocks[k-1])*2, arenaBlockSize)
+	}
 	if n > size {
 		size = n
 	}
@@ -476,11 +546,23 @@ func (a *arena) store(p []byte) textRef {
 
 // Parse reads an iptables-save or ip6tables-save dump (with or without -c
 // counters, from the legacy or the nf_tables backend). It reads r to the end
-// once and returns an error wrapping ErrMalformed, with the line number, for
-// anything iptables-restore would not accept in a save file.
+// once, keeping the rule text in memory, and returns an error wrapping
+// ErrMalformed, with the line number, for anything iptables-restore would
+// not accept in a save file.
 func Parse(r io.Reader) (*Dump, error) {
-	p := parser{dump: &Dump{}}
-	br := bufio.NewReaderSize(r, 256<<10)
+	return parse(r, &parser{dump: &Dump{}})
+}
+
+// ParseReaderAt parses the size bytes of r like Parse but does not keep the
+// rule text: it remembers where each chain's rules are and reads them back
+// from r when a chain is first used. Memory then stays far below the dump's
+// size. r must stay readable and unchanged while the Dump is in use.
+func ParseReaderAt(r io.ReaderAt, size int64) (*Dump, error) {
+	return parse(io.NewSectionReader(r, 0, size), &parser{dump: &Dump{src: r}})
+}
+
+func parse(r io.Reader, p *parser) (*Dump, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
 	var long []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
@@ -497,6 +579,7 @@ func Parse(r io.Reader) (*Dump, error) {
 			if perr := p.line(line); perr != nil {
 				return nil, perr
 			}
+			p.offset += int64(len(line))
 		}
 		long = long[:0:0]
 		if err == io.EOF {
@@ -515,6 +598,10 @@ func Parse(r io.Reader) (*Dump, error) {
 type parser struct {
 	dump   *Dump
 	lineNo int
+	// offset is where the current line starts in the input; rawLen its
+	// length with the line end.
+	offset int64
+	rawLen int
 	table  *Table // open table, nil between COMMIT and the next "*table"
 	// last is the chain that received the previous rule line, to extend its
 	// segment without a map lookup (rules come grouped by chain).
@@ -528,6 +615,7 @@ func (p *parser) errorf(format string, args ...any) error {
 
 func (p *parser) line(raw []byte) error {
 	p.lineNo++
+	p.rawLen = len(raw)
 	n := len(raw)
 	for n > 0 && (raw[n-1] == '\n' || raw[n-1] == '\r') {
 		n--
@@ -537,8 +625,8 @@ func (p *parser) line(raw []byte) error {
 		return nil
 	}
 	switch line[0] {
-	case '-':
-		return p.rule(line, nil)
+	case '-', '[':
+		return p.rule(line)
 	case ':':
 		return p.declareChain(line)
 	case '#':
@@ -546,14 +634,6 @@ func (p *parser) line(raw []byte) error {
 		return nil
 	case '*':
 		return p.startTable(line)
-	case '[':
-		// "[packets:bytes] -A CHAIN ..." from iptables-save -c
-		end := bytes.IndexByte(line, ']')
-		if end < 0 || !isCounters(line[:end+1]) {
-			return p.errorf("expected [packets:bytes] before the rule, got %q", clip(line))
-		}
-		rest := bytes.TrimLeft(line[end+1:], " ")
-		return p.rule(rest, line[:end+1])
 	}
 	if string(line) == "COMMIT" {
 		if p.table == nil {
@@ -657,27 +737,46 @@ func (p *parser) declare(name []byte, code uint8) error {
 var newline = []byte{'\n'}
 var space = []byte{' '}
 
-// rule handles "-A CHAIN rest...". counters is the "[p:b]" prefix, if any; it
-// is stored in front of the rule text so that nothing is lost.
-func (p *parser) rule(line, counters []byte) error {
-	if p.table == nil {
-		return p.errorf("rule outside of a table (missing *table line, or a rule after COMMIT)")
+// splitRuleLine splits "[packets:bytes] -A CHAIN body" (counters optional)
+// into its parts; msg says what is wrong when it is not a rule line.
+func splitRuleLine(line []byte) (counters, name, body []byte, msg string) {
+	if len(line) > 0 && line[0] == '[' {
+		end := bytes.IndexByte(line, ']')
+		if end < 0 || !isCounters(line[:end+1]) {
+			return nil, nil, nil, fmt.Sprintf("expected [packets:bytes] before the rule, got %q", clip(line))
+		}
+		counters = line[:end+1]
+		line = bytes.TrimLeft(line[end+1:], " ")
 	}
-	if len(line) < 3 || line[1] != 'A' || line[2] != ' ' {
+	if len(line) < 3 || line[0] != '-' || line[1] != 'A' || line[2] != ' ' {
 		cmd, _, _ := bytes.Cut(line, space)
-		return p.errorf("unsupported command %q: only -A rules appear in iptables-save output", cmd)
+		return nil, nil, nil, fmt.Sprintf("unsupported command %q: only -A rules appear in iptables-save output", cmd)
 	}
-	name, body := nextField(line[3:])
+	name, body = nextField(line[3:])
 	if len(name) == 0 {
-		return p.errorf("rule without a chain name")
+		return nil, nil, nil, "rule without a chain name"
 	}
 	if len(body) > 0 {
 		body = body[1:] // the one space after the chain name
 	}
+	return counters, name, body, ""
+}
+
+// rule handles "-A CHAIN rest...", with "[p:b] " counters in front from
+// iptables-save -c; the counters are stored in front of the rule text so that
+// nothing is lost.
+func (p *parser) rule(line []byte) error {
+	counters, name, body, msg := splitRuleLine(line)
+	if msg != "" {
+		return p.errorf("%s", msg)
+	}
+	if p.table == nil {
+		return p.errorf("rule outside of a table (missing *table line, or a rule after COMMIT)")
+	}
 	t := p.table
 	idx := p.last
 	// Rules come grouped by chain, and iptables-save prints the groups in
-	// declaration order: try the chains after the last one before hashing.
+	// declaration order: try the chains after the last one before searching.
 	if idx < 0 || !p.isChain(idx, name) {
 		idx = -1
 		for i := p.last + 1; i < t.chains.len() && i <= p.last+16; i++ {
@@ -695,14 +794,22 @@ func (p *parser) rule(line, counters []byte) error {
 		}
 	}
 	c := t.chains.at(idx)
-	n := len(body) + 1
-	if counters != nil {
-		n += len(counters) + 1
+	var seg segment
+	var blk int32
+	if p.dump.src != nil {
+		// Remember where the raw line is; it is read back on demand.
+		seg = segment{pos: p.offset, len: int32(p.rawLen), firstLine: int32(p.lineNo)}
+	} else {
+		n := len(body) + 1
+		if counters != nil {
+			n += len(counters) + 1
+		}
+		var off int32
+		blk, off = p.dump.arena.reserve(n)
+		seg = segment{pos: int64(blk)<<32 | int64(off), len: int32(n), firstLine: int32(p.lineNo)}
 	}
-	blk, off := p.dump.arena.reserve(n)
-	seg := segment{text: textRef{block: blk, off: off, len: int32(n)}, firstLine: int32(p.lineNo)}
 	// Extend the chain's last segment when this rule is the next line and
-	// lands right behind it in the same block; otherwise start a segment.
+	// its text lands right behind it; otherwise start a segment.
 	switch {
 	case c.count == 0:
 		c.first = seg
@@ -712,8 +819,8 @@ func (p *parser) rule(line, counters []byte) error {
 			more := t.extra[c.more-1]
 			tail = &more[len(more)-1]
 		}
-		if p.last == idx && p.lastLine == p.lineNo-1 && tail.text.block == blk && tail.text.off+tail.text.len == off {
-			tail.text.len += int32(n)
+		if p.last == idx && p.lastLine == p.lineNo-1 && tail.pos+int64(tail.len) == seg.pos {
+			tail.len += seg.len
 		} else {
 			if c.more == 0 {
 				t.extra = append(t.extra, nil)
@@ -722,10 +829,12 @@ func (p *parser) rule(line, counters []byte) error {
 			t.extra[c.more-1] = append(t.extra[c.more-1], seg)
 		}
 	}
-	if counters != nil {
-		p.dump.arena.append(blk, counters, space, body, newline)
-	} else {
-		p.dump.arena.append(blk, body, newline)
+	if p.dump.src == nil {
+		if counters != nil {
+			p.dump.arena.append(blk, counters, space, body, newline)
+		} else {
+			p.dump.arena.append(blk, body, newline)
+		}
 	}
 	c.count++
 	p.last, p.lastLine = idx, p.lineNo

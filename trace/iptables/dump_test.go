@@ -35,8 +35,23 @@ COMMIT
 COMMIT
 `
 
+// parseModes runs a test on both ways of holding a dump: text copied into
+// memory (Parse) and read back from the source on demand (ParseReaderAt).
+var parseModes = map[string]func(string) (*Dump, error){
+	"memory": func(s string) (*Dump, error) { return Parse(strings.NewReader(s)) },
+	"readerAt": func(s string) (*Dump, error) {
+		return ParseReaderAt(strings.NewReader(s), int64(len(s)))
+	},
+}
+
 func TestParseStructure(t *testing.T) {
-	d, err := Parse(strings.NewReader(countersDump))
+	for mode, parse := range parseModes {
+		t.Run(mode, func(t *testing.T) { testParseStructure(t, parse) })
+	}
+}
+
+func testParseStructure(t *testing.T, parse func(string) (*Dump, error)) {
+	d, err := parse(countersDump)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +287,10 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(strings.NewReader(tc.in))
+			_, err2 := ParseReaderAt(strings.NewReader(tc.in), int64(len(tc.in)))
+			if (err == nil) != (err2 == nil) || (err != nil && err.Error() != err2.Error()) {
+				t.Errorf("modes disagree: %v / %v", err, err2)
+			}
 			if err == nil {
 				t.Fatalf("no error, want %q", tc.want)
 			}
@@ -321,7 +340,13 @@ func TestParseToleratesOddButHarmlessInput(t *testing.T) {
 	// undeclared chain (kept, with a warning), and a very long line.
 	long := strings.Repeat("x", 300<<10)
 	in := "*filter\r\n\r\n:INPUT ACCEPT [0:0]\r\n-A INPUT -m comment --comment " + long + " -j ACCEPT\r\n-A UNDECLARED -j RETURN\r\nCOMMIT\r\n"
-	d, err := Parse(strings.NewReader(in))
+	for mode, parse := range parseModes {
+		t.Run(mode, func(t *testing.T) { testTolerates(t, parse, in, long) })
+	}
+}
+
+func testTolerates(t *testing.T, parse func(string) (*Dump, error), in, long string) {
+	d, err := parse(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,10 +378,16 @@ func TestNonConsecutiveRulesKeepOrderAndLines(t *testing.T) {
 -A A -j DROP
 COMMIT
 `
-	d, err := Parse(strings.NewReader(in))
-	if err != nil {
-		t.Fatal(err)
+	for mode, parse := range parseModes {
+		d, err := parse(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testNonConsecutive(t, mode, d)
 	}
+}
+
+func testNonConsecutive(t *testing.T, mode string, d *Dump) {
 	rules, err := d.Chain("nat", "A").Rules()
 	if err != nil {
 		t.Fatal(err)
@@ -366,6 +397,6 @@ COMMIT
 		got = append(got, r.Target.Name+"@"+strconv.Itoa(r.Line))
 	}
 	if diff := cmp.Diff([]string{"RETURN@4", "ACCEPT@6", "DROP@8"}, got); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
+		t.Errorf("%s (-want +got):\n%s", mode, diff)
 	}
 }

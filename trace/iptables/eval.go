@@ -291,7 +291,10 @@ func (w *walker) runRules(st *state, c *Chain, from, depth int) ([]branch, error
 	if depth > maxJumpDepth {
 		return nil, fmt.Errorf("chain %s of table %s: jumps nest more than %d deep: %w", c.Name, c.Table(), maxJumpDepth, ErrLoop)
 	}
-	pc := c.split()
+	pc, err := c.split()
+	if err != nil {
+		return nil, err
+	}
 	var out []branch
 	cur := st
 	for i := from; i < len(pc.texts); i++ {
@@ -333,7 +336,11 @@ func (w *walker) runRules(st *state, c *Chain, from, depth int) ([]branch, error
 // follow applies rule i's target to st and, where the target lets the packet
 // go on in this chain, continues the walk after rule i.
 func (w *walker) follow(st *state, c *Chain, i, depth int) ([]branch, error) {
-	r, err := c.rule(c.split(), i)
+	pc, err := c.split()
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.rule(pc, i)
 	if err != nil {
 		return nil, err
 	}

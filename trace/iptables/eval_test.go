@@ -303,3 +303,21 @@ COMMIT
 		t.Errorf("branch bound: %v", err)
 	}
 }
+
+// checkProbabilities: branches are disjoint and cover every packet.
+func checkProbabilities(t *testing.T, name string, sim *trace.Simulation) {
+	t.Helper()
+	total, eps := 0.0, 0.0
+	for _, o := range sim.Outcomes {
+		total += o.Probability
+	}
+	for _, e := range sim.Endpoints {
+		eps += e.Probability
+	}
+	if total < 1-1e-9 || total > 1+1e-9 {
+		t.Errorf("%q: outcome probabilities sum to %v", name, total)
+	}
+	if sim.Verdict == trace.VerdictDNAT && (eps < 1-1e-9 || eps > 1+1e-9) {
+		t.Errorf("%q: endpoint probabilities sum to %v", name, eps)
+	}
+}

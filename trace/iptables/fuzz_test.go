@@ -45,10 +45,16 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		d, err := Parse(bytes.NewReader(in))
+		d2, err2 := ParseReaderAt(bytes.NewReader(in), int64(len(in)))
+		if (err == nil) != (err2 == nil) {
+			t.Fatalf("Parse and ParseReaderAt disagree: %v / %v", err, err2)
+		}
 		if err != nil {
 			return
 		}
-		_ = d.Check()
+		if e1, e2 := d.Check(), d2.Check(); (e1 == nil) != (e2 == nil) {
+			t.Fatalf("Check disagrees between modes: %v / %v", e1, e2)
+		}
 		// Every "-A CHAIN body" line of the input must come back exactly
 		// once as a rule of CHAIN (counters stay in front of the body).
 		want := map[string]int{}
@@ -66,17 +72,21 @@ func FuzzParse(f *testing.F) {
 			chain, body, _ := strings.Cut(strings.TrimLeft(line[3:], " "), " ")
 			want[chain+"\x00"+counters+body]++
 		}
-		got := map[string]int{}
-		for _, tb := range d.Tables() {
-			for _, c := range tb.Chains() {
-				c.RawRules(func(_ int, text string) bool {
-					got[c.Name+"\x00"+text]++
-					return true
-				})
+		for _, dump := range []*Dump{d, d2} {
+			got := map[string]int{}
+			for _, tb := range dump.Tables() {
+				for _, c := range tb.Chains() {
+					if err := c.RawRules(func(_ int, text string) bool {
+						got[c.Name+"\x00"+text]++
+						return true
+					}); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Fatalf("rules lost or changed (-input +parsed):\n%s", diff)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("rules lost or changed (-input +parsed):\n%s", diff)
+			}
 		}
 	})
 }
