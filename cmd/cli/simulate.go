@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -14,14 +16,19 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/render"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
+	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
 )
 
-var simulateOutputs = []string{"tree", "json", "yaml"}
+var (
+	simulateOutputs = []string{"tree", "json", "yaml"}
+	rulesetFormats  = []string{"auto", trace.FormatIPTables, trace.FormatNFT, trace.FormatNFTJSON}
+)
 
 // SimulateOptions holds "kubectl trace-svc simulate" flags and what Complete
 // derives from them.
 type SimulateOptions struct {
 	Ruleset          string
+	Format           string
 	NodeIPs          []string
 	Source           string
 	Destination      string
@@ -41,7 +48,7 @@ type SimulateOptions struct {
 
 // NewSimulateOptions returns options with every default set.
 func NewSimulateOptions(streams genericiooptions.IOStreams) *SimulateOptions {
-	return &SimulateOptions{Protocol: "tcp", Output: "tree", Color: "auto", IOStreams: streams}
+	return &SimulateOptions{Format: "auto", Protocol: "tcp", Output: "tree", Color: "auto", IOStreams: streams}
 }
 
 // NewSimulateCommand builds "kubectl trace-svc simulate".
@@ -49,18 +56,24 @@ func NewSimulateCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	o := NewSimulateOptions(streams)
 	cmd := &cobra.Command{
 		Use:   "simulate --ruleset FILE --node-ip IP[,IP...] --src IP --dst IP --dport N [--proto tcp|udp|sctp]",
-		Short: "Follow one packet through a saved iptables-save dump, offline",
+		Short: "Follow one packet through a node's saved iptables or nftables rules, offline",
 		Long: `Follow the first packet of a new connection through a node's saved rules and print
 what the kernel would do: the verdict (DNAT, DROP, REJECT, ACCEPT, or NONE when
 kube-proxy's rules leave it alone), every endpoint it can reach with its probability,
 whether it is masqueraded, and the rules that matched, in order.
 
 The ruleset is iptables-save or ip6tables-save output (legacy or nf_tables, with or
-without -c counters). A packet whose source is one of --node-ip is treated as sent by
+without -c counters) for kube-proxy's iptables mode, or nft list ruleset output (text,
+or JSON from nft -j) for its nftables mode; the format is detected from the content
+(--format overrides). A packet whose source is one of --node-ip is treated as sent by
 the node itself; any other packet as arriving from the network. 127.0.0.1 and ::1 are
 always local.`,
 		Example: `  # A pod on another node connects to a ClusterIP
   kubectl trace-svc simulate --ruleset node1.iptables --node-ip 192.168.0.2 \
+      --src 10.0.1.5 --dst 172.30.0.41 --dport 80
+
+  # The same on a node in nftables mode (nft list ruleset > node1.nft)
+  kubectl trace-svc simulate --ruleset node1.nft --node-ip 192.168.0.2 \
       --src 10.0.1.5 --dst 172.30.0.41 --dport 80
 
   # A client outside the cluster hits a node port, as JSON
@@ -85,7 +98,8 @@ always local.`,
 // AddFlags registers the flags on cmd.
 func (o *SimulateOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.Ruleset, "ruleset", o.Ruleset, "file with the node's iptables-save or ip6tables-save output (- for standard input)")
+	f.StringVar(&o.Ruleset, "ruleset", o.Ruleset, "file with the node's iptables-save, ip6tables-save or nft list ruleset output (- for standard input)")
+	f.StringVar(&o.Format, "format", o.Format, "ruleset format: "+strings.Join(rulesetFormats, ", ")+" (auto detects it from the content)")
 	f.StringSliceVar(&o.NodeIPs, "node-ip", o.NodeIPs, "the node's own addresses, comma-separated or repeated (what --dst-type LOCAL matches)")
 	f.StringVar(&o.Source, "src", o.Source, "source IP of the packet")
 	f.StringVar(&o.Destination, "dst", o.Destination, "destination IP of the packet")
@@ -98,6 +112,7 @@ func (o *SimulateOptions) AddFlags(cmd *cobra.Command) {
 	_ = cmd.MarkFlagFilename("ruleset")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(simulateOutputs, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("proto", cobra.FixedCompletions([]string{"tcp", "udp", "sctp"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(rulesetFormats, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("color", cobra.FixedCompletions(render.ColorModes, cobra.ShellCompDirectiveNoFileComp))
 }
 
@@ -145,7 +160,10 @@ func parseAddrFlag(flag, v string) (netip.Addr, error) {
 // Validate checks the flags for consistency.
 func (o *SimulateOptions) Validate() error {
 	if o.Ruleset == "" {
-		return fmt.Errorf("--ruleset is required: pass a file with the node's iptables-save output")
+		return fmt.Errorf("--ruleset is required: pass a file with the node's iptables-save or nft list ruleset output")
+	}
+	if !slices.Contains(rulesetFormats, o.Format) {
+		return fmt.Errorf("--format %q is not supported: use one of %s", o.Format, strings.Join(rulesetFormats, ", "))
 	}
 	if !slices.Contains(simulateOutputs, o.Output) {
 		return fmt.Errorf("--output %q is not supported: use one of %s", o.Output, strings.Join(simulateOutputs, ", "))
@@ -169,17 +187,22 @@ func (o *SimulateOptions) Validate() error {
 
 // Run reads the ruleset, simulates the packet and prints the result.
 func (o *SimulateOptions) Run() error {
-	dump, name, closeFn, err := readRuleset(o.Ruleset, o.In)
+	rs, err := openRuleset(o.Ruleset, o.Format, o.In)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	for _, w := range dump.Warnings {
-		fmt.Fprintf(o.ErrOut, "warning: %s: %s\n", name, w)
+	defer rs.close()
+	for _, w := range rs.warnings {
+		fmt.Fprintf(o.ErrOut, "warning: %s: %s\n", rs.name, w)
 	}
-	sim, err := iptables.Simulate(dump, o.packet, iptables.Options{LocalAddrs: o.local, AffinityEndpoint: o.affinity})
+	var sim *trace.Simulation
+	if rs.iptables != nil {
+		sim, err = iptables.Simulate(rs.iptables, o.packet, iptables.Options{LocalAddrs: o.local, AffinityEndpoint: o.affinity})
+	} else {
+		sim, err = nftables.Simulate(rs.nft, o.packet, nftables.Options{LocalAddrs: o.local, AffinityEndpoint: o.affinity})
+	}
 	if err != nil {
-		return fmt.Errorf("simulate %s in %s: %w", o.packet, name, err)
+		return fmt.Errorf("simulate %s in %s: %w", o.packet, rs.name, err)
 	}
 	switch o.Output {
 	case "json":
@@ -194,40 +217,99 @@ func (o *SimulateOptions) Run() error {
 	return render.SimulationTree(o.Out, r, sim)
 }
 
-// readRuleset parses a --ruleset value ("-" is standard input) and names it
-// for messages. A regular file is parsed in place (rule text is read back on
-// demand, so memory stays well below the dump's size); closeFn releases it
-// once the dump is no longer used.
-func readRuleset(path string, stdin io.Reader) (dump *iptables.Dump, name string, closeFn func(), err error) {
+// ruleset is a parsed --ruleset: one of iptables or nft is set.
+type ruleset struct {
+	name     string
+	iptables *iptables.Dump
+	nft      *nftables.Ruleset
+	warnings []string
+	close    func()
+}
+
+// openRuleset reads a --ruleset value ("-" is standard input) in the given
+// format ("auto" detects it). A regular iptables-save file is parsed in place
+// (rule text is read back on demand, so memory stays well below the dump's
+// size); rs.close releases it once the dump is no longer used.
+func openRuleset(path, format string, stdin io.Reader) (*ruleset, error) {
+	rs := &ruleset{close: func() {}}
+	var (
+		f    *os.File
+		size int64 = -1
+		r    io.Reader
+	)
 	if path == "-" {
-		name = "from standard input"
-		if dump, err = iptables.Parse(stdin); err != nil {
-			return nil, name, nil, fmt.Errorf("read ruleset %s: %w", name, err)
+		rs.name = "from standard input"
+		r = stdin
+	} else {
+		rs.name = fmt.Sprintf("%q", path)
+		var err error
+		if f, err = os.Open(path); err != nil {
+			return nil, fmt.Errorf("open ruleset: %w", err)
 		}
-		return dump, name, func() {}, nil
+		info, err := f.Stat()
+		if err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("open ruleset: %w", err)
+		}
+		if info.IsDir() {
+			_ = f.Close()
+			return nil, fmt.Errorf("ruleset %s is a directory; pass the file with the iptables-save or nft list ruleset output", rs.name)
+		}
+		if info.Mode().IsRegular() {
+			size = info.Size()
+		}
+		rs.close = func() { _ = f.Close() }
+		r = f
 	}
-	name = fmt.Sprintf("%q", path)
-	f, err := os.Open(path)
+	fail := func(err error) (*ruleset, error) {
+		rs.close()
+		return nil, fmt.Errorf("read ruleset %s: %w", rs.name, err)
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	if format == "auto" {
+		head, err := br.Peek(64 << 10)
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+			return fail(err)
+		}
+		switch format = trace.DetectRulesetFormat(head); format {
+		case "":
+			if len(head) == 0 {
+				return fail(errors.New("the file is empty; save the rules with iptables-save or nft list ruleset"))
+			}
+			return fail(errors.New("this is neither iptables-save nor nft list ruleset output (pass --format if it is one of them)"))
+		case trace.FormatNFTScript:
+			return fail(errors.New("this is an nft script (add/flush commands), not nft list ruleset output; load it with nft -f in a scratch network namespace and pass what nft list ruleset prints"))
+		}
+	}
+	var err error
+	switch format {
+	case trace.FormatIPTables:
+		if size >= 0 {
+			// Nothing consumed yet from f except through br's peek; parse
+			// the file in place from its start.
+			rs.iptables, err = iptables.ParseReaderAt(f, size)
+		} else {
+			rs.iptables, err = iptables.Parse(br)
+		}
+		if err == nil {
+			rs.warnings = rs.iptables.Warnings
+		}
+	case trace.FormatNFT:
+		rs.nft, err = nftables.ParseText(br)
+	case trace.FormatNFTJSON:
+		rs.nft, err = nftables.ParseJSON(br)
+	}
 	if err != nil {
-		return nil, name, nil, fmt.Errorf("open ruleset: %w", err)
+		return fail(err)
 	}
-	info, err := f.Stat()
-	switch {
-	case err != nil:
-		_ = f.Close()
-		return nil, name, nil, fmt.Errorf("open ruleset: %w", err)
-	case info.IsDir():
-		_ = f.Close()
-		return nil, name, nil, fmt.Errorf("ruleset %s is a directory; pass the file with the iptables-save output", name)
-	case info.Mode().IsRegular():
-		dump, err = iptables.ParseReaderAt(f, info.Size())
-	default:
-		// A pipe or device cannot be read twice.
-		dump, err = iptables.Parse(f)
+	if rs.nft != nil {
+		rs.close() // fully read into memory
+		rs.close = func() {}
+		for _, t := range rs.nft.Tables {
+			for _, sk := range t.Skipped {
+				rs.warnings = append(rs.warnings, fmt.Sprintf("table %s %s: %s is not modelled and was skipped", t.Family, t.Name, sk))
+			}
+		}
 	}
-	if err != nil {
-		_ = f.Close()
-		return nil, name, nil, fmt.Errorf("read ruleset %s: %w", name, err)
-	}
-	return dump, name, func() { _ = f.Close() }, nil
+	return rs, nil
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates testdata/iptables/kube-proxy/<version>/ from real kube-proxy code.
 #
-#   hack/kpfixtures/gen.sh v1.29.6 v1.37.2      (needs root, Go, iptables, nfacct)
+#   hack/kpfixtures/gen.sh v1.29.6 v1.37.2              (needs root, Go, iptables, nfacct)
+#   hack/kpfixtures/gen.sh --nftables v1.33.13 v1.37.2  (needs root, Go, nft)
 #
 # For each Kubernetes version it runs kube-proxy's own iptables proxier tests
 # (k8s.io/kubernetes/pkg/proxy/iptables from the Go module proxy) with one file
@@ -20,12 +21,19 @@
 #   <test>/iptables-legacy.save  iptables-legacy-save output
 #   <test>/flows.json            kube-proxy's packet-flow cases and expectations
 #
+# With --nftables it does the same for kube-proxy's nftables proxier tests
+# (pkg/proxy/nftables, helpers_test.go's runPacketFlowTests): the recorded
+# knftables ruleset goes through real `nft -f` and comes back as
+# `nft list ruleset` and `nft -j list ruleset` under
+# testdata/nftables/kube-proxy/<version>/<test>/{fake.nft,ruleset.nft,ruleset.json,flows.json}.
+#
 # Scratch modules live in ${KPFIXTURES_CACHE:-~/.cache/kubectl-trace-svc/kpfixtures}.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${KPFIXTURES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-trace-svc/kpfixtures}
 out_root=${KPFIXTURES_DEST:-$repo/testdata/iptables/kube-proxy}
+out_nft=${KPFIXTURES_NFT_DEST:-$repo/testdata/nftables/kube-proxy}
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 die() { echo "gen.sh: $*" >&2; exit 1; }
@@ -36,7 +44,7 @@ for tool in iptables-nft-restore iptables-nft-save iptables-legacy-restore iptab
 	command -v "$tool" >/dev/null || die "$tool is missing (apt-get install iptables nfacct iproute2 python3)"
 done
 
-record() { # version -> writes $cache/$version/recorded/<test>/{fake.rules,flows.json}
+scratch_module() { # version: a module in $cache/$version that requires k8s.io/kubernetes@version
 	local ver=$1 mod=$cache/$1
 	local staging_ver=v0.${ver#v1.}
 	mkdir -p "$mod"
@@ -61,6 +69,11 @@ record() { # version -> writes $cache/$version/recorded/<test>/{fake.rules,flows
 			go mod tidy >/dev/null
 		)
 	fi
+}
+
+record() { # version -> writes $cache/$version/recorded/<test>/{fake.rules,flows.json}
+	local ver=$1 mod=$cache/$1
+	scratch_module "$ver"
 	local pkgdir
 	pkgdir=$(cd "$mod" && go list -f '{{.Dir}}' k8s.io/kubernetes/pkg/proxy/iptables)
 	# A copy of kube-proxy's package (same package name, no internal imports)
@@ -178,7 +191,60 @@ roundtrip() { # version
 	echo "== $ver: $n rulesets round-tripped into $dest"
 }
 
+record_nft() { # version -> $cache/$version/recorded-nft/<test>/{fake.nft,flows.json}
+	local ver=$1 mod=$cache/$1 pkgdir
+	scratch_module "$ver"
+	pkgdir=$(cd "$mod" && go list -mod=mod -f '{{.Dir}}' k8s.io/kubernetes/pkg/proxy/nftables)
+	rm -rf "$mod/kptest-nft" "$mod/recorded-nft"
+	mkdir -p "$mod/kptest-nft" "$mod/recorded-nft"
+	cp "$pkgdir"/*.go "$mod/kptest-nft/"
+	chmod u+w "$mod/kptest-nft"/*.go
+	grep -q '^func runPacketFlowTests(' "$mod/kptest-nft/helpers_test.go" ||
+		die "$ver: runPacketFlowTests not found in $pkgdir/helpers_test.go"
+	sed -i 's/^func runPacketFlowTests(/func runPacketFlowTestsKubeProxy(/' "$mod/kptest-nft/helpers_test.go"
+	cp "$repo/hack/kpfixtures/nftrecorder_test.go.txt" "$mod/kptest-nft/kpfixtures_recorder_test.go"
+	echo "== $ver: running kube-proxy's nftables proxier tests with the recorder"
+	(cd "$mod" && KPFIXTURES_OUT="$mod/recorded-nft" KPFIXTURES_VERSION="$ver" \
+		go test -vet=off -count=1 ./kptest-nft) |
+		tail -n 3
+}
+
+# roundtrip_nft version: each recorded ruleset through `nft -f` and back with
+# `nft list ruleset` (text) and `nft -j list ruleset` (JSON) in a fresh netns.
+roundtrip_nft() {
+	local ver=$1 rec=$cache/$1/recorded-nft dest=$out_nft/$1 dir name n=0
+	local ns=tsvc-fx-nft-$$
+	rm -rf "$dest"
+	mkdir -p "$dest"
+	trap 'ip netns del '"$ns"' 2>/dev/null || true' EXIT
+	for dir in "$rec"/*/; do
+		name=$(basename "$dir")
+		mkdir -p "$dest/$name"
+		cp "$dir/fake.nft" "$dir/flows.json" "$dest/$name/"
+		ip netns del "$ns" 2>/dev/null || true
+		ip netns add "$ns"
+		ip netns exec "$ns" nft -f "$dest/$name/fake.nft" || die "$ver/$name: nft -f rejected the ruleset"
+		ip netns exec "$ns" nft list ruleset >"$dest/$name/ruleset.nft"
+		ip netns exec "$ns" nft -j list ruleset >"$dest/$name/ruleset.json"
+		n=$((n + 1))
+	done
+	ip netns del "$ns" 2>/dev/null || true
+	trap - EXIT
+	echo "== $ver: $n nftables rulesets round-tripped into $dest"
+}
+
+mode=iptables
+if [ "${1:-}" = --nftables ]; then
+	mode=nftables
+	shift
+	command -v nft >/dev/null || die "nft is missing (apt-get install nftables)"
+fi
 for ver in "$@"; do
-	record "$ver"
-	roundtrip "$ver"
+	if [ "$mode" = nftables ]; then
+		record_nft "$ver"
+		roundtrip_nft "$ver"
+	else
+		record "$ver"
+		roundtrip "$ver"
+	fi
 done

@@ -1,0 +1,163 @@
+package nftables
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// protoNames maps protocol numbers as nft may print them to names.
+var protoNames = map[string]string{"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp"}
+
+// selectorKind says how a selector's values are compared.
+func selectorKind(s Selector) byte {
+	switch s.Field {
+	case "saddr", "daddr":
+		return 'a'
+	case "dport", "sport", "mark":
+		return 'n'
+	}
+	return 's'
+}
+
+// normalize turns an element token into the exact-match form of its kind;
+// span is true when the token is a prefix or a range (matched by containment).
+func normalize(kind byte, tok string) (norm string, span bool) {
+	switch kind {
+	case 'a':
+		if strings.ContainsAny(tok, "/-") {
+			return tok, true
+		}
+		if a, err := netip.ParseAddr(tok); err == nil {
+			return a.Unmap().String(), false
+		}
+	case 'n':
+		if strings.Contains(tok, "-") {
+			return tok, true
+		}
+		if n, err := strconv.ParseUint(tok, 0, 64); err == nil {
+			return strconv.FormatUint(n, 10), false
+		}
+	case 's':
+		if name, ok := protoNames[tok]; ok {
+			return name, false
+		}
+	}
+	return tok, false
+}
+
+func keyString(key []keyPart) string {
+	var b strings.Builder
+	for i, k := range key {
+		if i > 0 {
+			b.WriteString(" . ")
+		}
+		switch k.kind {
+		case 'a':
+			b.WriteString(k.addr.Unmap().String())
+		case 'n':
+			b.WriteString(strconv.FormatUint(k.num, 10))
+		default:
+			b.WriteString(k.str)
+		}
+	}
+	return b.String()
+}
+
+// elementKey returns an element's exact key string, or span when one of its
+// parts is a prefix or range.
+func elementKey(e *Element, sels []Selector) (string, bool) {
+	if len(e.Key) != len(sels) {
+		return "", true // shape mismatch: let the slow path decide (it won't match)
+	}
+	var b strings.Builder
+	for i, tok := range e.Key {
+		n, span := normalize(selectorKind(sels[i]), tok)
+		if span {
+			return "", true
+		}
+		if i > 0 {
+			b.WriteString(" . ")
+		}
+		b.WriteString(n)
+	}
+	return b.String(), false
+}
+
+// lookup finds the element of s that key falls in, or nil. Exact keys are
+// indexed on first use (kube-proxy's maps have one element per Service
+// port); prefixes and ranges are tried in order.
+func (s *Set) lookup(key []keyPart, sels []Selector) *Element {
+	if s.index == nil {
+		s.index = make(map[string]int, len(s.Elements))
+		for i := range s.Elements {
+			k, span := elementKey(&s.Elements[i], sels)
+			if span {
+				s.spans = append(s.spans, i)
+				continue
+			}
+			if _, dup := s.index[k]; !dup {
+				s.index[k] = i
+			}
+		}
+	}
+	if i, ok := s.index[keyString(key)]; ok {
+		return &s.Elements[i]
+	}
+	for _, i := range s.spans {
+		if elementMatches(&s.Elements[i], key, sels) {
+			return &s.Elements[i]
+		}
+	}
+	return nil
+}
+
+// lookupIn finds the first of values (an anonymous set or a literal) that
+// key falls in.
+func lookupIn(values []Element, key []keyPart, sels []Selector) *Element {
+	for i := range values {
+		if elementMatches(&values[i], key, sels) {
+			return &values[i]
+		}
+	}
+	return nil
+}
+
+func elementMatches(e *Element, key []keyPart, sels []Selector) bool {
+	if len(e.Key) != len(key) {
+		return false
+	}
+	for i, tok := range e.Key {
+		if !partMatches(key[i], selectorKind(sels[i]), tok) {
+			return false
+		}
+	}
+	return true
+}
+
+func partMatches(k keyPart, kind byte, tok string) bool {
+	switch kind {
+	case 'a':
+		if strings.Contains(tok, "/") {
+			p, err := netip.ParsePrefix(tok)
+			return err == nil && p.Contains(k.addr)
+		}
+		if lo, hi, ok := strings.Cut(tok, "-"); ok {
+			a, err1 := netip.ParseAddr(lo)
+			b, err2 := netip.ParseAddr(hi)
+			return err1 == nil && err2 == nil && a.Compare(k.addr) <= 0 && k.addr.Compare(b) <= 0
+		}
+		a, err := netip.ParseAddr(tok)
+		return err == nil && a.Unmap() == k.addr.Unmap()
+	case 'n':
+		if lo, hi, ok := strings.Cut(tok, "-"); ok {
+			a, err1 := strconv.ParseUint(lo, 0, 64)
+			b, err2 := strconv.ParseUint(hi, 0, 64)
+			return err1 == nil && err2 == nil && a <= k.num && k.num <= b
+		}
+		n, err := strconv.ParseUint(tok, 0, 64)
+		return err == nil && n == k.num
+	}
+	n, _ := normalize('s', tok)
+	return n == k.str
+}

@@ -1,0 +1,185 @@
+// Package nftables reads kube-proxy's nftables rules (`nft list ruleset`
+// text, or `nft -j list ruleset` JSON) and evaluates them for one packet the
+// way the kernel would, with the same result shape as the iptables engine.
+//
+// Reading builds a small typed model: tables → sets/maps and chains → rules
+// made of statements. Only what kube-proxy writes needs to be understood;
+// every other rule is kept verbatim, and a rule with a statement the
+// evaluator does not know is reported in the simulation's notes.
+package nftables
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// ErrMalformed is wrapped by every parse error.
+var ErrMalformed = errors.New("malformed nftables ruleset")
+
+// KubeProxyTable is the table kube-proxy's nftables mode owns (in families
+// ip and ip6).
+const KubeProxyTable = "kube-proxy"
+
+// Ruleset is a parsed `nft list ruleset`.
+type Ruleset struct {
+	Tables []*Table
+	// Format is "nft" (text) or "nft-json".
+	Format string
+}
+
+// Table returns the table of that family and name, or nil.
+func (rs *Ruleset) Table(family, name string) *Table {
+	for _, t := range rs.Tables {
+		if t.Family == family && t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// Table is one nftables table.
+type Table struct {
+	Family, Name string
+	Comment      string
+	Line         int
+	Sets         map[string]*Set
+	Chains       map[string]*Chain
+	// ChainOrder lists chain names in the order the dump declares them.
+	ChainOrder []string
+	// Skipped lists objects the model does not hold (flowtables, counters,
+	// quotas, ct helpers, ...) as "kind name".
+	Skipped []string
+}
+
+func newTable(family, name string, line int) *Table {
+	return &Table{Family: family, Name: name, Line: line, Sets: map[string]*Set{}, Chains: map[string]*Chain{}}
+}
+
+func (t *Table) addChain(c *Chain) error {
+	if _, dup := t.Chains[c.Name]; dup {
+		return fmt.Errorf("chain %s is declared twice in table %s %s", c.Name, t.Family, t.Name)
+	}
+	t.Chains[c.Name] = c
+	t.ChainOrder = append(t.ChainOrder, c.Name)
+	return nil
+}
+
+// Set is a named set or map. Key parts are typed by KeyType (one entry per
+// part of a concatenation: ipv4_addr, ipv6_addr, inet_proto, inet_service,
+// mark, ifname, ...). A map also has DataType ("verdict", or a value type).
+type Set struct {
+	Name     string
+	KeyType  []string
+	DataType string
+	IsMap    bool
+	Flags    []string
+	Comment  string
+	Elements []Element
+	Line     int
+
+	index map[string]int // exact keys → element, built on first lookup
+	spans []int          // elements with prefixes or ranges, tried in order
+}
+
+// Element is one set or map element.
+type Element struct {
+	// Key has one entry per concatenated part, as printed ("10.0.0.1",
+	// "tcp", "80", "10.0.0.0/8", "1000-2000").
+	Key []string
+	// Data is a map element's value: a verdict ("goto CHAIN", "drop") or a
+	// value ("10.180.0.1 . 80").
+	Data    string
+	Comment string
+	// Extra holds element options such as "timeout 3h expires 2h59m".
+	Extra string
+}
+
+// Chain is a regular or base chain.
+type Chain struct {
+	Name string
+	// Type, Hook, Priority and Policy are set on base chains only.
+	Type, Hook string
+	Priority   int
+	Policy     string
+	Base       bool
+	Comment    string
+	Line       int
+	Rules      []*Rule
+}
+
+// Rule is one rule: its text as printed, and the statements it was parsed
+// into.
+type Rule struct {
+	Table, Chain string
+	Line         int
+	Text         string
+	Comment      string
+	Stmts        []Stmt
+	// Unknown, when set, names the part of the rule the evaluator does not
+	// understand; such a rule is never taken to match.
+	Unknown string
+}
+
+// namedPriorities are nft's standard priority names (for families ip, ip6
+// and inet).
+var namedPriorities = map[string]int{
+	"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100,
+}
+
+// hookChains returns t's base chains on hook, in priority order.
+func (t *Table) hookChains(hook string) []*Chain {
+	var out []*Chain
+	for _, name := range t.ChainOrder {
+		if c := t.Chains[name]; c.Base && c.Hook == hook {
+			out = append(out, c)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Priority < out[j].Priority })
+	return out
+}
+
+// quoted returns s without surrounding double quotes.
+func unquote(s string) string {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
+
+// Check verifies references: every jump/goto and vmap target chain and every
+// @set a rule uses exists in the rule's table.
+func (rs *Ruleset) Check() error {
+	for _, t := range rs.Tables {
+		for _, name := range t.ChainOrder {
+			for _, r := range t.Chains[name].Rules {
+				for _, st := range r.Stmts {
+					for _, target := range st.targets() {
+						if _, ok := t.Chains[target]; !ok {
+							return fmt.Errorf("%w: line %d: rule in chain %s jumps to chain %s, which table %s %s does not have", ErrMalformed, r.Line, r.Chain, target, t.Family, t.Name)
+						}
+					}
+					for _, set := range st.setRefs() {
+						if _, ok := t.Sets[set]; !ok {
+							return fmt.Errorf("%w: line %d: rule in chain %s uses @%s, which table %s %s does not have", ErrMalformed, r.Line, r.Chain, set, t.Family, t.Name)
+						}
+					}
+				}
+			}
+		}
+		for _, s := range t.Sets {
+			if s.DataType != "verdict" {
+				continue
+			}
+			for _, e := range s.Elements {
+				if v := parseVerdict(e.Data); v.Target != "" {
+					if _, ok := t.Chains[v.Target]; !ok {
+						return fmt.Errorf("%w: line %d: map %s sends %s to chain %s, which table %s %s does not have", ErrMalformed, s.Line, s.Name, strings.Join(e.Key, " . "), v.Target, t.Family, t.Name)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}

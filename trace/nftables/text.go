@@ -1,0 +1,400 @@
+package nftables
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// ParseText reads `nft list ruleset` output (as a node prints it, or as a
+// user pasted it). Every table is parsed; objects the model does not hold
+// (flowtables, named counters, ...) are listed in Table.Skipped. Errors wrap
+// ErrMalformed and carry the line number.
+func ParseText(r io.Reader) (*Ruleset, error) {
+	p := &textParser{rs: &Ruleset{Format: "nft"}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+	for sc.Scan() {
+		p.lineNo++
+		if err := p.line(sc.Text()); err != nil {
+			return nil, err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: line %d: %v", ErrMalformed, p.lineNo+1, err)
+	}
+	if p.pending != "" {
+		return nil, p.errorf(p.pendingLine, "a statement opened with { is never closed; is the ruleset truncated?")
+	}
+	if p.table != nil {
+		return nil, p.errorf(p.table.Line, "table %s %s is not closed with }; is the ruleset truncated?", p.table.Family, p.table.Name)
+	}
+	if len(p.rs.Tables) == 0 {
+		return nil, fmt.Errorf("%w: no table found: is this `nft list ruleset` output?", ErrMalformed)
+	}
+	return p.rs, nil
+}
+
+type textParser struct {
+	rs     *Ruleset
+	lineNo int
+	table  *Table
+	chain  *Chain
+	set    *Set
+	skip   int // depth of an object block being skipped
+	// pending accumulates a statement whose braces span several lines
+	// (set elements, long anonymous sets).
+	pending     string
+	pendingLine int
+}
+
+func (p *textParser) errorf(line int, format string, args ...any) error {
+	return fmt.Errorf("%w: line %d: %s", ErrMalformed, line, fmt.Sprintf(format, args...))
+}
+
+// braceBalance counts { minus } outside quotes.
+func braceBalance(s string) int {
+	n, quoted := 0, false
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"':
+			quoted = !quoted
+		case '{':
+			if !quoted {
+				n++
+			}
+		case '}':
+			if !quoted {
+				n--
+			}
+		}
+	}
+	return n
+}
+
+func (p *textParser) line(raw string) error {
+	text := strings.TrimSpace(raw)
+	if p.pending != "" {
+		p.pending += " " + text
+		if braceBalance(p.pending) > 0 {
+			return nil
+		}
+		text, p.pending = p.pending, ""
+		return p.statement(text, p.pendingLine)
+	}
+	if text == "" || strings.HasPrefix(text, "#") {
+		return nil
+	}
+	if p.skip > 0 {
+		p.skip += braceBalance(text)
+		return nil
+	}
+	// A closing brace ends the innermost open block.
+	if text == "}" {
+		switch {
+		case p.chain != nil:
+			p.chain = nil
+		case p.set != nil:
+			p.set = nil
+		case p.table != nil:
+			p.rs.Tables = append(p.rs.Tables, p.table)
+			p.table = nil
+		default:
+			return p.errorf(p.lineNo, "} without an open table, chain or set")
+		}
+		return nil
+	}
+	if braceBalance(text) > 0 && !strings.HasSuffix(text, "{") {
+		// A statement continued on the next lines: "elements = { a,".
+		p.pending, p.pendingLine = text, p.lineNo
+		return nil
+	}
+	return p.statement(text, p.lineNo)
+}
+
+func (p *textParser) statement(text string, line int) error {
+	words := strings.Fields(text)
+	switch {
+	case p.table == nil:
+		if len(words) == 4 && words[0] == "table" && words[3] == "{" {
+			p.table = newTable(words[1], words[2], line)
+			return nil
+		}
+		return p.errorf(line, "expected \"table FAMILY NAME {\", found %q", text)
+	case p.chain != nil:
+		return p.chainLine(text, line)
+	case p.set != nil:
+		return p.setLine(text, line)
+	}
+	// Inside a table.
+	if len(words) == 3 && words[2] == "{" {
+		switch words[0] {
+		case "chain":
+			p.chain = &Chain{Name: words[1], Line: line}
+			return p.table.addChain(p.chain)
+		case "set", "map":
+			if _, dup := p.table.Sets[words[1]]; dup {
+				return p.errorf(line, "%s %s is declared twice in table %s %s", words[0], words[1], p.table.Family, p.table.Name)
+			}
+			p.set = &Set{Name: words[1], IsMap: words[0] == "map", Line: line}
+			p.table.Sets[p.set.Name] = p.set
+			return nil
+		}
+	}
+	if strings.HasSuffix(text, "{") {
+		// flowtable, counter, quota, ct helper, secmark, synproxy, ...
+		p.table.Skipped = append(p.table.Skipped, strings.Join(words[:len(words)-1], " "))
+		p.skip = braceBalance(text)
+		return nil
+	}
+	if words[0] == "comment" {
+		p.table.Comment = unquote(strings.TrimSpace(strings.TrimPrefix(text, "comment")))
+		return nil
+	}
+	if words[0] == "flags" {
+		return nil // table flags (dormant, owner, ...)
+	}
+	return p.errorf(line, "unexpected %q in table %s %s", text, p.table.Family, p.table.Name)
+}
+
+// chainLine handles a line inside a chain block: the base-chain header, a
+// comment, or a rule.
+func (p *textParser) chainLine(text string, line int) error {
+	c := p.chain
+	if strings.HasPrefix(text, "type ") && len(c.Rules) == 0 && !c.Base {
+		return p.baseChainHeader(text, line)
+	}
+	if t := tokenize(text); len(t) == 2 && t[0] == "comment" && strings.HasPrefix(t[1], "\"") {
+		c.Comment = unquote(t[1]) // a chain comment; no rule starts with "comment"
+		return nil
+	}
+	if strings.HasPrefix(text, "policy ") && c.Base {
+		c.Policy = strings.TrimSuffix(strings.TrimSpace(text[7:]), ";")
+		return nil
+	}
+	r := &Rule{Table: p.table.Name, Chain: c.Name, Line: line, Text: text}
+	parseRule(r)
+	c.Rules = append(c.Rules, r)
+	return nil
+}
+
+// baseChainHeader parses "type filter hook prerouting priority dstnat - 10;
+// policy accept;" (the policy may be missing).
+func (p *textParser) baseChainHeader(text string, line int) error {
+	c := p.chain
+	for _, part := range strings.Split(text, ";") {
+		f := strings.Fields(part)
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "type":
+			// type T hook H [device D] priority P
+			if len(f) < 6 || f[2] != "hook" {
+				return p.errorf(line, "chain %s: cannot read base chain header %q", c.Name, text)
+			}
+			c.Type, c.Hook, c.Base = f[1], f[3], true
+			i := 4
+			if f[i] == "device" && len(f) > i+2 {
+				i += 2
+			}
+			if f[i] != "priority" {
+				return p.errorf(line, "chain %s: cannot read base chain header %q", c.Name, text)
+			}
+			prio, err := parsePriority(f[i+1:])
+			if err != nil {
+				return p.errorf(line, "chain %s: %v", c.Name, err)
+			}
+			c.Priority = prio
+		case "policy":
+			if len(f) != 2 {
+				return p.errorf(line, "chain %s: cannot read policy in %q", c.Name, text)
+			}
+			c.Policy = f[1]
+		case "comment":
+			c.Comment = unquote(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(part), "comment")))
+		default:
+			return p.errorf(line, "chain %s: unexpected %q in base chain header", c.Name, strings.TrimSpace(part))
+		}
+	}
+	if c.Policy == "" {
+		c.Policy = "accept"
+	}
+	return nil
+}
+
+// parsePriority reads "dstnat", "dstnat - 10", "-110", "filter + 5".
+func parsePriority(f []string) (int, error) {
+	if len(f) == 0 {
+		return 0, fmt.Errorf("priority is missing")
+	}
+	base, ok := namedPriorities[f[0]]
+	if !ok {
+		n, err := strconv.Atoi(f[0])
+		if err != nil {
+			return 0, fmt.Errorf("priority %q is neither a number nor a standard name", strings.Join(f, " "))
+		}
+		base = n
+	}
+	if len(f) == 1 {
+		return base, nil
+	}
+	if len(f) != 3 || (f[1] != "+" && f[1] != "-") {
+		return 0, fmt.Errorf("cannot read priority %q", strings.Join(f, " "))
+	}
+	n, err := strconv.Atoi(f[2])
+	if err != nil {
+		return 0, fmt.Errorf("cannot read priority %q", strings.Join(f, " "))
+	}
+	if f[1] == "-" {
+		n = -n
+	}
+	return base + n, nil
+}
+
+// setLine handles "type ...", "flags ...", "timeout ...", "comment ...",
+// "elements = { ... }" inside a set or map block.
+func (p *textParser) setLine(text string, line int) error {
+	s := p.set
+	key, rest, _ := strings.Cut(text, " ")
+	switch key {
+	case "type", "typeof":
+		keyPart, dataPart, isMap := strings.Cut(rest, " : ")
+		for _, k := range strings.Split(keyPart, " . ") {
+			s.KeyType = append(s.KeyType, strings.TrimSpace(k))
+		}
+		if isMap {
+			s.DataType = strings.TrimSpace(dataPart)
+		}
+	case "flags":
+		for _, f := range strings.Split(rest, ",") {
+			s.Flags = append(s.Flags, strings.TrimSpace(f))
+		}
+	case "comment":
+		s.Comment = unquote(strings.TrimSpace(rest))
+	case "elements":
+		body := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), "="))
+		if !strings.HasPrefix(body, "{") || !strings.HasSuffix(body, "}") {
+			return p.errorf(line, "set %s: cannot read elements %q", s.Name, text)
+		}
+		elems, err := parseElements(tokenize(body[1:len(body)-1]), s.IsMap)
+		if err != nil {
+			return p.errorf(line, "set %s: %v", s.Name, err)
+		}
+		s.Elements = append(s.Elements, elems...)
+	case "timeout", "gc-interval", "size", "policy", "auto-merge", "counter":
+	default:
+		return p.errorf(line, "set %s: unexpected %q", s.Name, text)
+	}
+	return nil
+}
+
+// parseElements reads the inside of "{ ... }": elements separated by commas;
+// each is a key (parts joined by " . ") with optional options (comment,
+// timeout, expires, counter) and, in a map, " : data".
+func parseElements(toks []string, isMap bool) ([]Element, error) {
+	var out []Element
+	for len(toks) > 0 {
+		end := 0
+		depth := 0
+		for end < len(toks) {
+			if toks[end] == "{" {
+				depth++
+			} else if toks[end] == "}" {
+				depth--
+			} else if toks[end] == "," && depth == 0 {
+				break
+			}
+			end++
+		}
+		e, err := parseElement(toks[:end], isMap)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+		if end < len(toks) {
+			end++ // the comma
+		}
+		toks = toks[end:]
+	}
+	return out, nil
+}
+
+func parseElement(toks []string, isMap bool) (Element, error) {
+	var e Element
+	keyToks := toks
+	if isMap {
+		i := indexOf(toks, ":")
+		if i < 0 {
+			return e, fmt.Errorf("map element %q has no \" : \"", strings.Join(toks, " "))
+		}
+		keyToks = toks[:i]
+		e.Data = strings.Join(toks[i+1:], " ")
+	}
+	var extra []string
+	expectPart := true
+	for i := 0; i < len(keyToks); i++ {
+		t := keyToks[i]
+		switch {
+		case t == ".":
+			expectPart = true
+		case t == "comment" && i+1 < len(keyToks):
+			e.Comment = unquote(keyToks[i+1])
+			i++
+		case expectPart:
+			e.Key = append(e.Key, t)
+			expectPart = false
+		default:
+			extra = append(extra, t) // timeout 3h expires 2h59m, counter packets 0 bytes 0
+		}
+	}
+	if len(e.Key) == 0 {
+		return e, fmt.Errorf("empty element in %q", strings.Join(toks, " "))
+	}
+	e.Extra = strings.Join(extra, " ")
+	return e, nil
+}
+
+func indexOf(toks []string, s string) int {
+	for i, t := range toks {
+		if t == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// tokenize splits nft text on blanks, keeping quoted strings whole and
+// making { } , separate tokens.
+func tokenize(s string) []string {
+	var out []string
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t':
+			i++
+		case c == '"':
+			j := strings.IndexByte(s[i+1:], '"')
+			if j < 0 {
+				out = append(out, s[i:])
+				return out
+			}
+			out = append(out, s[i:i+j+2])
+			i += j + 2
+		case c == '{' || c == '}' || c == ',':
+			out = append(out, string(c))
+			i++
+		default:
+			j := i
+			for j < len(s) && s[j] != ' ' && s[j] != '\t' && s[j] != '{' && s[j] != '}' && s[j] != ',' && s[j] != '"' {
+				j++
+			}
+			out = append(out, s[i:j])
+			i = j
+		}
+	}
+	return out
+}
