@@ -81,3 +81,25 @@ with_counters "$src6" | nsx ip6tables-legacy-restore --counters
 nsx ip6tables-legacy-save -c >"$dest/ipv6-counters.save"
 
 ls -l "$dest"
+
+# nftables variants (testdata/nftables/variants), written by the real nft:
+#   mixed-tables.nft/.json   kube-proxy's nftables table next to the tables
+#                            iptables-nft creates (ip filter/nat/mangle, as a
+#                            node that once ran iptables mode keeps them)
+#   affinity-live.nft/.json  an affinity set holding a live client entry with
+#                            a timeout, as a busy node prints it
+nft_dest=$repo/testdata/nftables/variants
+nft_src=$repo/testdata/nftables/kube-proxy/v1.37.2
+mkdir -p "$nft_dest"
+fresh
+nsx nft -f "$nft_src/TestLoadBalancer/fake.nft"
+nsx iptables-nft-restore <"$src"
+nsx nft list ruleset >"$nft_dest/mixed-tables.nft"
+nsx nft -j list ruleset >"$nft_dest/mixed-tables.json"
+
+fresh
+nsx nft -f "$nft_src/TestTracePacketV4/fake.nft"
+nsx nft add element ip kube-proxy 'affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80' '{ 10.0.0.2 timeout 3h }'
+nsx nft list ruleset >"$nft_dest/affinity-live.nft"
+nsx nft -j list ruleset >"$nft_dest/affinity-live.json"
+ls -l "$nft_dest"

@@ -133,7 +133,10 @@ func (p *textParser) statement(text string, line int) error {
 		switch words[0] {
 		case "chain":
 			p.chain = &Chain{Name: words[1], Line: line}
-			return p.table.addChain(p.chain)
+			if err := p.table.addChain(p.chain); err != nil {
+				return p.errorf(line, "%v", err)
+			}
+			return nil
 		case "set", "map":
 			if _, dup := p.table.Sets[words[1]]; dup {
 				return p.errorf(line, "%s %s is declared twice in table %s %s", words[0], words[1], p.table.Family, p.table.Name)
