@@ -295,7 +295,16 @@ func openRuleset(path, format string, stdin io.Reader) (*ruleset, error) {
 			rs.warnings = rs.iptables.Warnings
 		}
 	case trace.FormatNFT:
-		rs.nft, err = nftables.ParseText(br)
+		if size >= 0 {
+			// Read the file once into a buffer of its size; the rules are
+			// substrings of it.
+			data := make([]byte, size)
+			if _, err = f.ReadAt(data, 0); err == nil || errors.Is(err, io.EOF) {
+				rs.nft, err = nftables.ParseTextBytes(data)
+			}
+		} else {
+			rs.nft, err = nftables.ParseText(br)
+		}
 	case trace.FormatNFTJSON:
 		rs.nft, err = nftables.ParseJSON(br)
 	}

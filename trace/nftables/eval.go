@@ -284,8 +284,9 @@ func (w *walker) runChain(st *state, t *Table, c *Chain, depth int) ([]branchOut
 }
 
 func (w *walker) runRules(st *state, t *Table, c *Chain, from, depth int) ([]branchOut, error) {
-	for i := from; i < len(c.Rules); i++ {
-		r := c.Rules[i]
+	rules := c.Rules()
+	for i := from; i < len(rules); i++ {
+		r := rules[i]
 		if r.Unknown != "" {
 			w.note("rule at line %d in chain %s was not evaluated (%s); it is taken not to match", r.Line, c.Name, r.Unknown)
 			continue
@@ -514,7 +515,10 @@ func (w *walker) vmap(st *state, t *Table, c *Chain, r *Rule, s Stmt, recorded b
 		if set == nil {
 			return nil, false, fmt.Errorf("line %d: chain %s uses map @%s, which table %s %s does not have", r.Line, c.Name, s.SetRef, t.Family, t.Name)
 		}
-		e = set.lookup(key, s.Left)
+		var err error
+		if e, err = set.lookup(key, s.Left); err != nil {
+			return nil, false, err
+		}
 	} else {
 		e = lookupIn(s.Values, key, s.Left)
 	}
@@ -615,7 +619,10 @@ func (w *walker) match(st *state, t *Table, r *Rule, s Stmt) (bool, error) {
 		if set == nil {
 			return false, fmt.Errorf("line %d: chain %s uses @%s, which table %s %s does not have", r.Line, r.Chain, s.SetRef, t.Family, t.Name)
 		}
-		e := set.lookup(key, s.Left)
+		e, err := set.lookup(key, s.Left)
+		if err != nil {
+			return false, err
+		}
 		found = e != nil
 		if strings.HasPrefix(s.SetRef, "affinity-") && len(s.Left) == 1 {
 			found = w.affinityHit(st, t, r, set, found)
@@ -642,7 +649,7 @@ func (w *walker) affinityHit(st *state, t *Table, r *Rule, set *Set, inDump bool
 		}
 	}
 	if c := t.Chains[target]; c != nil {
-		for _, cr := range c.Rules {
+		for _, cr := range c.Rules() {
 			for _, cs := range cr.Stmts {
 				if cs.Kind == StmtDNAT && cs.To.IsValid() {
 					ar.Endpoint = cs.To.String()

@@ -38,10 +38,10 @@ func TestTextAndJSONAgree(t *testing.T) {
 					t.Errorf("%s: chain %s header differs: %+v vs %+v", dir, name, *tc, *jc)
 				}
 				var tr, jr []string
-				for _, r := range tc.Rules {
+				for _, r := range tc.Rules() {
 					tr = append(tr, r.Text)
 				}
-				for _, r := range jc.Rules {
+				for _, r := range jc.Rules() {
 					jr = append(jr, r.Text)
 				}
 				if diff := cmp.Diff(tr, jr); diff != "" {
@@ -54,7 +54,12 @@ func TestTextAndJSONAgree(t *testing.T) {
 					t.Errorf("%s: set %s missing from JSON", dir, name)
 					continue
 				}
-				if diff := cmp.Diff(ts.Elements, js.Elements); diff != "" {
+				te, err1 := ts.Elements()
+				je, err2 := js.Elements()
+				if err1 != nil || err2 != nil {
+					t.Fatalf("%s: set %s: %v / %v", dir, name, err1, err2)
+				}
+				if diff := cmp.Diff(te, je); diff != "" {
 					t.Errorf("%s: set %s elements differ (-text +json):\n%s", dir, name, diff)
 				}
 				if diff := cmp.Diff(ts.KeyType, js.KeyType); diff != "" || ts.DataType != js.DataType {

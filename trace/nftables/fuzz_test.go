@@ -55,7 +55,7 @@ func FuzzParseText(f *testing.F) {
 		rules := 0
 		for _, tb := range rs.Tables {
 			for _, c := range tb.Chains {
-				for _, r := range c.Rules {
+				for _, r := range c.Rules() {
 					rules++
 					if !strings.Contains(joined, r.Text) {
 						t.Fatalf("rule %q (line %d) is not in the input", r.Text, r.Line)

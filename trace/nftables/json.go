@@ -96,7 +96,7 @@ func ParseJSON(r io.Reader) (*Ruleset, error) {
 					if err != nil {
 						return nil, fmt.Errorf("%w: object %d: %s %s: %v", ErrMalformed, pos, kind, o.Name, err)
 					}
-					s.Elements = append(s.Elements, el)
+					s.elements = append(s.elements, el)
 				}
 				t.Sets[s.Name] = s
 			case "rule":
@@ -118,7 +118,7 @@ func ParseJSON(r io.Reader) (*Ruleset, error) {
 				}
 				r := &Rule{Table: t.Name, Chain: c.Name, Line: pos, Text: text}
 				parseRule(r)
-				c.Rules = append(c.Rules, r)
+				c.rules = append(c.rules, r)
 			default:
 				// flowtable, counter, quota, ct helper, element, ...
 				if t := tables[o.Family+" "+o.Table]; t != nil {

@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -87,11 +88,20 @@ func elementKey(e *Element, sels []Selector) (string, bool) {
 // lookup finds the element of s that key falls in, or nil. Exact keys are
 // indexed on first use (kube-proxy's maps have one element per Service
 // port); prefixes and ranges are tried in order.
-func (s *Set) lookup(key []keyPart, sels []Selector) *Element {
+func (s *Set) lookup(key []keyPart, sels []Selector) (*Element, error) {
+	if s.raw != nil && s.rawErr == nil && s.index == nil && !s.interval() {
+		// Not read yet: look for the key's text instead of reading every
+		// element (kube-proxy's sets hold one element per Service port).
+		return s.findRaw(keyString(key), sels)
+	}
+	elems, err := s.Elements()
+	if err != nil {
+		return nil, err
+	}
 	if s.index == nil {
-		s.index = make(map[string]int, len(s.Elements))
-		for i := range s.Elements {
-			k, span := elementKey(&s.Elements[i], sels)
+		s.index = make(map[string]int, len(elems))
+		for i := range elems {
+			k, span := elementKey(&elems[i], sels)
 			if span {
 				s.spans = append(s.spans, i)
 				continue
@@ -102,14 +112,14 @@ func (s *Set) lookup(key []keyPart, sels []Selector) *Element {
 		}
 	}
 	if i, ok := s.index[keyString(key)]; ok {
-		return &s.Elements[i]
+		return &elems[i], nil
 	}
 	for _, i := range s.spans {
-		if elementMatches(&s.Elements[i], key, sels) {
-			return &s.Elements[i]
+		if elementMatches(&elems[i], key, sels) {
+			return &elems[i], nil
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // lookupIn finds the first of values (an anonymous set or a literal) that
@@ -160,4 +170,75 @@ func partMatches(k keyPart, kind byte, tok string) bool {
 	}
 	n, _ := normalize('s', tok)
 	return n == k.str
+}
+
+// interval reports a set that may hold prefixes and ranges.
+func (s *Set) interval() bool {
+	for _, f := range s.Flags {
+		if f == "interval" {
+			return true
+		}
+	}
+	return false
+}
+
+// findRaw finds the element whose key is k in the set's unread text. nft
+// prints keys the way keyString writes them (canonical addresses, decimal
+// ports, protocol names, parts joined by " . "), and an exact set holds no
+// prefixes or ranges, so a key that does not occur as an element's start is
+// not in the set. TestFindRawAgreesWithFullRead checks this on real output.
+func (s *Set) findRaw(k string, sels []Selector) (*Element, error) {
+	for _, r := range s.raw {
+		text := r.text
+		for off := 0; off < len(text); {
+			i := strings.Index(text[off:], k)
+			if i < 0 {
+				break
+			}
+			i += off
+			off = i + 1
+			end := i + len(k)
+			if end < len(text) && !strings.ContainsRune(" \t\r\n,}", rune(text[end])) {
+				continue // a longer token: 10.0.0.1 in 10.0.0.12
+			}
+			j := i - 1
+			for j >= 0 && strings.ContainsRune(" \t\r\n", rune(text[j])) {
+				j--
+			}
+			if j >= 0 && text[j] != ',' {
+				continue // not the start of an element (inside a key or a value)
+			}
+			stop := elementEnd(text, i)
+			elems, err := parseElements(tokenize(text[i:stop]), s.IsMap)
+			if err != nil {
+				return nil, fmt.Errorf("%w: line %d: set %s: %v", ErrMalformed, r.line, s.Name, err)
+			}
+			if len(elems) == 1 {
+				if ek, span := elementKey(&elems[0], sels); !span && ek == k {
+					return &elems[0], nil
+				}
+			}
+		}
+	}
+	return nil, nil
+}
+
+// elementEnd returns where the element starting at i ends: the next comma
+// outside quotes and braces, or the end of text.
+func elementEnd(text string, i int) int {
+	depth, quoted := 0, false
+	for ; i < len(text); i++ {
+		switch c := text[i]; {
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '{':
+			depth++
+		case c == '}':
+			depth--
+		case c == ',' && depth == 0:
+			return i
+		}
+	}
+	return len(text)
 }

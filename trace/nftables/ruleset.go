@@ -51,6 +51,8 @@ type Table struct {
 	// Skipped lists objects the model does not hold (flowtables, counters,
 	// quotas, ct helpers, ...) as "kind name".
 	Skipped []string
+
+	base []*Chain // base chains, found on first use
 }
 
 func newTable(family, name string, line int) *Table {
@@ -58,6 +60,7 @@ func newTable(family, name string, line int) *Table {
 }
 
 func (t *Table) addChain(c *Chain) error {
+	c.table = t.Name
 	if _, dup := t.Chains[c.Name]; dup {
 		return fmt.Errorf("chain %s is declared twice in table %s %s", c.Name, t.Family, t.Name)
 	}
@@ -76,11 +79,36 @@ type Set struct {
 	IsMap    bool
 	Flags    []string
 	Comment  string
-	Elements []Element
 	Line     int
 
-	index map[string]int // exact keys → element, built on first lookup
-	spans []int          // elements with prefixes or ranges, tried in order
+	elements []Element
+	raw      []rawRule // "elements = { ... }" bodies not read yet
+	rawErr   error
+	index    map[string]int // exact keys → element, built on first lookup
+	spans    []int          // elements with prefixes or ranges, tried in order
+}
+
+// rawRule is a rule (or an elements body) not parsed yet, with its line.
+type rawRule struct {
+	line int32
+	text string
+}
+
+// Elements returns the set's elements, reading them on first use; the error
+// names the line of an element that cannot be read.
+func (s *Set) Elements() ([]Element, error) {
+	if s.raw != nil {
+		for _, r := range s.raw {
+			elems, err := parseElements(tokenize(r.text), s.IsMap)
+			if err != nil {
+				s.rawErr = fmt.Errorf("%w: line %d: set %s: %v", ErrMalformed, r.line, s.Name, err)
+				break
+			}
+			s.elements = append(s.elements, elems...)
+		}
+		s.raw = nil
+	}
+	return s.elements, s.rawErr
 }
 
 // Element is one set or map element.
@@ -106,7 +134,24 @@ type Chain struct {
 	Base       bool
 	Comment    string
 	Line       int
-	Rules      []*Rule
+
+	table string
+	rules []*Rule
+	raw   []rawRule // rules not parsed yet
+}
+
+// Rules returns the chain's rules, parsing them on first use.
+func (c *Chain) Rules() []*Rule {
+	if c.raw != nil {
+		c.rules = make([]*Rule, 0, len(c.raw))
+		for _, r := range c.raw {
+			rule := &Rule{Table: c.table, Chain: c.Name, Line: int(r.line), Text: r.text}
+			parseRule(rule)
+			c.rules = append(c.rules, rule)
+		}
+		c.raw = nil
+	}
+	return c.rules
 }
 
 // Rule is one rule: its text as printed, and the statements it was parsed
@@ -130,9 +175,17 @@ var namedPriorities = map[string]int{
 
 // hookChains returns t's base chains on hook, in priority order.
 func (t *Table) hookChains(hook string) []*Chain {
+	if t.base == nil {
+		t.base = []*Chain{}
+		for _, name := range t.ChainOrder {
+			if c := t.Chains[name]; c.Base {
+				t.base = append(t.base, c)
+			}
+		}
+	}
 	var out []*Chain
-	for _, name := range t.ChainOrder {
-		if c := t.Chains[name]; c.Base && c.Hook == hook {
+	for _, c := range t.base {
+		if c.Hook == hook {
 			out = append(out, c)
 		}
 	}
@@ -148,12 +201,13 @@ func unquote(s string) string {
 	return s
 }
 
-// Check verifies references: every jump/goto and vmap target chain and every
-// @set a rule uses exists in the rule's table.
+// Check reads every rule and element (Parse leaves them for first use) and
+// verifies references: every jump/goto and vmap target chain and every @set a
+// rule uses exists in the rule's table.
 func (rs *Ruleset) Check() error {
 	for _, t := range rs.Tables {
 		for _, name := range t.ChainOrder {
-			for _, r := range t.Chains[name].Rules {
+			for _, r := range t.Chains[name].Rules() {
 				for _, st := range r.Stmts {
 					for _, target := range st.targets() {
 						if _, ok := t.Chains[target]; !ok {
@@ -169,10 +223,14 @@ func (rs *Ruleset) Check() error {
 			}
 		}
 		for _, s := range t.Sets {
+			elems, err := s.Elements()
+			if err != nil {
+				return err
+			}
 			if s.DataType != "verdict" {
 				continue
 			}
-			for _, e := range s.Elements {
+			for _, e := range elems {
 				if v := parseVerdict(e.Data); v.Target != "" {
 					if _, ok := t.Chains[v.Target]; !ok {
 						return fmt.Errorf("%w: line %d: map %s sends %s to chain %s, which table %s %s does not have", ErrMalformed, s.Line, s.Name, strings.Join(e.Key, " . "), v.Target, t.Family, t.Name)

@@ -63,17 +63,21 @@ func TestParseTextModel(t *testing.T) {
 		t.Fatalf("table: %+v", tb)
 	}
 	m := tb.Sets["service-ips"]
-	if !m.IsMap || m.DataType != "verdict" || len(m.KeyType) != 3 || len(m.Elements) != 2 {
+	elems, err := m.Elements()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.IsMap || m.DataType != "verdict" || len(m.KeyType) != 3 || len(elems) != 2 {
 		t.Fatalf("map: %+v", m)
 	}
-	if e := m.Elements[0]; e.Comment != "ns1/svc1:p80" || e.Data != "goto service-a" || strings.Join(e.Key, "|") != "172.30.0.41|tcp|80" {
+	if e := elems[0]; e.Comment != "ns1/svc1:p80" || e.Data != "goto service-a" || strings.Join(e.Key, "|") != "172.30.0.41|tcp|80" {
 		t.Errorf("element: %+v", e)
 	}
 	c := tb.Chains["nat-prerouting"]
 	if !c.Base || c.Hook != "prerouting" || c.Type != "nat" || c.Priority != -100 || c.Policy != "accept" {
 		t.Errorf("base chain: %+v", c)
 	}
-	if r := tb.Chains["endpoint-2"].Rules[0]; r.Line != 32 || r.Unknown != "" || r.Stmts[1].To != netip.MustParseAddrPort("10.180.0.2:8080") {
+	if r := tb.Chains["endpoint-2"].Rules()[0]; r.Line != 32 || r.Unknown != "" || r.Stmts[1].To != netip.MustParseAddrPort("10.180.0.2:8080") {
 		t.Errorf("rule: %+v", r)
 	}
 	sim, err := Simulate(rs, trace.Packet{Source: netip.MustParseAddr("10.0.0.9"), Destination: netip.MustParseAddr("172.30.0.41"), DestinationPort: 80, Protocol: "tcp"}, Options{})
@@ -113,7 +117,6 @@ func TestParseErrors(t *testing.T) {
 		{"bad header", "table ip t {\n\tchain c {\n\t\ttype nat hook prerouting priority sideways; policy accept;\n\t}\n}\n", `line 3: chain c: priority "sideways"`},
 		{"duplicate chain", "table ip t {\n\tchain c {\n\t}\n\tchain c {\n\t}\n}\n", "chain c is declared twice"},
 		{"unknown table line", "table ip t {\n\tbanana\n}\n", `line 2: unexpected "banana" in table ip t`},
-		{"map without colon", "table ip t {\n\tmap m {\n\t\ttype ipv4_addr : verdict\n\t\telements = { 1.2.3.4 }\n\t}\n}\n", `line 4: set m: map element "1.2.3.4" has no " : "`},
 		{"json garbage", `{"nftables": [`, "not nft JSON"},
 		{"json no array", `{"foo": 1}`, `JSON without an "nftables" array`},
 		{"json rule before table", `{"nftables": [{"rule": {"family": "ip", "table": "t", "chain": "c", "expr": []}}]}`, "object 1 refers to table ip t before it is declared"},
@@ -131,6 +134,14 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestCheckFindsMissingTargets(t *testing.T) {
+	// Elements are read on first use; Check reads them all.
+	rs, err := ParseText(strings.NewReader("table ip t {\n\tmap m {\n\t\ttype ipv4_addr : verdict\n\t\telements = { 1.2.3.4 }\n\t}\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Check(); err == nil || !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), `line 4: set m: map element "1.2.3.4" has no " : "`) {
+		t.Errorf("Check() = %v", err)
+	}
 	for _, in := range []string{
 		"table ip t {\n\tchain c {\n\t\tjump nowhere\n\t}\n}\n",
 		"table ip t {\n\tchain c {\n\t\tip daddr @nosuchset drop\n\t}\n}\n",
@@ -154,7 +165,7 @@ func TestUnknownStatementsAreNoted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := rs.Tables[0].Chains["c"].Rules[0]
+	r := rs.Tables[0].Chains["c"].Rules()[0]
 	if r.Unknown == "" || r.Text != "limit rate 10/second drop" {
 		t.Fatalf("rule %+v", r)
 	}
@@ -184,7 +195,7 @@ func TestMixedTables(t *testing.T) {
 		}
 		unknown := 0
 		for _, c := range rs.Table("ip", "nat").Chains {
-			for _, r := range c.Rules {
+			for _, r := range c.Rules() {
 				if r.Unknown != "" {
 					unknown++
 				}

@@ -1,31 +1,52 @@
 package nftables
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // ParseText reads `nft list ruleset` output (as a node prints it, or as a
 // user pasted it). Every table is parsed; objects the model does not hold
 // (flowtables, named counters, ...) are listed in Table.Skipped. Errors wrap
 // ErrMalformed and carry the line number.
+//
+// Parsing is one pass that indexes tables, chains and sets; a chain's rules
+// and a set's elements are read when first used (Chain.Rules,
+// Set.Elements), so a walk through a 10,000-Service ruleset touches only the
+// chains it visits. Ruleset.Check reads everything.
 func ParseText(r io.Reader) (*Ruleset, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return ParseTextBytes(data)
+}
+
+// ParseTextBytes is ParseText on a ruleset already in memory. The Ruleset
+// refers to data, which must not be modified afterwards.
+func ParseTextBytes(data []byte) (*Ruleset, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: the ruleset is empty", ErrMalformed)
+	}
+	// The text is never modified: rules and elements are substrings of it.
+	text := unsafe.String(unsafe.SliceData(data), len(data))
 	p := &textParser{rs: &Ruleset{Format: "nft"}}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
-	for sc.Scan() {
+	for len(text) > 0 {
+		line := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			text = ""
+		}
 		p.lineNo++
-		if err := p.line(sc.Text()); err != nil {
+		if err := p.line(line); err != nil {
 			return nil, err
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: line %d: %v", ErrMalformed, p.lineNo+1, err)
-	}
-	if p.pending != "" {
+	if p.pendingLine != 0 {
 		return nil, p.errorf(p.pendingLine, "a statement opened with { is never closed; is the ruleset truncated?")
 	}
 	if p.table != nil {
@@ -46,8 +67,11 @@ type textParser struct {
 	skip   int // depth of an object block being skipped
 	// pending accumulates a statement whose braces span several lines
 	// (set elements, long anonymous sets).
-	pending     string
-	pendingLine int
+	// A statement whose braces span several lines (set elements): its
+	// lines are joined when it closes.
+	pending        []string
+	pendingBalance int
+	pendingLine    int
 }
 
 func (p *textParser) errorf(line int, format string, args ...any) error {
@@ -56,6 +80,9 @@ func (p *textParser) errorf(line int, format string, args ...any) error {
 
 // braceBalance counts { minus } outside quotes.
 func braceBalance(s string) int {
+	if strings.IndexByte(s, '{') < 0 && strings.IndexByte(s, '}') < 0 {
+		return 0
+	}
 	n, quoted := 0, false
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
@@ -76,13 +103,14 @@ func braceBalance(s string) int {
 
 func (p *textParser) line(raw string) error {
 	text := strings.TrimSpace(raw)
-	if p.pending != "" {
-		p.pending += " " + text
-		if braceBalance(p.pending) > 0 {
+	if p.pendingLine != 0 {
+		p.pending = append(p.pending, text)
+		if p.pendingBalance += braceBalance(text); p.pendingBalance > 0 {
 			return nil
 		}
-		text, p.pending = p.pending, ""
-		return p.statement(text, p.pendingLine)
+		text, line := strings.Join(p.pending, " "), p.pendingLine
+		p.pending, p.pendingLine = p.pending[:0], 0
+		return p.statement(text, line)
 	}
 	if text == "" || strings.HasPrefix(text, "#") {
 		return nil
@@ -106,15 +134,22 @@ func (p *textParser) line(raw string) error {
 		}
 		return nil
 	}
-	if braceBalance(text) > 0 && !strings.HasSuffix(text, "{") {
+	if b := braceBalance(text); b > 0 && !strings.HasSuffix(text, "{") {
 		// A statement continued on the next lines: "elements = { a,".
-		p.pending, p.pendingLine = text, p.lineNo
+		p.pending = append(p.pending[:0], text)
+		p.pendingBalance, p.pendingLine = b, p.lineNo
 		return nil
 	}
 	return p.statement(text, p.lineNo)
 }
 
 func (p *textParser) statement(text string, line int) error {
+	if p.chain != nil {
+		return p.chainLine(text, line) // the common case: a rule
+	}
+	if p.set != nil {
+		return p.setLine(text, line) // may be a long elements list
+	}
 	words := strings.Fields(text)
 	switch {
 	case p.table == nil:
@@ -123,10 +158,6 @@ func (p *textParser) statement(text string, line int) error {
 			return nil
 		}
 		return p.errorf(line, "expected \"table FAMILY NAME {\", found %q", text)
-	case p.chain != nil:
-		return p.chainLine(text, line)
-	case p.set != nil:
-		return p.setLine(text, line)
 	}
 	// Inside a table.
 	if len(words) == 3 && words[2] == "{" {
@@ -166,20 +197,20 @@ func (p *textParser) statement(text string, line int) error {
 // comment, or a rule.
 func (p *textParser) chainLine(text string, line int) error {
 	c := p.chain
-	if strings.HasPrefix(text, "type ") && len(c.Rules) == 0 && !c.Base {
+	if strings.HasPrefix(text, "type ") && len(c.raw) == 0 && !c.Base {
 		return p.baseChainHeader(text, line)
 	}
-	if t := tokenize(text); len(t) == 2 && t[0] == "comment" && strings.HasPrefix(t[1], "\"") {
-		c.Comment = unquote(t[1]) // a chain comment; no rule starts with "comment"
-		return nil
+	if strings.HasPrefix(text, "comment \"") {
+		if t := tokenize(text); len(t) == 2 {
+			c.Comment = unquote(t[1]) // a chain comment; no rule starts with "comment"
+			return nil
+		}
 	}
 	if strings.HasPrefix(text, "policy ") && c.Base {
 		c.Policy = strings.TrimSuffix(strings.TrimSpace(text[7:]), ";")
 		return nil
 	}
-	r := &Rule{Table: p.table.Name, Chain: c.Name, Line: line, Text: text}
-	parseRule(r)
-	c.Rules = append(c.Rules, r)
+	c.raw = append(c.raw, rawRule{line: int32(line), text: text})
 	return nil
 }
 
@@ -282,11 +313,7 @@ func (p *textParser) setLine(text string, line int) error {
 		if !strings.HasPrefix(body, "{") || !strings.HasSuffix(body, "}") {
 			return p.errorf(line, "set %s: cannot read elements %q", s.Name, text)
 		}
-		elems, err := parseElements(tokenize(body[1:len(body)-1]), s.IsMap)
-		if err != nil {
-			return p.errorf(line, "set %s: %v", s.Name, err)
-		}
-		s.Elements = append(s.Elements, elems...)
+		s.raw = append(s.raw, rawRule{line: int32(line), text: body[1 : len(body)-1]})
 	case "timeout", "gc-interval", "size", "policy", "auto-merge", "counter":
 	default:
 		return p.errorf(line, "set %s: unexpected %q", s.Name, text)
@@ -377,7 +404,7 @@ func tokenize(s string) []string {
 	for i < len(s) {
 		c := s[i]
 		switch {
-		case c == ' ' || c == '\t':
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			i++
 		case c == '"':
 			j := strings.IndexByte(s[i+1:], '"')
@@ -392,7 +419,7 @@ func tokenize(s string) []string {
 			i++
 		default:
 			j := i
-			for j < len(s) && s[j] != ' ' && s[j] != '\t' && s[j] != '{' && s[j] != '}' && s[j] != ',' && s[j] != '"' {
+			for j < len(s) && s[j] != ' ' && s[j] != '\t' && s[j] != '\n' && s[j] != '\r' && s[j] != '{' && s[j] != '}' && s[j] != ',' && s[j] != '"' {
 				j++
 			}
 			out = append(out, s[i:j])
