@@ -37,10 +37,10 @@ func DefaultConfig() Config {
 // Service is one generated Service port.
 type Service struct {
 	Namespace, Name, Port string
-	ClusterIP           netip.Addr
-	ServicePort         uint16
-	NodePort            uint16 // 0 if not a NodePort
-	Endpoints           []netip.AddrPort
+	ClusterIP             netip.Addr
+	ServicePort           uint16
+	NodePort              uint16 // 0 if not a NodePort
+	Endpoints             []netip.AddrPort
 }
 
 // Chain returns the Service port's service- chain name.
