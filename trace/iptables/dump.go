@@ -11,6 +11,7 @@ package iptables
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -53,6 +54,7 @@ type Dump struct {
 
 	tables []*Table
 	arena  arena
+	names  nameStore
 	// src, when set, holds the dump itself: segments then locate raw lines
 	// in it and rule text is read back on demand instead of being copied.
 	src io.ReaderAt
@@ -106,12 +108,20 @@ type Table struct {
 	// iptables-save declares built-in chains first and then user chains in
 	// sorted order, so lookups binary-search chains[sortedFrom:]. A dump not
 	// in that order (hand-written, or kube-proxy's restore input) switches to
-	// slots, an open-addressing hash index (chain index+1, 0 = empty). Both
+	// slots, an open-addressing hash index (chain index+1, 0 = empty), with
+	// the names' hashes in hashes (by chain index; nil while sorted). Both
 	// are pointer-free, so the garbage collector never scans them.
 	sortedFrom int32
 	unsorted   bool
 	slots      []int32
-	extra      [][]segment // more segments of chains whose rules were not consecutive
+	hashes     []uint64
+	// heads are the names of chains[:sortedFrom] and lastName the name of
+	// the last chain added, kept at hand for add and lookup.
+	heads    [][]byte
+	lastName []byte
+	// extra holds further segments of chains whose rules were not
+	// consecutive lines (chainData.more); iptables-save output has none.
+	extra map[int32][]segment
 
 	mu     sync.Mutex
 	parsed map[int32]*parsedChain // chains split into rules so far
@@ -123,19 +133,18 @@ type parsedChain struct {
 	texts []string
 	lines []int32
 	rules []*Rule
-	errs  []error
+	errs  map[int]error // rules that failed to tokenize
 }
 
-// chainData is what the parser keeps per chain. It is small and pointer-free
-// on purpose: big dumps have a hundred thousand chains.
+// chainData is what the parser keeps per chain. It is small (32 bytes) and
+// pointer-free on purpose: big dumps have a hundred thousand chains.
 type chainData struct {
-	name   textRef
-	hash   uint64
+	first  segment // the rule text, in order: first, then Table.extra[index]
 	line   int32
 	count  int32
-	first  segment // the rule text, in order: first, then extra[more-1]
-	more   int32
+	name   nameRef
 	policy uint8
+	more   bool // the rules continue in Table.extra
 }
 
 // chainList stores chains in fixed-size chunks: appending never copies
@@ -178,12 +187,13 @@ func policyCode(b []byte) (uint8, bool) {
 	return 0, false
 }
 
-func (t *Table) segments(c *chainData, fn func(segment) bool) {
+func (t *Table) segments(i int32, fn func(segment) bool) {
+	c := t.chains.at(i)
 	if c.count == 0 || !fn(c.first) {
 		return
 	}
-	if c.more > 0 {
-		for _, s := range t.extra[c.more-1] {
+	if c.more {
+		for _, s := range t.extra[i] {
 			if !fn(s) {
 				return
 			}
@@ -193,16 +203,16 @@ func (t *Table) segments(c *chainData, fn func(segment) bool) {
 
 var nameSeed = maphash.MakeSeed()
 
-func (t *Table) nameOf(i int32) []byte { return t.dump.arena.bytes(t.chains.at(i).name) }
+func (t *Table) nameOf(i int32) []byte { return t.dump.names.get(t.chains.at(i).name) }
 
 // lookup returns the index of the named chain, or -1.
 func (t *Table) lookup(name []byte) int32 {
 	if t.unsorted {
 		return t.hashLookup(name)
 	}
-	for i := int32(0); i < t.sortedFrom && i < t.chains.len(); i++ {
-		if string(t.nameOf(i)) == string(name) {
-			return i
+	for i, head := range t.heads {
+		if string(head) == string(name) {
+			return int32(i)
 		}
 	}
 	lo, hi := t.sortedFrom, t.chains.len()
@@ -220,40 +230,46 @@ func (t *Table) lookup(name []byte) int32 {
 	return -1
 }
 
-// add appends a chain and keeps the lookup structure right. It reports false
-// when the name is already declared.
-func (t *Table) add(c chainData) (int32, bool) {
-	name := t.dump.arena.bytes(c.name)
+// add appends a chain, whose name (stored at c.name) is name, and keeps the
+// lookup structure right. It reports false when the name is already
+// declared.
+func (t *Table) add(c chainData, name []byte) (int32, bool) {
 	if !t.unsorted {
 		n := t.chains.len()
 		switch {
 		case c.policy != 0 && n == t.sortedFrom:
 			// Another built-in chain before the first user chain.
 			t.sortedFrom++
-		case c.policy != 0, n > t.sortedFrom && bytes.Compare(t.nameOf(n-1), name) >= 0:
+		case c.policy != 0, n > t.sortedFrom && bytes.Compare(t.lastName, name) >= 0:
 			t.unsorted = true
 			t.slots = nil
+			t.hashes = make([]uint64, 0, n+1)
 			for i := int32(0); i < n; i++ {
-				t.chains.at(i).hash = maphash.Bytes(nameSeed, t.nameOf(i))
+				t.hashes = append(t.hashes, maphash.Bytes(nameSeed, t.nameOf(i)))
 				t.insert(i)
 			}
 		}
-		for i := int32(0); !t.unsorted && i < t.sortedFrom && i < n; i++ {
-			if string(t.nameOf(i)) == string(name) {
-				return i, false
+		for i, head := range t.heads {
+			if !t.unsorted && string(head) == string(name) {
+				return int32(i), false
 			}
 		}
 	}
+	var h uint64
 	if t.unsorted {
 		if i := t.hashLookup(name); i >= 0 {
 			return i, false
 		}
-		c.hash = maphash.Bytes(nameSeed, name)
+		h = maphash.Bytes(nameSeed, name)
 	}
 	i := t.chains.append(c)
 	if t.unsorted {
+		t.hashes = append(t.hashes, h)
 		t.insert(i)
+	} else if i < t.sortedFrom {
+		t.heads = append(t.heads, name)
 	}
+	t.lastName = name
 	return i, true
 }
 
@@ -268,8 +284,7 @@ func (t *Table) hashLookup(name []byte) int32 {
 		if v == 0 {
 			return -1
 		}
-		c := t.chains.at(v - 1)
-		if c.hash == h && string(t.dump.arena.bytes(c.name)) == string(name) {
+		if t.hashes[v-1] == h && string(t.nameOf(v-1)) == string(name) {
 			return v - 1
 		}
 	}
@@ -292,7 +307,7 @@ func (t *Table) insert(i int32) {
 
 func (t *Table) place(i int32) {
 	mask := uint64(len(t.slots) - 1)
-	for k := t.chains.at(i).hash & mask; ; k = (k + 1) & mask {
+	for k := t.hashes[i] & mask; ; k = (k + 1) & mask {
 		if t.slots[k] == 0 {
 			t.slots[k] = i + 1
 			return
@@ -319,7 +334,8 @@ func (t *Table) Chain(name string) *Chain {
 
 func (t *Table) chain(i int32) *Chain {
 	d := t.chains.at(i)
-	return &Chain{Name: t.dump.arena.str(d.name), Policy: policyNames[d.policy], Line: int(d.line), table: t, idx: i}
+	name := t.dump.names.get(d.name)
+	return &Chain{Name: unsafe.String(unsafe.SliceData(name), len(name)), Policy: policyNames[d.policy], Line: int(d.line), table: t, idx: i}
 }
 
 // Chain is a handle on one chain of a table. The rule text is kept compactly
@@ -373,7 +389,7 @@ func (c *Chain) split() (*parsedChain, error) {
 		return pc, nil
 	}
 	n := c.Len()
-	pc := &parsedChain{texts: make([]string, 0, n), lines: make([]int32, 0, n), rules: make([]*Rule, n), errs: make([]error, n)}
+	pc := &parsedChain{texts: make([]string, 0, n), lines: make([]int32, 0, n), rules: make([]*Rule, n)}
 	err := c.RawRules(func(line int, text string) bool {
 		pc.texts = append(pc.texts, text)
 		pc.lines = append(pc.lines, int32(line))
@@ -397,6 +413,9 @@ func (c *Chain) rule(pc *parsedChain, i int) (*Rule, error) {
 	if pc.rules[i] == nil && pc.errs[i] == nil {
 		r, err := parseRule(pc.texts[i])
 		if err != nil {
+			if pc.errs == nil {
+				pc.errs = map[int]error{}
+			}
 			pc.errs[i] = &ParseError{Line: int(pc.lines[i]), Msg: fmt.Sprintf("rule in chain %s of table %s: %v", c.Name, t.Name, err)}
 		} else {
 			r.Table, r.Chain, r.Line, r.Index = t.Name, c.Name, int(pc.lines[i]), i
@@ -413,7 +432,7 @@ func (c *Chain) rule(pc *parsedChain, i int) (*Rule, error) {
 func (c *Chain) RawRules(fn func(line int, text string) bool) error {
 	d := c.table.dump
 	var err error
-	c.table.segments(c.table.chains.at(c.idx), func(seg segment) bool {
+	c.table.segments(c.idx, func(seg segment) bool {
 		var text string
 		if d.src == nil {
 			text = d.arena.str(seg.arenaRef())
@@ -438,13 +457,16 @@ func (c *Chain) RawRules(fn func(line int, text string) bool) error {
 }
 
 // readSegment reads raw rule lines back from the source and turns them into
-// the stored form: one "[counters] body\n" per rule.
+// the stored form: one "[counters] body\n" per rule. The conversion works in
+// place: a stored line is never longer than its raw line, so the write
+// position w never passes the start of the line being read (copy moves
+// overlapping bytes correctly).
 func (d *Dump) readSegment(seg segment) (string, error) {
-	raw := make([]byte, seg.len)
-	if _, err := d.src.ReadAt(raw, seg.pos); err != nil && !(errors.Is(err, io.EOF) && len(raw) > 0) {
+	buf := make([]byte, seg.len)
+	if _, err := d.src.ReadAt(buf, seg.pos); err != nil && !(errors.Is(err, io.EOF) && len(buf) > 0) {
 		return "", err
 	}
-	out := make([]byte, 0, len(raw))
+	raw, w := buf, 0
 	for len(raw) > 0 {
 		end := bytes.IndexByte(raw, '\n')
 		line := raw
@@ -459,11 +481,15 @@ func (d *Dump) readSegment(seg segment) (string, error) {
 			return "", fmt.Errorf("the file changed since it was parsed: %s", msg)
 		}
 		if counters != nil {
-			out = append(append(out, counters...), ' ')
+			w += copy(buf[w:], counters)
+			buf[w] = ' '
+			w++
 		}
-		out = append(append(out, body...), '\n')
+		w += copy(buf[w:], body)
+		buf[w] = '\n'
+		w++
 	}
-	return unsafe.String(unsafe.SliceData(out), len(out)), nil
+	return unsafe.String(unsafe.SliceData(buf), w), nil
 }
 
 // segment is a run of rules of one chain that were consecutive lines in the
@@ -544,6 +570,41 @@ func (a *arena) store(p []byte) textRef {
 	return textRef{block: blk, off: off, len: int32(len(p))}
 }
 
+// nameRef locates a chain name in the nameStore: block<<20 | offset.
+type nameRef uint32
+
+// nameStore keeps chain names as length-prefixed entries in blocks of at
+// most 1 MiB (a longer name gets a block of its own, at offset 0), so a
+// 4-byte reference finds one. Like the arena it holds no pointers and
+// never rewrites stored bytes.
+type nameStore struct {
+	arena
+}
+
+const (
+	nameOffsetBits = 20
+	maxNameBlocks  = 1 << (32 - nameOffsetBits)
+)
+
+// add stores name and returns its reference and the stored copy.
+func (s *nameStore) add(name []byte) (nameRef, []byte, error) {
+	var hdr [binary.MaxVarintLen64]byte
+	h := binary.PutUvarint(hdr[:], uint64(len(name)))
+	blk, off := s.reserve(h + len(name))
+	if blk >= maxNameBlocks {
+		return 0, nil, fmt.Errorf("more than %d MiB of chain names", maxNameBlocks)
+	}
+	s.append(blk, hdr[:h], name)
+	start := int(off) + h
+	return nameRef(uint32(blk)<<nameOffsetBits | uint32(off)), s.blocks[blk][start : start+len(name)], nil
+}
+
+func (s *nameStore) get(r nameRef) []byte {
+	b := s.blocks[r>>nameOffsetBits][r&(1<<nameOffsetBits-1):]
+	n, h := binary.Uvarint(b)
+	return b[h : h+int(n)]
+}
+
 // Parse reads an iptables-save or ip6tables-save dump (with or without -c
 // counters, from the legacy or the nf_tables backend). It reads r to the end
 // once, keeping the rule text in memory, and returns an error wrapping
@@ -607,6 +668,7 @@ type parser struct {
 	// segment without a map lookup (rules come grouped by chain).
 	last     int32
 	lastLine int
+	lastName []byte // name of chain last
 }
 
 func (p *parser) errorf(format string, args ...any) error {
@@ -677,7 +739,7 @@ func (p *parser) startTable(line []byte) error {
 	}
 	p.table = &Table{Name: name, Line: p.lineNo, dump: p.dump}
 	p.dump.tables = append(p.dump.tables, p.table)
-	p.last = -1
+	p.last, p.lastName = -1, nil
 	return nil
 }
 
@@ -722,7 +784,11 @@ func (p *parser) declareChain(line []byte) error {
 var userChainSuffix = []byte(" - [0:0]")
 
 func (p *parser) declare(name []byte, code uint8) error {
-	i, added := p.table.add(chainData{name: p.dump.arena.store(name), policy: code, line: int32(p.lineNo)})
+	ref, stored, err := p.dump.names.add(name)
+	if err != nil {
+		return p.errorf("%v", err)
+	}
+	i, added := p.table.add(chainData{name: ref, policy: code, line: int32(p.lineNo)}, stored)
 	if !added {
 		c := p.table.chains.at(i)
 		if c.line != 0 {
@@ -766,9 +832,17 @@ func splitRuleLine(line []byte) (counters, name, body []byte, msg string) {
 // iptables-save -c; the counters are stored in front of the rule text so that
 // nothing is lost.
 func (p *parser) rule(line []byte) error {
-	counters, name, body, msg := splitRuleLine(line)
-	if msg != "" {
-		return p.errorf("%s", msg)
+	var counters, name, body []byte
+	if n := len(p.lastName); n > 0 && len(line) > n+3 && line[n+3] == ' ' &&
+		string(line[:3]) == "-A " && string(line[3:n+3]) == string(p.lastName) {
+		// The common case: one more rule of the chain of the line before,
+		// split as splitRuleLine would.
+		name, body = line[3:n+3], line[n+4:]
+	} else {
+		var msg string
+		if counters, name, body, msg = splitRuleLine(line); msg != "" {
+			return p.errorf("%s", msg)
+		}
 	}
 	if p.table == nil {
 		return p.errorf("rule outside of a table (missing *table line, or a rule after COMMIT)")
@@ -777,7 +851,7 @@ func (p *parser) rule(line []byte) error {
 	idx := p.last
 	// Rules come grouped by chain, and iptables-save prints the groups in
 	// declaration order: try the chains after the last one before searching.
-	if idx < 0 || !p.isChain(idx, name) {
+	if idx < 0 || string(p.lastName) != string(name) {
 		idx = -1
 		for i := p.last + 1; i < t.chains.len() && i <= p.last+16; i++ {
 			if p.isChain(i, name) {
@@ -790,7 +864,11 @@ func (p *parser) rule(line []byte) error {
 		idx = t.lookup(name)
 		if idx < 0 {
 			p.dump.Warnings = append(p.dump.Warnings, fmt.Sprintf("line %d: chain %s of table %s has rules but no declaration; kept as a user chain", p.lineNo, name, t.Name))
-			idx, _ = t.add(chainData{name: p.dump.arena.store(name)})
+			ref, stored, err := p.dump.names.add(name)
+			if err != nil {
+				return p.errorf("%v", err)
+			}
+			idx, _ = t.add(chainData{name: ref}, stored)
 		}
 	}
 	c := t.chains.at(idx)
@@ -815,18 +893,18 @@ func (p *parser) rule(line []byte) error {
 		c.first = seg
 	default:
 		tail := &c.first
-		if c.more > 0 {
-			more := t.extra[c.more-1]
+		if c.more {
+			more := t.extra[idx]
 			tail = &more[len(more)-1]
 		}
 		if p.last == idx && p.lastLine == p.lineNo-1 && tail.pos+int64(tail.len) == seg.pos {
 			tail.len += seg.len
 		} else {
-			if c.more == 0 {
-				t.extra = append(t.extra, nil)
-				c.more = int32(len(t.extra))
+			if t.extra == nil {
+				t.extra = map[int32][]segment{}
 			}
-			t.extra[c.more-1] = append(t.extra[c.more-1], seg)
+			t.extra[idx] = append(t.extra[idx], seg)
+			c.more = true
 		}
 	}
 	if p.dump.src == nil {
@@ -837,13 +915,15 @@ func (p *parser) rule(line []byte) error {
 		}
 	}
 	c.count++
-	p.last, p.lastLine = idx, p.lineNo
+	if idx != p.last {
+		p.last, p.lastName = idx, t.nameOf(idx)
+	}
+	p.lastLine = p.lineNo
 	return nil
 }
 
 func (p *parser) isChain(i int32, name []byte) bool {
-	ref := p.table.chains.at(i).name
-	return int(ref.len) == len(name) && string(p.dump.arena.bytes(ref)) == string(name)
+	return string(p.dump.names.get(p.table.chains.at(i).name)) == string(name)
 }
 
 func (p *parser) finish() error {
