@@ -19,20 +19,26 @@ test: ## unit and integration tests (the README's test command)
 test-race: ## concurrent packages under the race detector (needs cgo)
 	CGO_ENABLED=1 $(GO) test -race ./trace/...
 
+FUZZ_PKGS := ./trace/iptables ./trace/nftables
+
 fuzz: ## run every fuzz target for FUZZTIME each
-	@for target in $$($(GO) test -list '^Fuzz' ./trace/iptables | grep '^Fuzz'); do \
-		echo "fuzz $$target"; \
-		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./trace/iptables || exit 1; \
+	@for pkg in $(FUZZ_PKGS); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
 	done
 
-bench: ## parser and simulator benchmarks on a generated 10,000-Service dump
-	$(GO) test -run '^$$' -bench . -benchmem ./trace/iptables
+bench: ## parser and simulator benchmarks on generated 10,000-Service dumps (iptables and nftables)
+	$(GO) test -run '^$$' -bench . -benchmem ./trace/iptables ./trace/nftables
 
-bench-ratio: ## whole-command time and peak RSS against grep -c on the same dump
-	$(GO) test -run '^TestBenchRatio$$' -v -count=1 ./test/bench -args -bench-ratio
+bench-ratio: ## whole-command time and peak RSS against grep -c on the same dump (iptables, then nftables)
+	$(GO) test -run '^TestBenchRatio(NFT)?$$' -v -count=1 ./test/bench -args -bench-ratio
 
 fixtures: ## regenerate kube-proxy fixtures from real kube-proxy code (slow; needs root)
 	hack/kpfixtures/gen.sh v1.29.6 v1.37.2 v1.22.17
+	hack/kpfixtures/gen.sh --nftables v1.33.13 v1.37.2
+	hack/kpfixtures/variants.sh
 
 lint: ## gofmt, vet, tidy
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
@@ -40,3 +46,7 @@ lint: ## gofmt, vet, tidy
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
 
 ci: lint test test-race fuzz
+
+.PHONY: release-check
+release-check: ## goreleaser check + snapshot build of every platform, krew manifests validated (tools pinned in hack/tools, built once into ~/.cache)
+	bash hack/release-check.sh

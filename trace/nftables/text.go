@@ -33,7 +33,7 @@ func ParseTextBytes(data []byte) (*Ruleset, error) {
 	}
 	// The text is never modified: rules and elements are substrings of it.
 	text := unsafe.String(unsafe.SliceData(data), len(data))
-	p := &textParser{rs: &Ruleset{Format: "nft"}}
+	p := &textParser{rs: &Ruleset{Format: "nft"}, data: text, base: uintptr(unsafe.Pointer(unsafe.SliceData(data)))}
 	for len(text) > 0 {
 		line := text
 		if i := strings.IndexByte(text, '\n'); i >= 0 {
@@ -67,9 +67,13 @@ type textParser struct {
 	skip   int // depth of an object block being skipped
 	// pending accumulates a statement whose braces span several lines
 	// (set elements, long anonymous sets).
-	// A statement whose braces span several lines (set elements): its
-	// lines are joined when it closes.
-	pending        []string
+	// data is the whole input; base is its address, so a line's offset
+	// in it is known from the line itself.
+	data string
+	base uintptr
+	// A statement whose braces span several lines (set elements) is taken
+	// as one substring of data when it closes.
+	pendingStart   int
 	pendingBalance int
 	pendingLine    int
 }
@@ -104,13 +108,16 @@ func braceBalance(s string) int {
 func (p *textParser) line(raw string) error {
 	text := strings.TrimSpace(raw)
 	if p.pendingLine != 0 {
-		p.pending = append(p.pending, text)
 		if p.pendingBalance += braceBalance(text); p.pendingBalance > 0 {
 			return nil
 		}
-		text, line := strings.Join(p.pending, " "), p.pendingLine
-		p.pending, p.pendingLine = p.pending[:0], 0
-		return p.statement(text, line)
+		// The statement is the input from its first line to the end of
+		// this one: a substring, newlines and all (the tokenizer skips them).
+		start := p.pendingStart
+		end := int(uintptr(unsafe.Pointer(unsafe.StringData(text)))-p.base) + len(text)
+		line := p.pendingLine
+		p.pendingLine = 0
+		return p.statement(strings.TrimSpace(p.data[start:end]), line)
 	}
 	if text == "" || strings.HasPrefix(text, "#") {
 		return nil
@@ -136,7 +143,7 @@ func (p *textParser) line(raw string) error {
 	}
 	if b := braceBalance(text); b > 0 && !strings.HasSuffix(text, "{") {
 		// A statement continued on the next lines: "elements = { a,".
-		p.pending = append(p.pending[:0], text)
+		p.pendingStart = int(uintptr(unsafe.Pointer(unsafe.StringData(text))) - p.base)
 		p.pendingBalance, p.pendingLine = b, p.lineNo
 		return nil
 	}
@@ -209,6 +216,11 @@ func (p *textParser) chainLine(text string, line int) error {
 	if strings.HasPrefix(text, "policy ") && c.Base {
 		c.Policy = strings.TrimSuffix(strings.TrimSpace(text[7:]), ";")
 		return nil
+	}
+	if strings.IndexByte(text, '\n') >= 0 {
+		// A rule whose anonymous set spans lines: one line, as nft would
+		// print it with enough width.
+		text = strings.Join(strings.Fields(text), " ")
 	}
 	c.raw = append(c.raw, rawRule{line: int32(line), text: text})
 	return nil

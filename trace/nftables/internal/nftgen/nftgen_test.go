@@ -2,6 +2,8 @@ package nftgen
 
 import (
 	"bytes"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -157,4 +159,45 @@ func TestRealNftReadsItTheSame(t *testing.T) {
 		}
 	}
 	t.Logf("generated %d bytes; nft lists %d bytes", len(gen), len(listed))
+}
+
+// Flags for TestWriteRulesetFile, which test/bench runs to get a ruleset:
+// that package cannot import this internal one.
+var outFile = flag.String("nftgen.out", "", "TestWriteRulesetFile writes the 10,000-Service ruleset to this file and its target Service to FILE.target.json")
+
+func TestWriteRulesetFile(t *testing.T) {
+	if *outFile == "" {
+		t.Skip("writes a ruleset only with -nftgen.out FILE")
+	}
+	cfg := DefaultConfig()
+	f, err := os.Create(*outFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(f, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(*outFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs := Services(cfg)
+	mid := svcs[len(svcs)/2]
+	var eps []string
+	for _, e := range mid.Endpoints {
+		eps = append(eps, e.String())
+	}
+	js, err := json.MarshalIndent(map[string]any{
+		"clusterIP": mid.ClusterIP, "port": mid.ServicePort, "endpoints": eps,
+		"services": cfg.Services, "totalEndpoints": cfg.Services * cfg.EndpointsPerService, "bytes": info.Size(),
+	}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(*outFile+".target.json", append(js, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
