@@ -262,7 +262,6 @@ func list(rs []result) string {
 
 func mb(b int64) float64 { return float64(b) / 1e6 }
 
-
 // TestBenchRatioNFT is TestBenchRatio for kube-proxy's nftables mode: the
 // `nft list ruleset` of a node in a cluster of 10,000 Services and 100,000
 // endpoints (nftgen, checked against real nft), "simulate" against
