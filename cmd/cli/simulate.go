@@ -1,27 +1,23 @@
 package cli
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
 	"github.com/trace-svc/kubectl-trace-svc/render"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
-	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
-	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
+	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
 )
 
 var (
 	simulateOutputs = []string{"tree", "json", "yaml"}
-	rulesetFormats  = []string{"auto", trace.FormatIPTables, trace.FormatNFT, trace.FormatNFTJSON}
+	rulesetFormats  = ruleset.Formats
 )
 
 // SimulateOptions holds "kubectl trace-svc simulate" flags and what Complete
@@ -187,22 +183,21 @@ func (o *SimulateOptions) Validate() error {
 
 // Run reads the ruleset, simulates the packet and prints the result.
 func (o *SimulateOptions) Run() error {
-	rs, err := openRuleset(o.Ruleset, o.Format, o.In)
+	dump, err := file.Open(o.Ruleset, o.In)
 	if err != nil {
 		return err
 	}
-	defer rs.close()
-	for _, w := range rs.warnings {
-		fmt.Fprintf(o.ErrOut, "warning: %s: %s\n", rs.name, w)
-	}
-	var sim *trace.Simulation
-	if rs.iptables != nil {
-		sim, err = iptables.Simulate(rs.iptables, o.packet, iptables.Options{LocalAddrs: o.local, AffinityEndpoint: o.affinity})
-	} else {
-		sim, err = nftables.Simulate(rs.nft, o.packet, nftables.Options{LocalAddrs: o.local, AffinityEndpoint: o.affinity})
-	}
+	defer dump.Close()
+	rs, err := ruleset.Parse(dump, o.Format)
 	if err != nil {
-		return fmt.Errorf("simulate %s in %s: %w", o.packet, rs.name, err)
+		return fmt.Errorf("read ruleset %s: %w", dump.Name, err)
+	}
+	for _, w := range rs.Warnings {
+		fmt.Fprintf(o.ErrOut, "warning: %s: %s\n", dump.Name, w)
+	}
+	sim, err := rs.Simulate(o.packet, ruleset.Options{LocalAddrs: o.local, AffinityEndpoint: o.affinity})
+	if err != nil {
+		return fmt.Errorf("simulate %s in %s: %w", o.packet, dump.Name, err)
 	}
 	switch o.Output {
 	case "json":
@@ -215,110 +210,4 @@ func (o *SimulateOptions) Run() error {
 		return err
 	}
 	return render.SimulationTree(o.Out, r, sim)
-}
-
-// ruleset is a parsed --ruleset: one of iptables or nft is set.
-type ruleset struct {
-	name     string
-	iptables *iptables.Dump
-	nft      *nftables.Ruleset
-	warnings []string
-	close    func()
-}
-
-// openRuleset reads a --ruleset value ("-" is standard input) in the given
-// format ("auto" detects it). A regular iptables-save file is parsed in place
-// (rule text is read back on demand, so memory stays well below the dump's
-// size); rs.close releases it once the dump is no longer used.
-func openRuleset(path, format string, stdin io.Reader) (*ruleset, error) {
-	rs := &ruleset{close: func() {}}
-	var (
-		f    *os.File
-		size int64 = -1
-		r    io.Reader
-	)
-	if path == "-" {
-		rs.name = "from standard input"
-		r = stdin
-	} else {
-		rs.name = fmt.Sprintf("%q", path)
-		var err error
-		if f, err = os.Open(path); err != nil {
-			return nil, fmt.Errorf("open ruleset: %w", err)
-		}
-		info, err := f.Stat()
-		if err != nil {
-			_ = f.Close()
-			return nil, fmt.Errorf("open ruleset: %w", err)
-		}
-		if info.IsDir() {
-			_ = f.Close()
-			return nil, fmt.Errorf("ruleset %s is a directory; pass the file with the iptables-save or nft list ruleset output", rs.name)
-		}
-		if info.Mode().IsRegular() {
-			size = info.Size()
-		}
-		rs.close = func() { _ = f.Close() }
-		r = f
-	}
-	fail := func(err error) (*ruleset, error) {
-		rs.close()
-		return nil, fmt.Errorf("read ruleset %s: %w", rs.name, err)
-	}
-	br := bufio.NewReaderSize(r, 64<<10)
-	if format == "auto" {
-		head, err := br.Peek(64 << 10)
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
-			return fail(err)
-		}
-		switch format = trace.DetectRulesetFormat(head); format {
-		case "":
-			if len(head) == 0 {
-				return fail(errors.New("the file is empty; save the rules with iptables-save or nft list ruleset"))
-			}
-			return fail(errors.New("this is neither iptables-save nor nft list ruleset output (pass --format if it is one of them)"))
-		case trace.FormatNFTScript:
-			return fail(errors.New("this is an nft script (add/flush commands), not nft list ruleset output; load it with nft -f in a scratch network namespace and pass what nft list ruleset prints"))
-		}
-	}
-	var err error
-	switch format {
-	case trace.FormatIPTables:
-		if size >= 0 {
-			// Nothing consumed yet from f except through br's peek; parse
-			// the file in place from its start.
-			rs.iptables, err = iptables.ParseReaderAt(f, size)
-		} else {
-			rs.iptables, err = iptables.Parse(br)
-		}
-		if err == nil {
-			rs.warnings = rs.iptables.Warnings
-		}
-	case trace.FormatNFT:
-		if size >= 0 {
-			// Read the file once into a buffer of its size; the rules are
-			// substrings of it.
-			data := make([]byte, size)
-			if _, err = f.ReadAt(data, 0); err == nil || errors.Is(err, io.EOF) {
-				rs.nft, err = nftables.ParseTextBytes(data)
-			}
-		} else {
-			rs.nft, err = nftables.ParseText(br)
-		}
-	case trace.FormatNFTJSON:
-		rs.nft, err = nftables.ParseJSON(br)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	if rs.nft != nil {
-		rs.close() // fully read into memory
-		rs.close = func() {}
-		for _, t := range rs.nft.Tables {
-			for _, sk := range t.Skipped {
-				rs.warnings = append(rs.warnings, fmt.Sprintf("table %s %s: %s is not modelled and was skipped", t.Family, t.Name, sk))
-			}
-		}
-	}
-	return rs, nil
 }
