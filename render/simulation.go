@@ -26,6 +26,7 @@ type simulationDoc struct {
 func SimulationJSON(w io.Writer, sim *trace.Simulation) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // rule comments hold "->"; this is not HTML
 	return enc.Encode(simulationDoc{SchemaVersion: SimulationSchemaVersion, Simulation: sim})
 }
 
