@@ -1,0 +1,149 @@
+package trace
+
+import "net/netip"
+
+// PathSchemaVersion names the JSON form of Path; bump it on any change that
+// breaks readers.
+const PathSchemaVersion = "trace-svc.path/v1"
+
+// Path is the answer to "a request hits this Service — where does it go?":
+// per node, for each way in (entry), what the node's rules do and which pods
+// the request can reach. It is the one contract between trace (which builds
+// it), render (which draws it) and the JSON/YAML output.
+type Path struct {
+	SchemaVersion string        `json:"schemaVersion"`
+	Service       ServiceInfo   `json:"service"`
+	Nodes         []NodePaths   `json:"nodes"`
+	Findings      []Finding     `json:"findings"`
+	Endpoints     []APIEndpoint `json:"endpoints"` // what the API says, per Service port
+}
+
+// ServiceInfo is what the path depends on in the Service object.
+type ServiceInfo struct {
+	Namespace                string        `json:"namespace"`
+	Name                     string        `json:"name"`
+	Type                     string        `json:"type"` // ClusterIP, NodePort, LoadBalancer, ExternalName
+	Headless                 bool          `json:"headless,omitempty"`
+	ClusterIPs               []netip.Addr  `json:"clusterIPs,omitempty"`
+	ExternalIPs              []netip.Addr  `json:"externalIPs,omitempty"`
+	LoadBalancerIngress      []LBIngress   `json:"loadBalancerIngress,omitempty"`
+	LoadBalancerSourceRanges []string      `json:"loadBalancerSourceRanges,omitempty"`
+	ExternalTrafficPolicy    string        `json:"externalTrafficPolicy,omitempty"`
+	InternalTrafficPolicy    string        `json:"internalTrafficPolicy,omitempty"`
+	SessionAffinity          string        `json:"sessionAffinity,omitempty"`
+	HealthCheckNodePort      int32         `json:"healthCheckNodePort,omitempty"`
+	Ports                    []ServicePort `json:"ports"`
+}
+
+// LBIngress is one status.loadBalancer.ingress entry.
+type LBIngress struct {
+	IP       netip.Addr `json:"ip,omitzero"`
+	Hostname string     `json:"hostname,omitempty"`
+	// IPMode is "VIP" (the node sees the LB IP as destination) or "Proxy"
+	// (the LB connects to the node; kube-proxy does not capture the IP).
+	IPMode string `json:"ipMode,omitempty"`
+}
+
+// ServicePort is one port of the Service.
+type ServicePort struct {
+	Name       string `json:"name,omitempty"`
+	Protocol   string `json:"protocol"` // tcp, udp, sctp
+	Port       uint16 `json:"port"`
+	NodePort   uint16 `json:"nodePort,omitempty"`
+	TargetPort string `json:"targetPort,omitempty"`
+}
+
+// APIEndpoint is one endpoint of one Service port as the EndpointSlices list it.
+type APIEndpoint struct {
+	Port        string     `json:"servicePort"` // the Service port's name ("" for an unnamed single port)
+	IP          netip.Addr `json:"ip"`
+	TargetPort  uint16     `json:"port"`
+	Protocol    string     `json:"protocol"`
+	Pod         *PodRef    `json:"pod,omitempty"`
+	Node        string     `json:"node,omitempty"`
+	Zone        string     `json:"zone,omitempty"`
+	Ready       bool       `json:"ready"`
+	Serving     bool       `json:"serving"`
+	Terminating bool       `json:"terminating"`
+}
+
+// PodRef names the pod behind an endpoint.
+type PodRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Node      string `json:"node,omitempty"`
+}
+
+// NodePaths is what one node does with each entry.
+type NodePaths struct {
+	Name      string       `json:"name"`
+	Addresses []netip.Addr `json:"addresses"`
+	// ProxyMode is iptables, nftables, ipvs or unknown; RulesetFormat what
+	// the dump was (iptables, nft, nft-json).
+	ProxyMode     string `json:"proxyMode"`
+	RulesetFormat string `json:"rulesetFormat,omitempty"`
+	// Error is set when the node's rules could not be collected or read;
+	// Paths is then empty.
+	Error string      `json:"error,omitempty"`
+	Paths []EntryPath `json:"paths"`
+}
+
+// Entry is one way a request reaches the Service, as a packet.
+type Entry struct {
+	// Kind is LoadBalancer, ExternalIP, NodePort or ClusterIP.
+	Kind     string     `json:"kind"`
+	Address  netip.Addr `json:"address"`
+	Port     uint16     `json:"port"`
+	Protocol string     `json:"protocol"`
+	// ServicePort names the Service port the entry belongs to.
+	ServicePort string `json:"servicePort,omitempty"`
+	// Source is the client address simulated, and From says what it stands
+	// for: "external client", "pod on this node", "this node".
+	Source netip.Addr `json:"source"`
+	From   string     `json:"from"`
+}
+
+// EntryPath is the engine's walk for one entry on one node.
+type EntryPath struct {
+	Entry      Entry   `json:"entry"`
+	Verdict    Verdict `json:"verdict"`
+	Masquerade bool    `json:"masquerade"`
+	// Chains are the chains the packet went through, in walk order, each once.
+	Chains    []string       `json:"chains"`
+	Endpoints []PathEndpoint `json:"endpoints"`
+	// DecidedBy is the rule that dropped or rejected the packet.
+	DecidedBy *RuleRef `json:"decidedBy,omitempty"`
+	// Why explains a DROP, REJECT or NONE in words (no endpoints, no local
+	// endpoints, source range, ...).
+	Why   string    `json:"why,omitempty"`
+	Rules []RuleRef `json:"rules"`
+	Notes []string  `json:"notes,omitempty"`
+}
+
+// PathEndpoint is one endpoint a path can reach, joined with the API's view.
+type PathEndpoint struct {
+	IP          netip.Addr `json:"ip"`
+	Port        uint16     `json:"port"`
+	Probability float64    `json:"probability"`
+	Masquerade  bool       `json:"masquerade"`
+	Pod         *PodRef    `json:"pod,omitempty"`
+	// SameNode: the pod runs on the node that received the packet (no hop
+	// across the pod network).
+	SameNode    bool `json:"sameNode"`
+	Ready       bool `json:"ready"`
+	Serving     bool `json:"serving"`
+	Terminating bool `json:"terminating"`
+	// InRules is true for endpoints the node's rules DNAT to; InAPI for
+	// endpoints the EndpointSlices list. An endpoint with only one of them
+	// is drift.
+	InRules bool `json:"inRules"`
+	InAPI   bool `json:"inAPI"`
+}
+
+// Finding is something worth an operator's attention.
+type Finding struct {
+	Severity string `json:"severity"` // info, warning, error
+	Code     string `json:"code"`     // stable identifier, e.g. EndpointMissingFromRules
+	Message  string `json:"message"`
+	Node     string `json:"node,omitempty"`
+}

@@ -1,0 +1,578 @@
+// Package tracer builds the Path: from the API's view of a Service (the
+// Service, its EndpointSlices, the pods and nodes behind them) and each
+// node's parsed dataplane, it sends one packet per way in through every
+// node's rules and joins what the rules do with what the API says. It is
+// pure: collectors fetch the inputs, render draws the result.
+package tracer
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
+)
+
+// DefaultClient is the external client simulated for LoadBalancer, external
+// IP and NodePort entries when none is given: an address from TEST-NET-3
+// (RFC 5737), which no loadBalancerSourceRanges of a real cluster should
+// allow by accident.
+var DefaultClient = netip.MustParseAddr("203.0.113.10")
+
+// Input is everything the Path is built from.
+type Input struct {
+	Service *corev1.Service
+	Slices  []discoveryv1.EndpointSlice
+	// Pods by "namespace/name".
+	Pods  map[string]*corev1.Pod
+	Nodes []Node
+	// Client is the external client's address (DefaultClient if invalid);
+	// ClientV6 the same for IPv6 entries.
+	Client, ClientV6 netip.Addr
+}
+
+// Node is one node and its collected dataplane.
+type Node struct {
+	Node *corev1.Node
+	// Rulesets are the node's dumps: one per IP family for iptables
+	// (iptables-save, ip6tables-save), one for nftables.
+	Rulesets  []*ruleset.Ruleset
+	ProxyMode string
+	// Err is set when the node's rules could not be collected.
+	Err error
+}
+
+// Build sends every entry through every node and returns the Path.
+func Build(in Input) (*trace.Path, error) {
+	if in.Service == nil {
+		return nil, fmt.Errorf("no Service to trace")
+	}
+	if !in.Client.IsValid() {
+		in.Client = DefaultClient
+	}
+	if !in.ClientV6.IsValid() {
+		in.ClientV6 = netip.MustParseAddr("2001:db8:ffff::10")
+	}
+	p := &trace.Path{SchemaVersion: trace.PathSchemaVersion, Service: serviceInfo(in.Service), Nodes: []trace.NodePaths{}, Findings: []trace.Finding{}}
+	p.Endpoints = apiEndpoints(in.Slices, in.Pods)
+	if in.Service.Spec.Type == corev1.ServiceTypeExternalName {
+		p.Findings = append(p.Findings, trace.Finding{Severity: "info", Code: "ExternalName",
+			Message: fmt.Sprintf("Service %s/%s is an ExternalName Service: DNS answers with a CNAME to %q and no node proxies it", in.Service.Namespace, in.Service.Name, in.Service.Spec.ExternalName)})
+		return p, nil
+	}
+	if p.Service.Headless {
+		p.Findings = append(p.Findings, trace.Finding{Severity: "info", Code: "Headless",
+			Message: fmt.Sprintf("Service %s/%s is headless (clusterIP: None): clients connect to the pod IPs from DNS directly and kube-proxy writes no rules for it", in.Service.Namespace, in.Service.Name)})
+	}
+	if len(p.Endpoints) == 0 {
+		p.Findings = append(p.Findings, trace.Finding{Severity: "warning", Code: "NoEndpoints",
+			Message: fmt.Sprintf("Service %s/%s has no endpoints: no EndpointSlice lists an address (does its selector match any ready pod?)", in.Service.Namespace, in.Service.Name)})
+	}
+	for _, n := range in.Nodes {
+		p.Nodes = append(p.Nodes, buildNode(p, in, n))
+	}
+	p.Findings = append(p.Findings, compareNodes(p)...)
+	return p, nil
+}
+
+func serviceInfo(svc *corev1.Service) trace.ServiceInfo {
+	s := trace.ServiceInfo{
+		Namespace:             svc.Namespace,
+		Name:                  svc.Name,
+		Type:                  string(svc.Spec.Type),
+		ExternalTrafficPolicy: string(svc.Spec.ExternalTrafficPolicy),
+		SessionAffinity:       string(svc.Spec.SessionAffinity),
+		HealthCheckNodePort:   svc.Spec.HealthCheckNodePort,
+		Ports:                 []trace.ServicePort{},
+	}
+	if s.Type == "" {
+		s.Type = string(corev1.ServiceTypeClusterIP)
+	}
+	if svc.Spec.InternalTrafficPolicy != nil {
+		s.InternalTrafficPolicy = string(*svc.Spec.InternalTrafficPolicy)
+	}
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	for _, ip := range ips {
+		if ip == corev1.ClusterIPNone {
+			s.Headless = true
+			continue
+		}
+		if a, err := netip.ParseAddr(ip); err == nil {
+			s.ClusterIPs = append(s.ClusterIPs, a)
+		}
+	}
+	for _, ip := range svc.Spec.ExternalIPs {
+		if a, err := netip.ParseAddr(strings.TrimSpace(ip)); err == nil {
+			s.ExternalIPs = append(s.ExternalIPs, a)
+		}
+	}
+	for _, ing := range svc.Status.LoadBalancer.Ingress {
+		lb := trace.LBIngress{Hostname: ing.Hostname}
+		if a, err := netip.ParseAddr(ing.IP); err == nil {
+			lb.IP = a
+		}
+		if ing.IPMode != nil {
+			lb.IPMode = string(*ing.IPMode)
+		}
+		s.LoadBalancerIngress = append(s.LoadBalancerIngress, lb)
+	}
+	for _, r := range svc.Spec.LoadBalancerSourceRanges {
+		s.LoadBalancerSourceRanges = append(s.LoadBalancerSourceRanges, strings.TrimSpace(r))
+	}
+	for _, sp := range svc.Spec.Ports {
+		s.Ports = append(s.Ports, trace.ServicePort{
+			Name: sp.Name, Protocol: protocol(sp.Protocol), Port: uint16(sp.Port),
+			NodePort: uint16(sp.NodePort), TargetPort: sp.TargetPort.String(),
+		})
+	}
+	return s
+}
+
+func protocol(p corev1.Protocol) string {
+	if p == "" {
+		return "tcp"
+	}
+	return strings.ToLower(string(p))
+}
+
+// apiEndpoints flattens the EndpointSlices: one entry per Service port and
+// address. A nil condition means true for ready and serving (the API's
+// rule for old writers), false for terminating.
+func apiEndpoints(slices []discoveryv1.EndpointSlice, pods map[string]*corev1.Pod) []trace.APIEndpoint {
+	out := []trace.APIEndpoint{}
+	for _, sl := range slices {
+		for _, port := range sl.Ports {
+			name, proto := "", "tcp"
+			if port.Name != nil {
+				name = *port.Name
+			}
+			if port.Protocol != nil {
+				proto = protocol(*port.Protocol)
+			}
+			if port.Port == nil {
+				continue
+			}
+			for _, ep := range sl.Endpoints {
+				for _, addr := range ep.Addresses {
+					a, err := netip.ParseAddr(addr)
+					if err != nil {
+						continue
+					}
+					e := trace.APIEndpoint{Port: name, IP: a, TargetPort: uint16(*port.Port), Protocol: proto,
+						Ready: ep.Conditions.Ready == nil || *ep.Conditions.Ready}
+					e.Serving = ep.Conditions.Serving == nil && e.Ready || ep.Conditions.Serving != nil && *ep.Conditions.Serving
+					e.Terminating = ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
+					if ep.NodeName != nil {
+						e.Node = *ep.NodeName
+					}
+					if ep.Zone != nil {
+						e.Zone = *ep.Zone
+					}
+					if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
+						e.Pod = &trace.PodRef{Namespace: ref.Namespace, Name: ref.Name, Node: e.Node}
+						if e.Pod.Namespace == "" {
+							e.Pod.Namespace = sl.Namespace
+						}
+						if pod := pods[e.Pod.Namespace+"/"+e.Pod.Name]; pod != nil && pod.Spec.NodeName != "" {
+							e.Pod.Node = pod.Spec.NodeName
+							if e.Node == "" {
+								e.Node = pod.Spec.NodeName
+							}
+						}
+					}
+					out = append(out, e)
+				}
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Port != out[j].Port {
+			return out[i].Port < out[j].Port
+		}
+		return out[i].IP.Less(out[j].IP)
+	})
+	return out
+}
+
+// nodeAddrs are the node's own addresses (what "LOCAL" matches).
+func nodeAddrs(n *corev1.Node) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil && !slices.Contains(out, ip) {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// podSource is a pod address on node n of the given family: the node's pod
+// CIDR's second host (the first is usually the bridge), or invalid.
+func podSource(n *corev1.Node, v6 bool) netip.Addr {
+	cidrs := n.Spec.PodCIDRs
+	if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
+		cidrs = []string{n.Spec.PodCIDR}
+	}
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil || p.Addr().Is6() != v6 {
+			continue
+		}
+		return p.Masked().Addr().Next().Next()
+	}
+	return netip.Addr{}
+}
+
+// entries lists the ways into the Service seen from node n.
+func entries(svc trace.ServiceInfo, n *corev1.Node, client, clientV6 netip.Addr) []trace.Entry {
+	var out []trace.Entry
+	addrs := nodeAddrs(n)
+	clientFor := func(a netip.Addr) netip.Addr {
+		if a.Is6() {
+			return clientV6
+		}
+		return client
+	}
+	for _, sp := range svc.Ports {
+		for _, lb := range svc.LoadBalancerIngress {
+			if lb.IP.IsValid() {
+				out = append(out, trace.Entry{Kind: "LoadBalancer", Address: lb.IP, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(lb.IP), From: "external client"})
+			}
+		}
+		for _, ip := range svc.ExternalIPs {
+			out = append(out, trace.Entry{Kind: "ExternalIP", Address: ip, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(ip), From: "external client"})
+		}
+		if sp.NodePort != 0 {
+			for _, a := range addrs {
+				out = append(out, trace.Entry{Kind: "NodePort", Address: a, Port: sp.NodePort, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(a), From: "external client"})
+			}
+		}
+		for _, ip := range svc.ClusterIPs {
+			e := trace.Entry{Kind: "ClusterIP", Address: ip, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name}
+			if src := podSource(n, ip.Is6()); src.IsValid() {
+				e.Source, e.From = src, "pod on this node"
+			} else {
+				for _, a := range addrs {
+					if a.Is6() == ip.Is6() {
+						e.Source, e.From = a, "this node"
+						break
+					}
+				}
+			}
+			if e.Source.IsValid() {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+func buildNode(p *trace.Path, in Input, n Node) trace.NodePaths {
+	np := trace.NodePaths{Name: n.Node.Name, Addresses: nodeAddrs(n.Node), ProxyMode: n.ProxyMode, Paths: []trace.EntryPath{}}
+	if np.ProxyMode == "" {
+		np.ProxyMode = "unknown"
+	}
+	if np.Addresses == nil {
+		np.Addresses = []netip.Addr{}
+	}
+	if n.Err != nil {
+		np.Error = n.Err.Error()
+		p.Findings = append(p.Findings, trace.Finding{Severity: "error", Code: "NodeNotCollected", Node: np.Name,
+			Message: fmt.Sprintf("the rules of node %s could not be read: %v", np.Name, n.Err)})
+		return np
+	}
+	if len(n.Rulesets) > 0 {
+		np.RulesetFormat = n.Rulesets[0].Format
+	}
+	if p.Service.Headless {
+		return np
+	}
+	var drift driftLog
+	for _, e := range entries(p.Service, n.Node, in.Client, in.ClientV6) {
+		rs := pickRuleset(n.Rulesets, e.Address.Is6())
+		if rs == nil {
+			np.Paths = append(np.Paths, trace.EntryPath{Entry: e, Verdict: trace.VerdictNone, Chains: []string{}, Endpoints: []trace.PathEndpoint{}, Rules: []trace.RuleRef{},
+				Why: fmt.Sprintf("no %s rules were collected from this node", family(e.Address))})
+			continue
+		}
+		pkt := trace.Packet{Source: e.Source, Destination: e.Address, DestinationPort: e.Port, Protocol: e.Protocol}
+		sim, err := rs.Simulate(pkt, ruleset.Options{LocalAddrs: np.Addresses})
+		if err != nil {
+			np.Paths = append(np.Paths, trace.EntryPath{Entry: e, Verdict: trace.VerdictNone, Chains: []string{}, Endpoints: []trace.PathEndpoint{}, Rules: []trace.RuleRef{},
+				Why: "the packet could not be simulated: " + err.Error()})
+			continue
+		}
+		np.Paths = append(np.Paths, entryPath(p, &drift, np.Name, e, sim))
+	}
+	p.Findings = append(p.Findings, drift.findings(p)...)
+	return np
+}
+
+// driftLog gathers one finding per node, endpoint and kind of drift, with
+// the entries where it shows.
+type driftLog struct {
+	order []string
+	items map[string]*driftItem
+}
+
+type driftItem struct {
+	code, node string
+	endpoint   netip.AddrPort
+	pod        *trace.PodRef
+	entries    []string
+}
+
+func (d *driftLog) note(code, node string, ep netip.AddrPort, pod *trace.PodRef, e trace.Entry) {
+	if d.items == nil {
+		d.items = map[string]*driftItem{}
+	}
+	k := code + " " + node + " " + ep.String()
+	it := d.items[k]
+	if it == nil {
+		it = &driftItem{code: code, node: node, endpoint: ep, pod: pod}
+		d.items[k] = it
+		d.order = append(d.order, k)
+	}
+	if s := fmt.Sprintf("%s %s", e.Kind, netip.AddrPortFrom(e.Address, e.Port)); !slices.Contains(it.entries, s) {
+		it.entries = append(it.entries, s)
+	}
+}
+
+func (d *driftLog) findings(p *trace.Path) []trace.Finding {
+	var out []trace.Finding
+	for _, k := range d.order {
+		it := d.items[k]
+		var msg string
+		if it.code == "StaleEndpointInRules" {
+			msg = fmt.Sprintf("node %s sends traffic to %s, which no EndpointSlice of %s/%s lists (via %s): its kube-proxy has not caught up — is it running and watching the API?",
+				it.node, it.endpoint, p.Service.Namespace, p.Service.Name, strings.Join(it.entries, ", "))
+		} else {
+			msg = fmt.Sprintf("node %s's rules lack endpoint %s%s, which the API lists as ready (for %s): its kube-proxy is behind",
+				it.node, it.endpoint, podSuffix(it.pod), strings.Join(it.entries, ", "))
+		}
+		out = append(out, trace.Finding{Severity: "warning", Code: it.code, Node: it.node, Message: msg})
+	}
+	return out
+}
+
+func family(a netip.Addr) string {
+	if a.Is6() {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// pickRuleset returns the dump that holds the family's rules: the one
+// iptables dump of that family, or the nftables ruleset.
+func pickRuleset(rss []*ruleset.Ruleset, v6 bool) *ruleset.Ruleset {
+	for _, rs := range rss {
+		if rs.NFT != nil {
+			return rs
+		}
+		if rs.IPTables != nil && rs.IPTables.IPv6() == v6 {
+			return rs
+		}
+	}
+	return nil
+}
+
+// entryPath turns the engine's simulation into the Path's view, joined with
+// the API's endpoints.
+func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trace.Simulation) trace.EntryPath {
+	ep := trace.EntryPath{Entry: e, Verdict: sim.Verdict, Masquerade: sim.Masquerade, Chains: []string{}, Endpoints: []trace.PathEndpoint{}, Rules: sim.Rules, Notes: sim.Notes}
+	for _, r := range sim.Rules {
+		if !slices.Contains(ep.Chains, r.Chain) {
+			ep.Chains = append(ep.Chains, r.Chain)
+		}
+	}
+	for _, o := range sim.Outcomes {
+		if o.Verdict == trace.VerdictDrop || o.Verdict == trace.VerdictReject {
+			ep.DecidedBy = o.DecidedBy
+		}
+	}
+	api := map[netip.AddrPort]trace.APIEndpoint{}
+	for _, a := range p.Endpoints {
+		if a.Port == e.ServicePort && a.Protocol == e.Protocol {
+			api[netip.AddrPortFrom(a.IP, a.TargetPort)] = a
+		}
+	}
+	seen := map[netip.AddrPort]bool{}
+	for _, se := range sim.Endpoints {
+		pe := trace.PathEndpoint{IP: se.IP, Port: se.Port, Probability: se.Probability, Masquerade: se.Masquerade, InRules: true}
+		if a, ok := api[se.AddrPort()]; ok {
+			fillFromAPI(&pe, a, node)
+		} else {
+			d.note("StaleEndpointInRules", node, se.AddrPort(), nil, e)
+		}
+		seen[se.AddrPort()] = true
+		ep.Endpoints = append(ep.Endpoints, pe)
+	}
+	if ep.Verdict == trace.VerdictDNAT {
+		for _, a := range expectedEndpoints(p, e, node) {
+			k := netip.AddrPortFrom(a.IP, a.TargetPort)
+			if seen[k] {
+				continue
+			}
+			pe := trace.PathEndpoint{IP: a.IP, Port: a.TargetPort}
+			fillFromAPI(&pe, a, node)
+			ep.Endpoints = append(ep.Endpoints, pe)
+			d.note("EndpointMissingFromRules", node, k, a.Pod, e)
+		}
+	}
+	ep.Why = why(p, e, node, ep)
+	return ep
+}
+
+func podSuffix(pod *trace.PodRef) string {
+	if pod == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (pod %s/%s)", pod.Namespace, pod.Name)
+}
+
+func fillFromAPI(pe *trace.PathEndpoint, a trace.APIEndpoint, node string) {
+	pe.InAPI, pe.Ready, pe.Serving, pe.Terminating = true, a.Ready, a.Serving, a.Terminating
+	pe.Pod = a.Pod
+	pe.SameNode = a.Node != "" && a.Node == node
+}
+
+// expectedEndpoints are the endpoints kube-proxy should have programmed for
+// the entry on node: ready ones (or serving-terminating ones when none is
+// ready), limited to the node's own for a Local traffic policy.
+func expectedEndpoints(p *trace.Path, e trace.Entry, node string) []trace.APIEndpoint {
+	local := false
+	switch e.Kind {
+	case "ClusterIP":
+		local = p.Service.InternalTrafficPolicy == "Local"
+	default:
+		local = p.Service.ExternalTrafficPolicy == "Local"
+	}
+	var ready, fallback []trace.APIEndpoint
+	for _, a := range p.Endpoints {
+		if a.Port != e.ServicePort || a.Protocol != e.Protocol || a.IP.Is6() != e.Address.Is6() {
+			continue
+		}
+		if local && a.Node != node {
+			continue
+		}
+		switch {
+		case a.Ready && !a.Terminating:
+			ready = append(ready, a)
+		case a.Serving && a.Terminating:
+			fallback = append(fallback, a)
+		}
+	}
+	if len(ready) > 0 {
+		return ready
+	}
+	return fallback
+}
+
+// why explains a path that does not reach a pod.
+func why(p *trace.Path, e trace.Entry, node string, ep trace.EntryPath) string {
+	hasAny := false
+	for _, a := range p.Endpoints {
+		if a.Port == e.ServicePort && a.Protocol == e.Protocol {
+			hasAny = true
+		}
+	}
+	switch ep.Verdict {
+	case trace.VerdictDNAT, trace.VerdictAccept:
+		return ""
+	case trace.VerdictReject:
+		if !hasAny {
+			return "the Service has no endpoints; kube-proxy rejects connections to it"
+		}
+		return "rejected by " + ruleName(ep.DecidedBy)
+	case trace.VerdictDrop:
+		if e.Kind != "ClusterIP" && p.Service.ExternalTrafficPolicy == "Local" && len(expectedEndpoints(p, e, node)) == 0 && hasAny {
+			return "externalTrafficPolicy is Local and no endpoint runs on this node; the load balancer's health check (healthCheckNodePort) should keep traffic away from it"
+		}
+		if e.Kind == "LoadBalancer" && len(p.Service.LoadBalancerSourceRanges) > 0 {
+			return fmt.Sprintf("the client %s is outside loadBalancerSourceRanges %s", e.Source, strings.Join(p.Service.LoadBalancerSourceRanges, ", "))
+		}
+		if !hasAny {
+			return "the Service has no endpoints; kube-proxy drops traffic to it"
+		}
+		return "dropped by " + ruleName(ep.DecidedBy)
+	}
+	return "no kube-proxy rule on this node matched the packet: kube-proxy may not run here, may run in another mode, or may be replaced (e.g. by an eBPF dataplane)"
+}
+
+func ruleName(r *trace.RuleRef) string {
+	if r == nil {
+		return "a rule"
+	}
+	return fmt.Sprintf("%s/%s (line %d)", r.Table, r.Chain, r.Line)
+}
+
+// compareNodes reports nodes whose rules send the same entry kind to
+// different endpoint sets, where the policy says they should agree
+// (Cluster traffic policies).
+func compareNodes(p *trace.Path) []trace.Finding {
+	var out []trace.Finding
+	type key struct{ kind, port string }
+	sets := map[key]map[string][]string{} // entry → endpoint set → nodes
+	for _, n := range p.Nodes {
+		for _, ep := range n.Paths {
+			if ep.Entry.Kind == "NodePort" && p.Service.ExternalTrafficPolicy == "Local" || ep.Entry.Kind == "ClusterIP" && p.Service.InternalTrafficPolicy == "Local" {
+				continue
+			}
+			if ep.Entry.Kind == "LoadBalancer" || ep.Entry.Kind == "ExternalIP" {
+				if p.Service.ExternalTrafficPolicy == "Local" {
+					continue
+				}
+			}
+			var eps []string
+			for _, e := range ep.Endpoints {
+				if e.InRules {
+					eps = append(eps, fmt.Sprintf("%s:%d", e.IP, e.Port))
+				}
+			}
+			sort.Strings(eps)
+			k := key{ep.Entry.Kind + " " + ep.Entry.Address.String(), ep.Entry.ServicePort}
+			if ep.Entry.Kind == "NodePort" {
+				k = key{"NodePort", ep.Entry.ServicePort}
+			}
+			if sets[k] == nil {
+				sets[k] = map[string][]string{}
+			}
+			s := string(ep.Verdict)
+			if len(eps) > 0 {
+				s += " to " + strings.Join(eps, ", ")
+			}
+			if !slices.Contains(sets[k][s], n.Name) {
+				sets[k][s] = append(sets[k][s], n.Name)
+			}
+		}
+	}
+	keys := make([]key, 0, len(sets))
+	for k := range sets {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].kind+keys[i].port < keys[j].kind+keys[j].port })
+	for _, k := range keys {
+		if len(sets[k]) < 2 {
+			continue
+		}
+		var parts []string
+		for s, nodes := range sets[k] {
+			parts = append(parts, fmt.Sprintf("%s → %s", strings.Join(nodes, ", "), s))
+		}
+		sort.Strings(parts)
+		out = append(out, trace.Finding{Severity: "warning", Code: "NodesDisagree",
+			Message: fmt.Sprintf("nodes handle %s (port %q) differently: %s", k.kind, k.port, strings.Join(parts, "; "))})
+	}
+	return out
+}

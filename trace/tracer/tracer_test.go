@@ -1,0 +1,258 @@
+package tracer
+
+import (
+	"io"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
+)
+
+// The API objects of kube-proxy's TestLoadBalancer (v1.37.2), whose rules
+// are in testdata as real iptables-save and nft list ruleset output.
+func lbService() *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "svc1"},
+		Spec: corev1.ServiceSpec{
+			Type:                     corev1.ServiceTypeLoadBalancer,
+			ClusterIP:                "172.30.0.41",
+			ClusterIPs:               []string{"172.30.0.41"},
+			Ports:                    []corev1.ServicePort{{Name: "p80", Port: 80, Protocol: corev1.ProtocolTCP, NodePort: 3001}},
+			LoadBalancerSourceRanges: []string{"192.168.0.0/24", " 203.0.113.0/25"},
+			ExternalTrafficPolicy:    corev1.ServiceExternalTrafficPolicyCluster,
+		},
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "1.2.3.4"}, {IP: "5.6.7.8"}}}},
+	}
+}
+
+func slice(ips ...string) []discoveryv1.EndpointSlice {
+	s := discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "ns1", Name: "svc1-abc"},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("p80"), Port: ptr.To(int32(80)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	for i, ip := range ips {
+		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{ip},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
+			NodeName:   ptr.To("node-a"),
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "ns1", Name: "web-" + string(rune('a'+i))},
+		})
+	}
+	return []discoveryv1.EndpointSlice{s}
+}
+
+func node(name, ip, podCIDR string) *corev1.Node {
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       corev1.NodeSpec{PodCIDR: podCIDR, PodCIDRs: []string{podCIDR}},
+		Status:     corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}}},
+	}
+}
+
+// osSource adapts an *os.File to ruleset.Source (collectors/file does this
+// in the command; trace must not import collectors).
+type osSource struct{ f *os.File }
+
+func (s osSource) Head() ([]byte, error) {
+	b := make([]byte, 64<<10)
+	n, err := s.f.ReadAt(b, 0)
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	return b[:n], nil
+}
+func (s osSource) Reader() io.Reader { return io.NewSectionReader(s.f, 0, 1<<40) }
+func (s osSource) ReaderAt() (io.ReaderAt, int64, bool) {
+	info, err := s.f.Stat()
+	if err != nil {
+		return nil, 0, false
+	}
+	return s.f, info.Size(), true
+}
+
+func load(t *testing.T, path string) *ruleset.Ruleset {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	rs, err := ruleset.Parse(osSource{f}, "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+const (
+	iptablesLB = "../../testdata/iptables/kube-proxy/v1.37.2/TestLoadBalancer/iptables-nft.save"
+	nftLB      = "../../testdata/nftables/kube-proxy/v1.37.2/TestLoadBalancer/ruleset.nft"
+)
+
+func findPath(t *testing.T, n trace.NodePaths, kind, addr string) trace.EntryPath {
+	t.Helper()
+	for _, p := range n.Paths {
+		if p.Entry.Kind == kind && p.Entry.Address.String() == addr {
+			return p
+		}
+	}
+	t.Fatalf("node %s has no %s %s path; paths: %+v", n.Name, kind, addr, n.Paths)
+	return trace.EntryPath{}
+}
+
+func endpointsOf(p trace.EntryPath) []string {
+	var out []string
+	for _, e := range p.Endpoints {
+		out = append(out, netip.AddrPortFrom(e.IP, e.Port).String())
+	}
+	return out
+}
+
+// TestBuildAgainstRealRules: every entry of kube-proxy's TestLoadBalancer
+// Service, through the real iptables and nftables rules, agrees with
+// kube-proxy's own packet-flow expectations, and the endpoints carry the
+// API's pod.
+func TestBuildAgainstRealRules(t *testing.T) {
+	for _, dump := range []string{iptablesLB, nftLB} {
+		t.Run(dump, func(t *testing.T) {
+			in := Input{Service: lbService(), Slices: slice("10.180.0.1"),
+				Nodes: []Node{{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, dump)}, ProxyMode: "iptables"}}}
+			p, err := Build(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.SchemaVersion != trace.PathSchemaVersion || p.Service.Type != "LoadBalancer" || len(p.Nodes) != 1 {
+				t.Fatalf("path head: %+v", p)
+			}
+			n := p.Nodes[0]
+			// kind, address, verdict, masquerade (kube-proxy's flows for the
+			// same sources: 203.0.113.10 is inside 203.0.113.0/25).
+			for _, want := range []struct {
+				kind, addr string
+				verdict    trace.Verdict
+				masq       bool
+			}{
+				{"LoadBalancer", "1.2.3.4", trace.VerdictDNAT, true},
+				{"LoadBalancer", "5.6.7.8", trace.VerdictDNAT, true},
+				{"NodePort", "192.168.0.2", trace.VerdictDNAT, true},
+				{"ClusterIP", "172.30.0.41", trace.VerdictDNAT, false},
+			} {
+				got := findPath(t, n, want.kind, want.addr)
+				if got.Verdict != want.verdict || got.Masquerade != want.masq {
+					t.Errorf("%s %s: %s masq=%v, want %s masq=%v", want.kind, want.addr, got.Verdict, got.Masquerade, want.verdict, want.masq)
+				}
+				if eps := endpointsOf(got); !slices.Equal(eps, []string{"10.180.0.1:80"}) {
+					t.Errorf("%s: endpoints %v", want.kind, eps)
+				}
+				e := got.Endpoints[0]
+				if !e.InRules || !e.InAPI || e.Pod == nil || e.Pod.Name != "web-a" || !e.SameNode || e.Probability != 1 {
+					t.Errorf("%s: endpoint %+v", want.kind, e)
+				}
+				if len(got.Chains) == 0 || len(got.Rules) == 0 {
+					t.Errorf("%s: no chains", want.kind)
+				}
+			}
+			if cp := findPath(t, n, "ClusterIP", "172.30.0.41"); cp.Entry.Source.String() != "10.0.0.2" || cp.Entry.From != "pod on this node" {
+				t.Errorf("ClusterIP entry source %s (%s)", cp.Entry.Source, cp.Entry.From)
+			}
+			if len(p.Findings) != 0 {
+				t.Errorf("a healthy Service has findings: %+v", p.Findings)
+			}
+
+			// A client outside the source ranges is dropped at the LB IPs, not
+			// at the node port.
+			in.Client = netip.MustParseAddr("203.0.113.130")
+			p, _ = Build(in)
+			lb := findPath(t, p.Nodes[0], "LoadBalancer", "1.2.3.4")
+			if lb.Verdict != trace.VerdictDrop || !strings.Contains(lb.Why, "outside loadBalancerSourceRanges") || lb.DecidedBy == nil {
+				t.Errorf("blocked client: %s why=%q by=%v", lb.Verdict, lb.Why, lb.DecidedBy)
+			}
+			if np := findPath(t, p.Nodes[0], "NodePort", "192.168.0.2"); np.Verdict != trace.VerdictDNAT {
+				t.Errorf("node port must bypass source ranges, got %s", np.Verdict)
+			}
+		})
+	}
+}
+
+// TestDrift: the API lists an endpoint the rules lack, and the rules DNAT to
+// one the API no longer has.
+func TestDrift(t *testing.T) {
+	in := Input{Service: lbService(), Slices: slice("10.180.0.9"),
+		Nodes: []Node{{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB)}}}}
+	p, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := findPath(t, p.Nodes[0], "ClusterIP", "172.30.0.41")
+	var stale, missing bool
+	for _, e := range cp.Endpoints {
+		switch netip.AddrPortFrom(e.IP, e.Port).String() {
+		case "10.180.0.1:80":
+			stale = e.InRules && !e.InAPI
+		case "10.180.0.9:80":
+			missing = !e.InRules && e.InAPI && e.Pod != nil
+		}
+	}
+	if !stale || !missing {
+		t.Errorf("endpoints %+v", cp.Endpoints)
+	}
+	codes := map[string]int{}
+	for _, f := range p.Findings {
+		codes[f.Code]++
+		if f.Node != "node-a" || !strings.Contains(f.Message, "node-a") {
+			t.Errorf("finding does not name the node: %+v", f)
+		}
+	}
+	if codes["StaleEndpointInRules"] == 0 || codes["EndpointMissingFromRules"] == 0 {
+		t.Errorf("findings %v", codes)
+	}
+}
+
+// TestNodesDisagreeAndErrors: a node whose rules are for another Service
+// state disagrees with its peer; a node that could not be read says why.
+func TestNodesDisagreeAndErrors(t *testing.T) {
+	other := "../../testdata/iptables/kube-proxy/v1.37.2/TestNoEndpointsReject/iptables-nft.save"
+	in := Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{
+		{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB)}},
+		{Node: node("node-b", "192.168.0.2", "10.0.1.0/24"), Rulesets: []*ruleset.Ruleset{load(t, other)}},
+		{Node: node("node-c", "192.168.0.4", "10.0.2.0/24"), Err: os.ErrDeadlineExceeded},
+	}}
+	p, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disagree, notCollected bool
+	for _, f := range p.Findings {
+		disagree = disagree || f.Code == "NodesDisagree" && strings.Contains(f.Message, "node-a") && strings.Contains(f.Message, "node-b")
+		notCollected = notCollected || f.Code == "NodeNotCollected" && f.Node == "node-c"
+	}
+	if !disagree || !notCollected {
+		t.Errorf("findings %+v", p.Findings)
+	}
+	if p.Nodes[2].Error == "" || len(p.Nodes[2].Paths) != 0 {
+		t.Errorf("node-c: %+v", p.Nodes[2])
+	}
+}
+
+func TestExternalNameAndHeadless(t *testing.T) {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "db.example.com"}}
+	p, err := Build(Input{Service: svc})
+	if err != nil || len(p.Findings) != 1 || p.Findings[0].Code != "ExternalName" || !strings.Contains(p.Findings[0].Message, "db.example.com") {
+		t.Errorf("ExternalName: %+v %v", p, err)
+	}
+	svc = &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "h"}, Spec: corev1.ServiceSpec{ClusterIP: "None", Ports: []corev1.ServicePort{{Port: 80}}}}
+	p, _ = Build(Input{Service: svc, Nodes: []Node{{Node: node("n", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB)}}}})
+	if !p.Service.Headless || len(p.Nodes[0].Paths) != 0 {
+		t.Errorf("headless: %+v", p)
+	}
+}
