@@ -4,6 +4,7 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
 
@@ -29,7 +30,21 @@ with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
+
+	// Every kubectl global flag (--kubeconfig, --context, -n, --as,
+	// --request-timeout, ...) on every command; commands that talk to a
+	// cluster build their clients from configFlags.
+	configFlags := genericclioptions.NewConfigFlags(true)
+	configFlags.AddFlags(root.PersistentFlags())
+
 	root.AddCommand(NewSimulateCommand(streams))
 	root.AddCommand(NewVersionCommand(streams))
+	root.AddCommand(NewCompletionCommand(streams))
+	root.CompletionOptions.DisableDefaultCmd = true // ours documents kubectl_complete-trace_svc
+
+	// The positional argument of "kubectl trace-svc NAME" is a Service.
+	root.ValidArgsFunction = completeServiceNames(configFlags)
+	// Last, so that flags of every subcommand above get completion too.
+	registerCompletions(root, configFlags)
 	return root
 }
