@@ -62,12 +62,12 @@ func Simulate(d *Dump, pkt trace.Packet, opts Options) (*trace.Simulation, error
 		}
 	}
 	start := &state{
-		prob:  1,
-		src:   pkt.Source.Unmap(),
-		dst:   pkt.Destination.Unmap(),
-		dport: pkt.DestinationPort,
-		proto: pkt.Protocol,
-		in:    pkt.InInterface,
+		Branch: trace.Branch{Prob: 1},
+		src:    pkt.Source.Unmap(),
+		dst:    pkt.Destination.Unmap(),
+		dport:  pkt.DestinationPort,
+		proto:  pkt.Protocol,
+		in:     pkt.InInterface,
 	}
 	var final []*state
 	if w.isLocal(start.src) {
@@ -124,7 +124,7 @@ func Simulate(d *Dump, pkt trace.Packet, opts Options) (*trace.Simulation, error
 	}
 	final = append(final, w.done...)
 	for _, s := range final {
-		sim.Outcomes = append(sim.Outcomes, s.outcome())
+		sim.Outcomes = append(sim.Outcomes, s.Outcome())
 	}
 	sim.Affinity = w.affinity
 	sim.Notes = w.notes
@@ -163,66 +163,29 @@ func (w *walker) isLocal(a netip.Addr) bool {
 	return a.IsLoopback() || w.local[a]
 }
 
-// state is one branch of the walk: the packet as it is at this point.
+// state is one branch of the walk: the packet as it is at this point,
+// and (in the embedded trace.Branch) what happened to it so far.
 type state struct {
-	prob       float64
-	src, dst   netip.Addr
-	dport      uint16
-	proto      string
-	in         string
-	local      bool // generated on the node
-	mark       uint32
-	masquerade bool
-	endpoint   *trace.Endpoint
-	verdict    trace.Verdict // DROP, REJECT or ACCEPT once a rule decided
-	decidedBy  *trace.RuleRef
-	rules      *ruleTrail
-}
-
-// ruleTrail is a persistent list of matched rules so forks share their past.
-type ruleTrail struct {
-	ref  trace.RuleRef
-	prev *ruleTrail
+	trace.Branch
+	src, dst netip.Addr
+	dport    uint16
+	proto    string
+	in       string
+	local    bool // generated on the node
+	mark     uint32
 }
 
 func (s *state) fork(p float64) *state {
 	c := *s
-	c.prob = s.prob * p
-	s.prob *= 1 - p
+	c.Prob = s.Prob * p
+	s.Prob *= 1 - p
 	return &c
 }
 
 func (s *state) record(r *Rule) trace.RuleRef {
 	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
-	s.rules = &ruleTrail{ref: ref, prev: s.rules}
+	s.Record(ref)
 	return ref
-}
-
-func (s *state) outcome() trace.Outcome {
-	o := trace.Outcome{Probability: s.prob, Masquerade: s.masquerade, Rules: []trace.RuleRef{}}
-	for t := s.rules; t != nil; t = t.prev {
-		o.Rules = append(o.Rules, t.ref)
-	}
-	slices.Reverse(o.Rules)
-	switch {
-	case s.verdict == trace.VerdictDrop || s.verdict == trace.VerdictReject:
-		o.Verdict = s.verdict
-	case s.endpoint != nil:
-		o.Verdict = trace.VerdictDNAT
-	case s.verdict == trace.VerdictAccept:
-		o.Verdict = trace.VerdictAccept
-	default:
-		o.Verdict = trace.VerdictNone
-	}
-	if s.endpoint != nil {
-		e := *s.endpoint
-		e.Probability, e.Masquerade = s.prob, s.masquerade
-		o.Endpoint = &e
-	}
-	if o.Verdict != trace.VerdictNone {
-		o.DecidedBy = s.decidedBy
-	}
-	return o
 }
 
 // exit says how a chain walk ended for one branch.
@@ -268,8 +231,8 @@ func (w *walker) hook(hook string, states []*state) ([]*state, error) {
 					w.done = append(w.done, b.st)
 				case exitReturn:
 					if c.Policy == "DROP" {
-						b.st.verdict = trace.VerdictDrop
-						b.st.decidedBy = nil
+						b.st.Verdict = trace.VerdictDrop
+						b.st.DecidedBy = nil
 						w.note("the policy of %s %s is DROP: packets no rule accepts there are dropped", table, hook)
 						w.done = append(w.done, b.st)
 						continue
@@ -348,7 +311,7 @@ func (w *walker) follow(st *state, c *Chain, i, depth int) ([]branch, error) {
 	t := r.Target
 	goOn := func(s *state) ([]branch, error) { return w.runRules(s, c, i+1, depth) }
 	decide := func(v trace.Verdict, e exit) ([]branch, error) {
-		st.verdict, st.decidedBy = v, &ref
+		st.Verdict, st.DecidedBy = v, &ref
 		return []branch{{st, e}}, nil
 	}
 	switch {
@@ -403,12 +366,12 @@ func (w *walker) follow(st *state, c *Chain, i, depth int) ([]branch, error) {
 		if port == 0 {
 			port = st.dport
 		}
-		st.endpoint = &trace.Endpoint{IP: t.NAT.Addr, Port: port, Chain: c.Name}
+		st.Endpoint = &trace.Endpoint{IP: t.NAT.Addr, Port: port, Chain: c.Name}
 		st.dst, st.dport = t.NAT.Addr, port
-		st.decidedBy = &ref
+		st.DecidedBy = &ref
 		return []branch{{st, exitAccept}}, nil
 	case "SNAT", "MASQUERADE":
-		st.masquerade = true
+		st.Masquerade = true
 		return []branch{{st, exitAccept}}, nil
 	case "REDIRECT":
 		w.note("line %d: REDIRECT sends the packet to the node itself; the simulator treats it as accepted without an endpoint", r.Line)
@@ -523,9 +486,9 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 			case "NEW":
 				any = true
 			case "DNAT":
-				any = any || st.endpoint != nil
+				any = any || st.Endpoint != nil
 			case "SNAT":
-				any = any || st.masquerade
+				any = any || st.Masquerade
 			}
 		}
 		return yes(any != m.Negated)

@@ -75,7 +75,7 @@ func Simulate(rs *Ruleset, pkt trace.Packet, opts Options) (*trace.Simulation, e
 	if len(skipped) > 0 {
 		w.note("tables %s were read but not evaluated: only kube-proxy's tables are simulated", strings.Join(skipped, ", "))
 	}
-	start := &state{prob: 1, src: pkt.Source.Unmap(), dst: pkt.Destination.Unmap(), dport: pkt.DestinationPort, proto: pkt.Protocol, in: pkt.InInterface}
+	start := &state{Branch: trace.Branch{Prob: 1}, src: pkt.Source.Unmap(), dst: pkt.Destination.Unmap(), dport: pkt.DestinationPort, proto: pkt.Protocol, in: pkt.InInterface}
 	var final []*state
 	if w.isLocal(start.src) {
 		sim.Origin = "local"
@@ -129,7 +129,7 @@ func Simulate(rs *Ruleset, pkt trace.Packet, opts Options) (*trace.Simulation, e
 	}
 	final = append(final, w.done...)
 	for _, s := range final {
-		sim.Outcomes = append(sim.Outcomes, s.outcome())
+		sim.Outcomes = append(sim.Outcomes, s.Outcome())
 	}
 	sim.Affinity = w.affinity
 	sim.Notes = w.notes
@@ -157,64 +157,28 @@ func (w *walker) note(format string, args ...any) {
 
 func (w *walker) isLocal(a netip.Addr) bool { return a.IsLoopback() || w.local[a] }
 
-// state is one branch of the walk: the packet as it is at this point.
+// state is one branch of the walk: the packet as it is at this point,
+// and (in the embedded trace.Branch) what happened to it so far.
 type state struct {
-	prob       float64
-	src, dst   netip.Addr
-	dport      uint16
-	proto      string
-	in         string
-	mark       uint32
-	dnatted    bool
-	masquerade bool
-	endpoint   *trace.Endpoint
-	verdict    trace.Verdict
-	decidedBy  *trace.RuleRef
-	rules      *ruleTrail
-}
-
-type ruleTrail struct {
-	ref  trace.RuleRef
-	prev *ruleTrail
+	trace.Branch
+	src, dst netip.Addr
+	dport    uint16
+	proto    string
+	in       string
+	mark     uint32
+	dnatted  bool
 }
 
 func (s *state) fork(p float64) *state {
 	c := *s
-	c.prob = s.prob * p
+	c.Prob = s.Prob * p
 	return &c
 }
 
 func (s *state) record(r *Rule) trace.RuleRef {
 	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
-	s.rules = &ruleTrail{ref: ref, prev: s.rules}
+	s.Record(ref)
 	return ref
-}
-
-func (s *state) outcome() trace.Outcome {
-	o := trace.Outcome{Probability: s.prob, Masquerade: s.masquerade, Rules: []trace.RuleRef{}}
-	for t := s.rules; t != nil; t = t.prev {
-		o.Rules = append(o.Rules, t.ref)
-	}
-	slices.Reverse(o.Rules)
-	switch {
-	case s.verdict == trace.VerdictDrop || s.verdict == trace.VerdictReject:
-		o.Verdict = s.verdict
-	case s.endpoint != nil:
-		o.Verdict = trace.VerdictDNAT
-	case s.verdict == trace.VerdictAccept:
-		o.Verdict = trace.VerdictAccept
-	default:
-		o.Verdict = trace.VerdictNone
-	}
-	if s.endpoint != nil {
-		e := *s.endpoint
-		e.Probability, e.Masquerade = s.prob, s.masquerade
-		o.Endpoint = &e
-	}
-	if o.Verdict != trace.VerdictNone {
-		o.DecidedBy = s.decidedBy
-	}
-	return o
 }
 
 // hook runs every base chain registered at hook, in priority order, over the
@@ -244,8 +208,8 @@ func (w *walker) hook(hook string, states []*state) ([]*state, error) {
 					w.done = append(w.done, o.st)
 				case exitEnd:
 					if cr.c.Policy == "drop" {
-						o.st.verdict = trace.VerdictDrop
-						o.st.decidedBy = nil
+						o.st.Verdict = trace.VerdictDrop
+						o.st.DecidedBy = nil
 						w.note("chain %s ends with policy drop", cr.c.Name)
 						w.done = append(w.done, o.st)
 						continue
@@ -366,7 +330,7 @@ func (w *walker) runStmts(st *state, t *Table, c *Chain, r *Rule, k, depth int) 
 			if !recorded {
 				rec(st)
 			}
-			st.masquerade = true
+			st.Masquerade = true
 			return []stmtOut{{st: st, exit: exitAccept}}, true, nil
 		case StmtDNAT:
 			if !recorded {
@@ -421,10 +385,10 @@ func (w *walker) dnat(st *state, c *Chain, to netip.AddrPort, r *Rule) {
 	if port == 0 {
 		port = st.dport
 	}
-	st.endpoint = &trace.Endpoint{IP: to.Addr(), Port: port, Chain: c.Name}
+	st.Endpoint = &trace.Endpoint{IP: to.Addr(), Port: port, Chain: c.Name}
 	st.dst, st.dport, st.dnatted = to.Addr(), port, true
 	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
-	st.decidedBy = &ref
+	st.DecidedBy = &ref
 }
 
 // verdict applies a jump, goto, return or terminal verdict.
@@ -432,13 +396,13 @@ func (w *walker) verdict(st *state, t *Table, c *Chain, r *Rule, v Verdict, dept
 	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
 	switch v.Kind {
 	case "accept":
-		st.verdict, st.decidedBy = trace.VerdictAccept, &ref
+		st.Verdict, st.DecidedBy = trace.VerdictAccept, &ref
 		return []stmtOut{{st: st, exit: exitAccept}}, nil
 	case "drop":
-		st.verdict, st.decidedBy = trace.VerdictDrop, &ref
+		st.Verdict, st.DecidedBy = trace.VerdictDrop, &ref
 		return []stmtOut{{st: st, exit: exitDrop}}, nil
 	case "reject":
-		st.verdict, st.decidedBy = trace.VerdictReject, &ref
+		st.Verdict, st.DecidedBy = trace.VerdictReject, &ref
 		return []stmtOut{{st: st, exit: exitDrop}}, nil
 	case "return":
 		return []stmtOut{{st: st, exit: exitEnd}}, nil
