@@ -19,7 +19,7 @@ test: ## unit and integration tests (the README's test command)
 test-race: ## concurrent packages under the race detector (needs cgo)
 	CGO_ENABLED=1 $(GO) test -race ./trace/...
 
-FUZZ_PKGS := ./trace/iptables ./trace/nftables
+FUZZ_PKGS := ./trace/iptables ./trace/nftables ./render
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@for pkg in $(FUZZ_PKGS); do \

@@ -138,6 +138,9 @@ type PathEndpoint struct {
 	// is drift.
 	InRules bool `json:"inRules"`
 	InAPI   bool `json:"inAPI"`
+	// Chain is the endpoint chain (KUBE-SEP-*, endpoint-*) or service chain
+	// whose DNAT chose this endpoint; empty when only the API lists it.
+	Chain string `json:"chain,omitempty"`
 }
 
 // Finding is something worth an operator's attention.

@@ -409,7 +409,7 @@ func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trac
 	}
 	seen := map[netip.AddrPort]bool{}
 	for _, se := range sim.Endpoints {
-		pe := trace.PathEndpoint{IP: se.IP, Port: se.Port, Probability: se.Probability, Masquerade: se.Masquerade, InRules: true}
+		pe := trace.PathEndpoint{IP: se.IP, Port: se.Port, Probability: se.Probability, Masquerade: se.Masquerade, InRules: true, Chain: se.Chain}
 		if a, ok := api[se.AddrPort()]; ok {
 			fillFromAPI(&pe, a, node)
 		} else {

@@ -1,0 +1,545 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os/exec"
+	"sort"
+	"strings"
+
+	"github.com/awalterschulze/gographviz"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+)
+
+// ImageFormats are the formats PathImage renders through Graphviz.
+var ImageFormats = []string{"svg", "png"}
+
+// ErrNoGraphviz is returned (wrapped) by PathImage when Graphviz's dot is not
+// on PATH.
+var ErrNoGraphviz = errors.New("graphviz dot not found")
+
+type noDotError struct{ format string }
+
+func (e noDotError) Error() string {
+	return fmt.Sprintf("-o %s needs Graphviz's dot on PATH (apt install graphviz, brew install graphviz); use -o dot to get the source", e.format)
+}
+
+func (e noDotError) Is(target error) bool { return target == ErrNoGraphviz }
+
+// PathImage renders the diagram of PathDOT as an image (svg or png) by piping
+// it through Graphviz's dot, which must be on PATH.
+func PathImage(ctx context.Context, w io.Writer, p *trace.Path, format string) error {
+	switch format {
+	case "svg", "png":
+	default:
+		return fmt.Errorf("image format %q is not one of %s", format, strings.Join(ImageFormats, ", "))
+	}
+	dot, err := exec.LookPath("dot")
+	if err != nil {
+		return noDotError{format: format}
+	}
+	var src bytes.Buffer
+	if err := PathDOT(&src, p); err != nil {
+		return err
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, dot, "-T"+format)
+	cmd.Stdin = &src
+	cmd.Stdout = w
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return fmt.Errorf("dot -T%s: %w: %s", format, err, msg)
+		}
+		return fmt.Errorf("dot -T%s: %w", format, err)
+	}
+	return nil
+}
+
+// PathDOT writes the path as a Graphviz digraph, left to right: load
+// balancer and external IP entries outside the nodes; one cluster per node
+// holding its node-port and cluster-IP entries and the chains the packet
+// walks; then the pods, in one cluster per pod's node (a pod reached from
+// several nodes is drawn once). Edges to pods carry the probability; DROP and
+// REJECT are red; drift (a stale rule, or an endpoint missing from a node's
+// rules) is dashed.
+//
+// The chains drawn are those walked before the endpoint is chosen: the
+// endpoint chains themselves (KUBE-SEP-*, endpoint-*) are folded into the
+// edge to the pod, and chains after them (postrouting, masquerade marks) into
+// the edge's "masquerade" label. The tree and JSON list every chain.
+//
+// Output is deterministic: the same Path gives the same bytes.
+func PathDOT(w io.Writer, p *trace.Path) error {
+	if p == nil {
+		return errNoPath
+	}
+	g, err := pathGraph(p)
+	if err != nil {
+		return err
+	}
+	a, err := g.WriteAst()
+	if err != nil {
+		return fmt.Errorf("write graph: %w", err)
+	}
+	_, err = io.WriteString(w, a.String())
+	return err
+}
+
+// DOT colours.
+const (
+	dotRed    = "red3"
+	dotOrange = "darkorange2"
+	dotGreen  = "darkgreen"
+	dotGrey   = "gray45"
+	dotBlue   = "steelblue4"
+)
+
+// dotGraph collects nodes, clusters and edges by raw (unquoted) ID, then
+// writes them in sorted order.
+type dotGraph struct {
+	name     string
+	attrs    map[string]string
+	clusters map[string]map[string]string // raw ID → attrs
+	nodes    map[string]*dotNode
+	edges    map[dotEdgeKey]map[string]string
+}
+
+type dotNode struct {
+	parent string // raw cluster ID; "" for the graph
+	attrs  map[string]string
+}
+
+type dotEdgeKey struct{ from, to, label string }
+
+func (g *dotGraph) cluster(id string, attrs map[string]string) {
+	if _, ok := g.clusters[id]; !ok {
+		g.clusters[id] = attrs
+	}
+}
+
+func (g *dotGraph) node(parent, id string, attrs map[string]string) {
+	if _, ok := g.nodes[id]; !ok {
+		g.nodes[id] = &dotNode{parent: parent, attrs: attrs}
+	}
+}
+
+func (g *dotGraph) edge(from, to string, attrs map[string]string) {
+	k := dotEdgeKey{from, to, attrs["label"]}
+	if _, ok := g.edges[k]; !ok {
+		g.edges[k] = attrs
+	}
+}
+
+// dotQuote makes s one quoted DOT ID: quotes and backslashes escaped,
+// newlines as "\n" (a line break in a label), other control characters and
+// what is not valid UTF-8 replaced (gographviz's lexer rejects U+FFFD).
+func dotQuote(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"':
+			b.WriteString(`\"`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r < 0x20 || r == 0x7f:
+			b.WriteByte(' ')
+		case r == 0xFFFD: // also what ranging yields for invalid UTF-8
+			b.WriteByte('?')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// quoteAttrs quotes every value.
+func quoteAttrs(attrs map[string]string) map[string]string {
+	out := make(map[string]string, len(attrs))
+	for k, v := range attrs {
+		out[k] = dotQuote(v)
+	}
+	return out
+}
+
+// build turns the collected graph into gographviz's, every ID and value
+// quoted, edges sorted.
+func (g *dotGraph) build() (*gographviz.Graph, error) {
+	gv := gographviz.NewGraph()
+	root := dotQuote(g.name)
+	if err := gv.SetName(root); err != nil {
+		return nil, err
+	}
+	if err := gv.SetDir(true); err != nil {
+		return nil, err
+	}
+	for k, v := range quoteAttrs(g.attrs) {
+		if err := gv.AddAttr(root, k, v); err != nil {
+			return nil, fmt.Errorf("graph attribute %s: %w", k, err)
+		}
+	}
+	for id, attrs := range g.clusters {
+		if err := gv.AddSubGraph(root, dotQuote(id), quoteAttrs(attrs)); err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", id, err)
+		}
+	}
+	for id, n := range g.nodes {
+		parent := root
+		if n.parent != "" {
+			parent = dotQuote(n.parent)
+		}
+		if err := gv.AddNode(parent, dotQuote(id), quoteAttrs(n.attrs)); err != nil {
+			return nil, fmt.Errorf("node %q: %w", id, err)
+		}
+	}
+	keys := make([]dotEdgeKey, 0, len(g.edges))
+	for k := range g.edges {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		if a.from != b.from {
+			return a.from < b.from
+		}
+		if a.to != b.to {
+			return a.to < b.to
+		}
+		return a.label < b.label
+	})
+	for _, k := range keys {
+		for _, end := range []string{k.from, k.to} {
+			if _, ok := g.nodes[end]; !ok {
+				return nil, fmt.Errorf("edge %q -> %q: no node %q", k.from, k.to, end)
+			}
+		}
+		if err := gv.AddEdge(dotQuote(k.from), dotQuote(k.to), true, quoteAttrs(g.edges[k])); err != nil {
+			return nil, fmt.Errorf("edge %q -> %q: %w", k.from, k.to, err)
+		}
+	}
+	return gv, nil
+}
+
+func pathGraph(p *trace.Path) (*gographviz.Graph, error) {
+	s := p.Service
+	g := &dotGraph{
+		name:     "trace-svc " + s.Namespace + "/" + s.Name,
+		clusters: map[string]map[string]string{},
+		nodes:    map[string]*dotNode{},
+		edges:    map[dotEdgeKey]map[string]string{},
+	}
+	title := "Service " + s.Namespace + "/" + s.Name
+	if s.Type != "" {
+		title += " (" + s.Type + ")"
+	}
+	var ports []string
+	for _, sp := range s.Ports {
+		pt := fmt.Sprintf("%d/%s", sp.Port, sp.Protocol)
+		if sp.Name != "" {
+			pt = sp.Name + " " + pt
+		}
+		ports = append(ports, pt)
+	}
+	if len(ports) > 0 {
+		title += "\n" + strings.Join(ports, ", ")
+	}
+	if s.ExternalTrafficPolicy != "" {
+		title += "\nexternalTrafficPolicy " + s.ExternalTrafficPolicy
+	}
+	g.attrs = map[string]string{
+		"label":    title,
+		"labelloc": "t",
+		"rankdir":  "LR",
+		"fontname": "Helvetica",
+		"newrank":  "true",
+		"nodesep":  "0.3",
+	}
+
+	nodes := append([]trace.NodePaths(nil), p.Nodes...)
+	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	for _, n := range nodes {
+		clusterID := "cluster node " + n.Name
+		mode := n.ProxyMode
+		if mode == "" {
+			mode = "unknown"
+		}
+		attrs := map[string]string{
+			"label":    n.Name + "\n" + mode + " mode",
+			"style":    "rounded",
+			"color":    dotGrey,
+			"fontname": "Helvetica",
+		}
+		if n.Error != "" {
+			attrs["color"] = dotRed
+			attrs["fontcolor"] = dotRed
+		}
+		g.cluster(clusterID, attrs)
+		if n.Error != "" {
+			g.node(clusterID, "node "+n.Name+" error", map[string]string{
+				"label":     "error:\n" + wrapLabel(n.Error, 40),
+				"shape":     "note",
+				"color":     dotRed,
+				"fontcolor": dotRed,
+				"fontname":  "Helvetica",
+			})
+			continue
+		}
+		if len(n.Paths) == 0 {
+			g.node(clusterID, "node "+n.Name+" empty", map[string]string{
+				"label":     "no entry traced",
+				"shape":     "plaintext",
+				"fontcolor": dotGrey,
+				"fontname":  "Helvetica",
+			})
+		}
+		for _, ep := range n.Paths {
+			addEntryPath(g, n.Name, clusterID, ep)
+		}
+	}
+	return g.build()
+}
+
+// addEntryPath draws one entry on one node: entry → chains → pods or verdict.
+func addEntryPath(g *dotGraph, node, clusterID string, ep trace.EntryPath) {
+	e := ep.Entry
+	entryLabel := e.Kind + "\n" + entryAddr(e)
+	if e.ServicePort != "" {
+		entryLabel += " (" + e.ServicePort + ")"
+	}
+	from := strings.TrimSpace(e.From)
+	if e.Source.IsValid() {
+		from = strings.TrimSpace(from + " " + e.Source.String())
+	}
+	if from != "" {
+		entryLabel += "\nfrom " + from
+	}
+	entryAttrs := map[string]string{
+		"label":    entryLabel,
+		"shape":    "box",
+		"style":    "rounded,bold",
+		"color":    dotBlue,
+		"fontname": "Helvetica",
+	}
+	var entryID string
+	switch e.Kind {
+	case "LoadBalancer", "ExternalIP":
+		// Outside the nodes: the same address reaches every node.
+		entryID = "entry " + e.Kind + " " + entryAddr(e) + " from " + from
+		entryAttrs["shape"] = "cds"
+		entryAttrs["style"] = "bold"
+		g.node("", entryID, entryAttrs)
+	default:
+		entryID = "node " + node + " entry " + e.Kind + " " + entryAddr(e) + " from " + from
+		g.node(clusterID, entryID, entryAttrs)
+	}
+
+	chains := drawnChains(ep)
+	prev := entryID
+	for _, c := range chains {
+		id := "node " + node + " chain " + c
+		g.node(clusterID, id, map[string]string{
+			"label":    c,
+			"shape":    "box",
+			"fontname": "Courier",
+			"fontsize": "10",
+		})
+		g.edge(prev, id, map[string]string{})
+		prev = id
+	}
+
+	switch ep.Verdict {
+	case trace.VerdictDNAT:
+		for _, pe := range ep.Endpoints {
+			addEndpoint(g, prev, pe)
+		}
+		if len(ep.Endpoints) == 0 {
+			addVerdict(g, node, clusterID, prev, ep)
+		}
+	default:
+		// Endpoints the API lists still show, dashed, so a DROP for "no local
+		// endpoints" shows where the pods are.
+		for _, pe := range ep.Endpoints {
+			if !pe.InRules {
+				addEndpoint(g, prev, pe)
+			}
+		}
+		addVerdict(g, node, clusterID, prev, ep)
+	}
+}
+
+// drawnChains are the chains walked up to the choice of endpoint: endpoint
+// chains and mark/postrouting helpers left out; for a DROP or REJECT, up to
+// the chain whose rule decided it.
+func drawnChains(ep trace.EntryPath) []string {
+	var out []string
+	for _, c := range ep.Chains {
+		if isEndpointChain(c) {
+			break
+		}
+		if isHelperChain(c) {
+			continue
+		}
+		out = append(out, c)
+		if ep.DecidedBy != nil && ep.DecidedBy.Chain == c &&
+			(ep.Verdict == trace.VerdictDrop || ep.Verdict == trace.VerdictReject) {
+			break
+		}
+	}
+	return out
+}
+
+func isEndpointChain(c string) bool {
+	return strings.HasPrefix(c, "KUBE-SEP-") || strings.HasPrefix(c, "endpoint-")
+}
+
+// isHelperChain: chains that mark or finish a packet rather than route it.
+func isHelperChain(c string) bool {
+	switch c {
+	case "KUBE-MARK-MASQ", "mark-for-masquerade", "KUBE-POSTROUTING", "POSTROUTING",
+		"nat-postrouting", "masquerading":
+		return true
+	}
+	return false
+}
+
+func addEndpoint(g *dotGraph, from string, pe trace.PathEndpoint) {
+	id := podNode(g, pe)
+	attrs := map[string]string{"fontname": "Helvetica", "fontsize": "10"}
+	switch {
+	case pe.InRules && !pe.InAPI:
+		attrs["label"] = Percent(pe.Probability) + "\nstale rule"
+		attrs["style"] = "dashed"
+		attrs["color"] = dotRed
+		attrs["fontcolor"] = dotRed
+	case !pe.InRules:
+		attrs["label"] = "missing from\nthis node's rules"
+		attrs["style"] = "dashed"
+		attrs["color"] = dotOrange
+		attrs["fontcolor"] = dotOrange
+	default:
+		attrs["label"] = Percent(pe.Probability)
+		if pe.Masquerade {
+			attrs["label"] += "\nmasquerade"
+		}
+	}
+	g.edge(from, id, attrs)
+}
+
+// podNode adds (once) the node for an endpoint: the pod when known, in the
+// cluster of the pod's node; otherwise the bare address.
+func podNode(g *dotGraph, pe trace.PathEndpoint) string {
+	var id, parent string
+	addr := netip.AddrPortFrom(pe.IP, pe.Port).String()
+	attrs := map[string]string{
+		"shape":    "box",
+		"style":    "rounded",
+		"fontname": "Helvetica",
+	}
+	var state string
+	switch {
+	case !pe.InAPI:
+		state = "stale rule, not in API"
+		attrs["color"] = dotRed
+		attrs["fontcolor"] = dotRed
+		attrs["style"] = "rounded,dashed"
+	case pe.Terminating:
+		state = "terminating"
+		if pe.Serving {
+			state += ", serving"
+		}
+		attrs["color"] = dotGrey
+		attrs["style"] = "rounded,dashed"
+	case pe.Ready:
+		state = "ready"
+		attrs["color"] = dotGreen
+	case pe.Serving:
+		state = "not ready, serving"
+		attrs["color"] = dotOrange
+	default:
+		state = "not ready"
+		attrs["color"] = dotOrange
+	}
+	if pe.Pod != nil {
+		id = "pod " + pe.Pod.Namespace + "/" + pe.Pod.Name + " " + addr
+		attrs["label"] = pe.Pod.Namespace + "/" + pe.Pod.Name + "\n" + addr + "\n" + state
+		if pe.Pod.Node != "" {
+			parent = "cluster pods " + pe.Pod.Node
+			g.cluster(parent, map[string]string{
+				"label":    "pods on " + pe.Pod.Node,
+				"style":    "dashed",
+				"color":    dotGrey,
+				"fontname": "Helvetica",
+			})
+		}
+	} else {
+		id = "endpoint " + addr
+		attrs["label"] = addr + "\n" + state
+	}
+	g.node(parent, id, attrs)
+	return id
+}
+
+func addVerdict(g *dotGraph, node, clusterID, from string, ep trace.EntryPath) {
+	label := string(ep.Verdict)
+	if ep.Why != "" {
+		label += "\n" + wrapLabel(ep.Why, 30)
+	}
+	attrs := map[string]string{"label": label, "fontname": "Helvetica"}
+	edge := map[string]string{}
+	switch ep.Verdict {
+	case trace.VerdictDrop, trace.VerdictReject:
+		attrs["shape"] = "octagon"
+		attrs["color"] = dotRed
+		attrs["fontcolor"] = dotRed
+		attrs["style"] = "bold"
+		edge["color"] = dotRed
+		edge["penwidth"] = "2"
+	case trace.VerdictAccept:
+		attrs["shape"] = "ellipse"
+		attrs["color"] = dotGreen
+	default:
+		if ep.Verdict == trace.VerdictNone {
+			attrs["label"] = "NONE: not captured\n(normal routing)"
+			if ep.Why != "" {
+				attrs["label"] += "\n" + wrapLabel(ep.Why, 30)
+			}
+		}
+		attrs["shape"] = "ellipse"
+		attrs["color"] = dotGrey
+		attrs["fontcolor"] = dotGrey
+		edge["color"] = dotGrey
+	}
+	id := "node " + node + " verdict " + string(ep.Verdict) + " " + ep.Why
+	g.node(clusterID, id, attrs)
+	g.edge(from, id, edge)
+}
+
+// wrapLabel breaks s into lines of about width characters at spaces.
+func wrapLabel(s string, width int) string {
+	var lines []string
+	var line string
+	for _, f := range strings.Fields(s) {
+		if line != "" && len(line)+1+len(f) > width {
+			lines = append(lines, line)
+			line = f
+			continue
+		}
+		if line != "" {
+			line += " "
+		}
+		line += f
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return strings.Join(lines, "\n")
+}
