@@ -3,6 +3,8 @@
 package cli
 
 import (
+	"time"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -11,7 +13,7 @@ import (
 // NewRootCommand builds "kubectl trace-svc" and its subcommands.
 func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "kubectl-trace_svc",
+		Use:   "kubectl-trace_svc [NAME]",
 		Short: "Show where a request to a Kubernetes Service actually goes",
 		Long: `kubectl trace-svc answers "a request hits this Service: where does it actually go?"
 It reads kube-proxy's real dataplane rules and follows a packet through them: load
@@ -20,13 +22,32 @@ with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects
 		Annotations: map[string]string{
 			cobra.CommandDisplayNameAnnotation: "kubectl trace-svc",
 		},
+		Example: `  # Where do requests to the Service "web" in namespace "shop" go?
+  kubectl trace-svc web -n shop
+
+  # The same from saved node dumps, as a Graphviz diagram
+  kubectl trace-svc web -n shop --dump node-1=node-1.iptables --dump node-2=node-2.nft -o svg > web.svg
+
+  # One packet through a saved dump, offline
+  kubectl trace-svc simulate --ruleset node-1.iptables --node-ip 192.168.0.2 --src 10.0.0.2 --dst 10.96.0.10 --dport 53 --proto udp`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		Args:          cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cmd.Help()
-		},
+		Args:          cobra.MaximumNArgs(1),
 	}
+	traceOpts := &TraceOptions{Output: "tree", Color: "auto", Timeout: 2 * time.Minute, Collector: "debugpod", IOStreams: streams}
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		if err := traceOpts.Complete(args); err != nil {
+			return err
+		}
+		if err := traceOpts.Validate(); err != nil {
+			return err
+		}
+		return traceOpts.Run(cmd.Context())
+	}
+	addTraceFlags(root, traceOpts)
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
@@ -36,6 +57,7 @@ with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects
 	// cluster build their clients from configFlags.
 	configFlags := genericclioptions.NewConfigFlags(true)
 	configFlags.AddFlags(root.PersistentFlags())
+	traceOpts.configFlags = configFlags
 
 	root.AddCommand(NewSimulateCommand(streams))
 	root.AddCommand(NewVersionCommand(streams))

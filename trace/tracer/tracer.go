@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -129,9 +130,13 @@ func serviceInfo(svc *corev1.Service) trace.ServiceInfo {
 		s.LoadBalancerSourceRanges = append(s.LoadBalancerSourceRanges, strings.TrimSpace(r))
 	}
 	for _, sp := range svc.Spec.Ports {
+		target := sp.TargetPort.String()
+		if sp.TargetPort.IntVal == 0 && sp.TargetPort.StrVal == "" {
+			target = strconv.Itoa(int(sp.Port)) // the API's default
+		}
 		s.Ports = append(s.Ports, trace.ServicePort{
 			Name: sp.Name, Protocol: protocol(sp.Protocol), Port: uint16(sp.Port),
-			NodePort: uint16(sp.NodePort), TargetPort: sp.TargetPort.String(),
+			NodePort: uint16(sp.NodePort), TargetPort: target,
 		})
 	}
 	return s

@@ -1,0 +1,265 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
+	"github.com/trace-svc/kubectl-trace-svc/render"
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
+	"github.com/trace-svc/kubectl-trace-svc/trace/tracer"
+)
+
+var traceOutputs = []string{"tree", "json", "yaml", "dot", "svg", "png"}
+
+// defaultNodeCap bounds how many nodes a trace collects unless --all-nodes
+// or --node says otherwise: a path through a few nodes tells the story, and
+// a helper pod per node costs the cluster something.
+const defaultNodeCap = 10
+
+// TraceOptions holds "kubectl trace-svc NAME" flags.
+type TraceOptions struct {
+	Name      string
+	Dumps     []string // NODE=FILE
+	Nodes     []string
+	AllNodes  bool
+	SourceIP  string
+	Output    string
+	Wide      bool
+	Color     string
+	Timeout   time.Duration
+	Collector string
+
+	configFlags *genericclioptions.ConfigFlags
+	namespace   string
+	client      kubernetes.Interface
+	dumps       map[string][]string
+	source      netip.Addr
+
+	// collectNode gathers a node's rules when no --dump is given for it; nil
+	// until a live collector is wired in.
+	collectNode func(ctx context.Context, node string) ([]*ruleset.Ruleset, string, error)
+
+	genericiooptions.IOStreams
+}
+
+// addTraceFlags registers the trace flags on the root command, which runs
+// the trace when given a Service name.
+func addTraceFlags(cmd *cobra.Command, o *TraceOptions) {
+	f := cmd.Flags()
+	f.StringArrayVar(&o.Dumps, "dump", o.Dumps, "use a saved dump for a node instead of collecting it: NODE=FILE (iptables-save, ip6tables-save or nft list ruleset output); repeat for more nodes or families")
+	f.StringArrayVar(&o.Nodes, "node", o.Nodes, "trace through this node (repeatable); default: the nodes that matter for the path, at most 10")
+	f.BoolVar(&o.AllNodes, "all-nodes", o.AllNodes, "trace through every node, not at most 10")
+	f.StringVar(&o.SourceIP, "source-ip", o.SourceIP, "address of the external client for LoadBalancer, external IP and NodePort entries (default 203.0.113.10)")
+	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: "+strings.Join(traceOutputs, ", "))
+	f.BoolVar(&o.Wide, "wide", o.Wide, "print full chain names in the tree")
+	f.StringVar(&o.Color, "color", o.Color, "colour the tree: "+strings.Join(render.ColorModes, ", ")+" (auto honours NO_COLOR)")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "give up after this long")
+	f.StringVar(&o.Collector, "collector", o.Collector, "how node rules are collected when no --dump is given: debugpod")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(traceOutputs, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// Complete resolves the namespace, the client and the flag values.
+func (o *TraceOptions) Complete(args []string) error {
+	o.Name = args[0]
+	o.dumps = map[string][]string{}
+	for _, d := range o.Dumps {
+		node, path, ok := strings.Cut(d, "=")
+		if !ok || node == "" || path == "" {
+			return fmt.Errorf("--dump %q is not NODE=FILE (for example --dump node-1=node-1.iptables)", d)
+		}
+		o.dumps[node] = append(o.dumps[node], path)
+	}
+	if o.SourceIP != "" {
+		a, err := netip.ParseAddr(o.SourceIP)
+		if err != nil {
+			return fmt.Errorf("--source-ip %q is not an IP address", o.SourceIP)
+		}
+		o.source = a.Unmap()
+	}
+	ns, _, err := o.configFlags.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return fmt.Errorf("cannot tell the namespace from the kubeconfig: %w", err)
+	}
+	o.namespace = ns
+	if o.client == nil {
+		cfg, err := o.configFlags.ToRESTConfig()
+		if err != nil {
+			return fmt.Errorf("cannot build a client from the kubeconfig: %w", err)
+		}
+		if o.client, err = kubernetes.NewForConfig(cfg); err != nil {
+			return fmt.Errorf("cannot build a client from the kubeconfig: %w", err)
+		}
+	}
+	return nil
+}
+
+// Validate checks flag values.
+func (o *TraceOptions) Validate() error {
+	if !slices.Contains(traceOutputs, o.Output) {
+		return fmt.Errorf("--output %q is not supported: use one of %s", o.Output, strings.Join(traceOutputs, ", "))
+	}
+	if !slices.Contains(render.ColorModes, o.Color) {
+		return fmt.Errorf("--color %q is not one of %s", o.Color, strings.Join(render.ColorModes, ", "))
+	}
+	if o.Collector != "debugpod" {
+		return fmt.Errorf("--collector %q is not supported: use debugpod (or --dump NODE=FILE for saved dumps)", o.Collector)
+	}
+	if o.Timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive, got %s", o.Timeout)
+	}
+	return nil
+}
+
+// Run collects, traces and renders.
+func (o *TraceOptions) Run(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	facts, err := cluster.Collect(ctx, o.client, o.namespace, o.Name)
+	if err != nil {
+		return err
+	}
+	nodes, err := o.pickNodes(facts)
+	if err != nil {
+		return err
+	}
+	in := tracer.Input{Service: facts.Service, Slices: facts.EndpointSlices, Pods: facts.Pods, Client: o.source}
+	for _, n := range nodes {
+		in.Nodes = append(in.Nodes, o.nodeRules(ctx, n))
+	}
+	p, err := tracer.Build(in)
+	if err != nil {
+		return err
+	}
+	switch o.Output {
+	case "json":
+		return render.PathJSON(o.Out, p)
+	case "yaml":
+		return render.PathYAML(o.Out, p)
+	case "dot":
+		return render.PathDOT(o.Out, p)
+	case "svg", "png":
+		return render.PathImage(ctx, o.Out, p, o.Output)
+	}
+	r, err := render.NewRenderer(o.Out, o.Color)
+	if err != nil {
+		return err
+	}
+	return render.PathTree(o.Out, r, p, render.PathTreeOptions{Wide: o.Wide})
+}
+
+// pickNodes chooses the nodes to trace through: the --node ones; else the
+// nodes that hold an endpoint, then the others (a Local policy drops there,
+// which is worth showing), up to the cap.
+func (o *TraceOptions) pickNodes(f *cluster.Facts) ([]*corev1.Node, error) {
+	byName := map[string]*corev1.Node{}
+	for i := range f.Nodes {
+		byName[f.Nodes[i].Name] = &f.Nodes[i]
+	}
+	wanted := slices.Clone(o.Nodes)
+	for n := range o.dumps {
+		if !slices.Contains(wanted, n) {
+			wanted = append(wanted, n)
+		}
+	}
+	if len(wanted) > 0 {
+		sort.Strings(wanted)
+		var out []*corev1.Node
+		for _, name := range wanted {
+			n := byName[name]
+			if n == nil {
+				return nil, fmt.Errorf("node %q is not in the cluster (kubectl get nodes lists them)", name)
+			}
+			out = append(out, n)
+		}
+		return out, nil
+	}
+	withEndpoints := map[string]bool{}
+	for _, s := range f.EndpointSlices {
+		for _, e := range s.Endpoints {
+			if e.NodeName != nil {
+				withEndpoints[*e.NodeName] = true
+			}
+		}
+	}
+	var first, rest []*corev1.Node
+	for i := range f.Nodes {
+		n := &f.Nodes[i]
+		if withEndpoints[n.Name] {
+			first = append(first, n)
+		} else {
+			rest = append(rest, n)
+		}
+	}
+	out := append(first, rest...)
+	if len(out) == 0 {
+		return nil, errors.New("the cluster has no nodes to trace through")
+	}
+	if !o.AllNodes && len(out) > defaultNodeCap {
+		fmt.Fprintf(o.ErrOut, "tracing through %d of %d nodes (pass --all-nodes or --node NAME for others)\n", defaultNodeCap, len(out))
+		out = out[:defaultNodeCap]
+	}
+	return out, nil
+}
+
+// nodeRules reads a node's saved dumps, or collects them live.
+func (o *TraceOptions) nodeRules(ctx context.Context, n *corev1.Node) tracer.Node {
+	tn := tracer.Node{Node: n}
+	paths := o.dumps[n.Name]
+	if len(paths) == 0 {
+		if o.collectNode == nil {
+			tn.Err = fmt.Errorf("no --dump given for node %s, and collecting rules from nodes through a debug pod is not available in this build: save them on the node (iptables-save, or nft list ruleset) and pass --dump %s=FILE", n.Name, n.Name)
+			return tn
+		}
+		tn.Rulesets, tn.ProxyMode, tn.Err = o.collectNode(ctx, n.Name)
+		return tn
+	}
+	for _, path := range paths {
+		rs, err := readDump(path, o.In)
+		if err != nil {
+			tn.Err = err
+			return tn
+		}
+		for _, w := range rs.Warnings {
+			fmt.Fprintf(o.ErrOut, "warning: node %s: %s\n", n.Name, w)
+		}
+		tn.Rulesets = append(tn.Rulesets, rs)
+		switch rs.Format {
+		case trace.FormatIPTables:
+			tn.ProxyMode = "iptables"
+		default:
+			tn.ProxyMode = "nftables"
+		}
+	}
+	return tn
+}
+
+// readDump opens and parses one saved dump. The file stays open for the
+// iptables engine, which reads rule text back on demand, until the process
+// ends.
+func readDump(path string, stdin interface{ Read([]byte) (int, error) }) (*ruleset.Ruleset, error) {
+	d, err := file.Open(path, stdin)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := ruleset.Parse(d, "auto")
+	if err != nil {
+		_ = d.Close()
+		return nil, fmt.Errorf("read ruleset %s: %w", d.Name, err)
+	}
+	return rs, nil
+}
