@@ -117,8 +117,8 @@ func TestTraceFromDumps(t *testing.T) {
 			got[path.Entry.Kind+" "+path.Entry.Address] = path.Verdict + " " + ep
 		}
 		want := map[string]string{
-			"LoadBalancer 1.2.3.4":   "DNAT 10.180.0.1 web-0",
-			"NodePort 192.168.0.2":   "DNAT 10.180.0.1 web-0",
+			"LoadBalancer 1.2.3.4":  "DNAT 10.180.0.1 web-0",
+			"NodePort 192.168.0.2":  "DNAT 10.180.0.1 web-0",
 			"ClusterIP 172.30.0.41": "DNAT 10.180.0.1 web-0",
 		}
 		for k, v := range want {
