@@ -101,6 +101,9 @@ func (o *TraceOptions) Complete(args []string) error {
 		if err != nil {
 			return fmt.Errorf("cannot build a client from the kubeconfig: %w", err)
 		}
+		// A trace makes bursts of small reads (pods by name, access checks,
+		// one helper pod per node): client-go's default 5 QPS would stall them.
+		cfg.QPS, cfg.Burst = 50, 100
 		if o.client, err = kubernetes.NewForConfig(cfg); err != nil {
 			return fmt.Errorf("cannot build a client from the kubeconfig: %w", err)
 		}
