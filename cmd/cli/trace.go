@@ -15,6 +15,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
@@ -34,6 +35,7 @@ const defaultNodeCap = 10
 // TraceOptions holds "kubectl trace-svc NAME" flags.
 type TraceOptions struct {
 	Name      string
+	Objects   string   // API objects saved with kubectl, for offline use
 	Dumps     []string // NODE=FILE
 	Nodes     []string
 	AllNodes  bool
@@ -61,6 +63,7 @@ type TraceOptions struct {
 // the trace when given a Service name.
 func addTraceFlags(cmd *cobra.Command, o *TraceOptions) {
 	f := cmd.Flags()
+	f.StringVar(&o.Objects, "objects", o.Objects, "read the Service, EndpointSlices, pods and nodes from this file (kubectl get service,endpointslices,pods,nodes -o yaml > FILE) instead of the API server: with --dump for the nodes, a trace needs no cluster")
 	f.StringArrayVar(&o.Dumps, "dump", o.Dumps, "use a saved dump for a node instead of collecting it: NODE=FILE (iptables-save, ip6tables-save or nft list ruleset output); repeat for more nodes or families")
 	f.StringArrayVar(&o.Nodes, "node", o.Nodes, "trace through this node (repeatable); default: the nodes that matter for the path, at most 10")
 	f.BoolVar(&o.AllNodes, "all-nodes", o.AllNodes, "trace through every node, not at most 10")
@@ -90,6 +93,20 @@ func (o *TraceOptions) Complete(args []string) error {
 			return fmt.Errorf("--source-ip %q is not an IP address", o.SourceIP)
 		}
 		o.source = a.Unmap()
+	}
+	if o.Objects != "" {
+		objs, err := file.ReadObjects(o.Objects)
+		if err != nil {
+			return err
+		}
+		// The saved objects behind an in-memory API: the same collector
+		// code reads them as it reads a cluster.
+		o.client = fake.NewClientset(objs...)
+		o.namespace = "default"
+		if o.configFlags.Namespace != nil && *o.configFlags.Namespace != "" {
+			o.namespace = *o.configFlags.Namespace
+		}
+		return nil
 	}
 	ns, _, err := o.configFlags.ToRawKubeConfigLoader().Namespace()
 	if err != nil {

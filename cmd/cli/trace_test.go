@@ -173,3 +173,26 @@ func TestTraceErrors(t *testing.T) {
 		t.Errorf("node-b without a dump: %v\n%s", err, out)
 	}
 }
+
+// TestTraceOffline: saved API objects and saved node rules, no cluster — the
+// bug-report path, through the real command.
+func TestTraceOffline(t *testing.T) {
+	for _, dump := range []string{
+		"node-a=../../testdata/iptables/kube-proxy/v1.37.2/TestLoadBalancer/iptables-nft.save",
+		"node-a=../../testdata/nftables/kube-proxy/v1.37.2/TestLoadBalancer/ruleset.json",
+	} {
+		out, stderr, err := run(t, "svc1", "-n", "ns1", "--objects", "../../testdata/scenarios/loadbalancer/objects.yaml", "--dump", dump, "-o", "json")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, stderr)
+		}
+		for _, want := range []string{`"kind": "LoadBalancer"`, `"address": "1.2.3.4"`, `"name": "web-0"`, `"verdict": "DNAT"`, `"inRules": true`, `"inAPI": true`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: output lacks %s", dump, want)
+			}
+		}
+	}
+	_, _, err := run(t, "svc1", "-n", "ns1", "--objects", "trace_test.go", "--dump", lbDump)
+	if err == nil || !strings.Contains(err.Error(), `objects file "trace_test.go"`) {
+		t.Errorf("bad objects file: %v", err)
+	}
+}
