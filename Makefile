@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/kubectl-trace_svc
 FUZZTIME ?= 10s
 
-.PHONY: build install test test-race fuzz bench bench-ratio fixtures lint tidy-check ci
+.PHONY: build install test test-race fuzz bench bench-ratio fixtures docs docs-check lint tidy-check ci
 
 build: ## build the plugin into ./bin
 	$(GO) build -trimpath -o $(BIN) ./cmd/kubectl-trace_svc
@@ -39,6 +39,12 @@ fixtures: ## regenerate kube-proxy fixtures from real kube-proxy code (slow; nee
 	hack/kpfixtures/gen.sh v1.29.6 v1.37.2 v1.22.17
 	hack/kpfixtures/gen.sh --nftables v1.33.13 v1.37.2
 	hack/kpfixtures/variants.sh
+
+docs: ## regenerate the pictures in docs/images with the tool itself, from testdata
+	hack/docs.sh
+
+docs-check: ## fail if docs/images is not what the tool prints now
+	hack/docs.sh --check
 
 lint: ## gofmt, vet, tidy
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

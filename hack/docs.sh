@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Regenerates the pictures in docs/images with the tool itself, from the
+# project's own test data (saved API objects + real kube-proxy rules), so the
+# docs show exactly what users get.
+#
+#   hack/docs.sh            rewrite docs/images
+#   hack/docs.sh --check    fail if docs/images is not what the tool prints now
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+out=docs/images
+check=false
+if [ "${1:-}" = --check ]; then
+	check=true
+	out=$(mktemp -d)
+	trap 'rm -rf "$out"' EXIT
+fi
+command -v dot >/dev/null || { echo "hack/docs.sh: Graphviz's dot is needed (apt-get install graphviz)" >&2; exit 1; }
+bin=$(mktemp -d)/kubectl-trace_svc
+CGO_ENABLED=0 go build -trimpath -o "$bin" ./cmd/kubectl-trace_svc
+
+kp=testdata/iptables/kube-proxy/v1.37.2
+nft=testdata/nftables/kube-proxy/v1.37.2
+# name | args (a Service from testdata/scenarios, and the node dumps)
+scenarios=(
+	"loadbalancer-iptables|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$kp/TestLoadBalancer/iptables-nft.save"
+	"loadbalancer-nftables|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$nft/TestLoadBalancer/ruleset.nft"
+	"loadbalancer-blocked-client|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$nft/TestLoadBalancer/ruleset.nft --source-ip 203.0.113.130"
+)
+mkdir -p "$out"
+for s in "${scenarios[@]}"; do
+	name=${s%%|*}
+	read -r -a args <<<"${s#*|}"
+	"$bin" "${args[@]}" --color never >"$out/$name.txt"
+	"$bin" "${args[@]}" -o dot >"$out/$name.dot"
+	dot -Tsvg "$out/$name.dot" >"$out/$name.svg"
+done
+if $check; then
+	if ! diff -r "$out" docs/images >/dev/null; then
+		diff -r "$out" docs/images | head -40
+		echo "docs/images is out of date: run make docs" >&2
+		exit 1
+	fi
+	echo "docs/images is up to date"
+fi
