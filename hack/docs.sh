@@ -25,6 +25,7 @@ nft=testdata/nftables/kube-proxy/v1.37.2
 scenarios=(
 	"loadbalancer-iptables|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$kp/TestLoadBalancer/iptables-nft.save"
 	"loadbalancer-nftables|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$nft/TestLoadBalancer/ruleset.nft"
+	"local-policy-iptables|svc1 -n ns1 --objects testdata/scenarios/local-policy/objects.yaml --dump test-node=$kp/TestExternalTrafficPolicyLocal/iptables-nft.save"
 	"loadbalancer-blocked-client|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$nft/TestLoadBalancer/ruleset.nft --source-ip 203.0.113.130"
 )
 mkdir -p "$out"

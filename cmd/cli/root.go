@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
@@ -34,7 +36,8 @@ with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects
 		SilenceUsage:  true,
 		Args:          cobra.MaximumNArgs(1),
 	}
-	traceOpts := &TraceOptions{Output: "tree", Color: "auto", Timeout: 2 * time.Minute, Collector: "debugpod", IOStreams: streams}
+	traceOpts := &TraceOptions{Output: "tree", Color: "auto", Timeout: 2 * time.Minute, Collector: "debugpod",
+		DebugNamespace: debugpod.DefaultNamespace, Parallel: debugpod.DefaultParallel, IOStreams: streams}
 	root.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
 			return cmd.Help()
@@ -62,6 +65,7 @@ with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects
 	root.AddCommand(NewSimulateCommand(streams))
 	root.AddCommand(NewVersionCommand(streams))
 	root.AddCommand(NewCompletionCommand(streams))
+	root.AddCommand(NewCleanupCommand(streams, configFlags))
 	root.CompletionOptions.DisableDefaultCmd = true // ours documents kubectl_complete-trace_svc
 
 	// The positional argument of "kubectl trace-svc NAME" is a Service.

@@ -16,8 +16,12 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
+
+	"github.com/mattn/go-isatty"
 
 	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
 	"github.com/trace-svc/kubectl-trace-svc/render"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
@@ -45,6 +49,11 @@ type TraceOptions struct {
 	Color     string
 	Timeout   time.Duration
 	Collector string
+	// Debug pod flags.
+	Image          string
+	PullSecrets    []string
+	DebugNamespace string
+	Parallel       int
 
 	configFlags *genericclioptions.ConfigFlags
 	namespace   string
@@ -52,9 +61,10 @@ type TraceOptions struct {
 	dumps       map[string][]string
 	source      netip.Addr
 
-	// collectNode gathers a node's rules when no --dump is given for it; nil
-	// until a live collector is wired in.
-	collectNode func(ctx context.Context, node string) ([]*ruleset.Ruleset, string, error)
+	restConfig *rest.Config
+	// collectLive gathers the rules of nodes without a --dump (debug pods);
+	// replaced in tests.
+	collectLive func(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult
 
 	genericiooptions.IOStreams
 }
@@ -73,6 +83,10 @@ func addTraceFlags(cmd *cobra.Command, o *TraceOptions) {
 	f.StringVar(&o.Color, "color", o.Color, "colour the tree: "+strings.Join(render.ColorModes, ", ")+" (auto honours NO_COLOR)")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "give up after this long")
 	f.StringVar(&o.Collector, "collector", o.Collector, "how node rules are collected when no --dump is given: debugpod")
+	f.StringVar(&o.Image, "image", o.Image, "image of the node debug pod; it needs sh, iptables and nft (default: the image the cluster's kube-proxy runs, else registry.k8s.io/kube-proxy at the server's version)")
+	f.StringArrayVar(&o.PullSecrets, "image-pull-secret", o.PullSecrets, "image pull secret in the debug namespace for --image (repeatable)")
+	f.StringVar(&o.DebugNamespace, "debug-namespace", o.DebugNamespace, "namespace of the node debug pods; it must allow host-network pods (see docs/rbac.md)")
+	f.IntVar(&o.Parallel, "parallel", o.Parallel, "collect at most this many nodes at once")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(traceOutputs, cobra.ShellCompDirectiveNoFileComp))
 }
 
@@ -121,6 +135,7 @@ func (o *TraceOptions) Complete(args []string) error {
 		// A trace makes bursts of small reads (pods by name, access checks,
 		// one helper pod per node): client-go's default 5 QPS would stall them.
 		cfg.QPS, cfg.Burst = 50, 100
+		o.restConfig = cfg
 		if o.client, err = kubernetes.NewForConfig(cfg); err != nil {
 			return fmt.Errorf("cannot build a client from the kubeconfig: %w", err)
 		}
@@ -158,7 +173,27 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 		return err
 	}
 	in := tracer.Input{Service: facts.Service, Slices: facts.EndpointSlices, Pods: facts.Pods, Client: o.source}
+	var live []string
 	for _, n := range nodes {
+		if len(o.dumps[n.Name]) == 0 {
+			live = append(live, n.Name)
+		}
+	}
+	collected := map[string]debugpod.NodeResult{}
+	if len(live) > 0 {
+		collect := o.collectLive
+		if collect == nil {
+			collect = o.collectWithDebugPods
+		}
+		for _, r := range collect(ctx, facts, live) {
+			collected[r.Node] = r
+		}
+	}
+	for _, n := range nodes {
+		if r, ok := collected[n.Name]; ok {
+			in.Nodes = append(in.Nodes, o.liveRules(n, r))
+			continue
+		}
 		in.Nodes = append(in.Nodes, o.nodeRules(ctx, n))
 	}
 	p, err := tracer.Build(in)
@@ -239,16 +274,7 @@ func (o *TraceOptions) pickNodes(f *cluster.Facts) ([]*corev1.Node, error) {
 // nodeRules reads a node's saved dumps, or collects them live.
 func (o *TraceOptions) nodeRules(ctx context.Context, n *corev1.Node) tracer.Node {
 	tn := tracer.Node{Node: n}
-	paths := o.dumps[n.Name]
-	if len(paths) == 0 {
-		if o.collectNode == nil {
-			tn.Err = fmt.Errorf("no --dump given for node %s, and collecting rules from nodes through a debug pod is not available in this build: save them on the node (iptables-save, or nft list ruleset) and pass --dump %s=FILE", n.Name, n.Name)
-			return tn
-		}
-		tn.Rulesets, tn.ProxyMode, tn.Err = o.collectNode(ctx, n.Name)
-		return tn
-	}
-	for _, path := range paths {
+	for _, path := range o.dumps[n.Name] {
 		rs, err := readDump(path, o.In)
 		if err != nil {
 			tn.Err = err
@@ -282,4 +308,69 @@ func readDump(path string, stdin interface{ Read([]byte) (int, error) }) (*rules
 		return nil, fmt.Errorf("read ruleset %s: %w", d.Name, err)
 	}
 	return rs, nil
+}
+
+// collectWithDebugPods checks permissions once, then runs a debug pod on each
+// node (bounded in parallel) and returns what each gave. A refusal that
+// concerns every node (RBAC, Pod Security) becomes every node's error.
+func (o *TraceOptions) collectWithDebugPods(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult {
+	fail := func(err error) []debugpod.NodeResult {
+		out := make([]debugpod.NodeResult, len(nodes))
+		for i, n := range nodes {
+			out[i] = debugpod.NodeResult{Node: n, Err: err}
+		}
+		return out
+	}
+	if o.restConfig == nil {
+		return fail(errors.New("no API server to run a debug pod through (offline: pass --dump NODE=FILE for every node)"))
+	}
+	if err := cluster.CheckAccess(ctx, o.client, cluster.TraceAccessChecks(o.namespace, o.DebugNamespace)); err != nil {
+		return fail(err)
+	}
+	opts := debugpod.NewOptions()
+	opts.Namespace, opts.ImagePullSecrets, opts.Image = o.DebugNamespace, o.PullSecrets, o.Image
+	if opts.Image == "" {
+		opts.Image = debugpod.DefaultImage(facts.KubeProxyPods, facts.ServerVersion)
+	}
+	progress := func(string) {}
+	if f, ok := o.ErrOut.(interface{ Fd() uintptr }); ok && isatty.IsTerminal(f.Fd()) {
+		progress = func(msg string) { fmt.Fprintln(o.ErrOut, msg) }
+	}
+	res, err := debugpod.CollectAll(ctx, o.client, o.restConfig, nodes, opts, o.Parallel, progress)
+	if err != nil {
+		return fail(err)
+	}
+	return res
+}
+
+// liveRules turns a debug pod's dumps into the node's rulesets.
+func (o *TraceOptions) liveRules(n *corev1.Node, r debugpod.NodeResult) tracer.Node {
+	tn := tracer.Node{Node: n}
+	if r.Err != nil {
+		tn.Err = r.Err
+		return tn
+	}
+	for _, w := range r.Result.Warnings {
+		fmt.Fprintf(o.ErrOut, "warning: node %s: %s\n", n.Name, w)
+	}
+	for _, name := range r.Result.Chosen {
+		d, ok := r.Result.Dump(name)
+		if !ok {
+			continue
+		}
+		rs, err := ruleset.Parse(d, "auto")
+		if err != nil {
+			tn.Err = fmt.Errorf("node %s: %s output: %w", n.Name, name, err)
+			return tn
+		}
+		tn.Rulesets = append(tn.Rulesets, rs)
+	}
+	tn.ProxyMode = r.Result.ProxyMode
+	if tn.ProxyMode == "" {
+		tn.ProxyMode = map[string]string{"nftables": "nftables", "iptables-nft": "iptables", "iptables-legacy": "iptables"}[r.Result.Backend]
+	}
+	if len(tn.Rulesets) == 0 {
+		tn.Err = fmt.Errorf("no kube-proxy rules were found on node %s (in iptables-nft, iptables-legacy or nftables): kube-proxy may not run there, or a replacement such as an eBPF dataplane handles Services", n.Name)
+	}
+	return tn
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -18,6 +19,9 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
+
+	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
 )
 
 // lbObjects are the API objects behind kube-proxy's TestLoadBalancer
@@ -50,13 +54,16 @@ func lbObjects() []runtime.Object {
 	}
 }
 
+// collectLiveHook stands in for the debug-pod collector in runTrace.
+var collectLiveHook func(context.Context, *cluster.Facts, []string) []debugpod.NodeResult
+
 func runTrace(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	ns := "ns1"
 	flags := genericclioptions.NewConfigFlags(false)
 	flags.Namespace = &ns
-	o := &TraceOptions{Output: "tree", Color: "never", Timeout: time.Minute, Collector: "debugpod", configFlags: flags,
+	o := &TraceOptions{Output: "tree", Color: "never", Timeout: time.Minute, Collector: "debugpod", configFlags: flags, collectLive: collectLiveHook,
 		client: fake.NewClientset(lbObjects()...), IOStreams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}}
 	cmd := &cobra.Command{}
 	addTraceFlags(cmd, o)
@@ -167,10 +174,58 @@ func TestTraceErrors(t *testing.T) {
 			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
 		}
 	}
-	// A node without a dump is traced as not collected, not a failure.
+	// Without an API server to run debug pods through, a node without a
+	// dump is traced as not collected, not a failure of the whole trace.
 	out, _, err := runTrace(t, "svc1", "--dump", lbDump, "--node", "node-b", "-o", "json")
-	if err != nil || !strings.Contains(out, "no --dump given for node node-b") || !strings.Contains(out, "NodeNotCollected") {
+	if err != nil || !strings.Contains(out, "no API server to run a debug pod through") || !strings.Contains(out, "NodeNotCollected") {
 		t.Errorf("node-b without a dump: %v\n%s", err, out)
+	}
+}
+
+// TestTraceLiveCollection: a node without --dump goes through the live
+// collector; here its output is what the real dump script printed in a
+// network namespace holding kube-proxy's TestLoadBalancer rules
+// (collectors/debugpod/testdata/recorded).
+func TestTraceLiveCollection(t *testing.T) {
+	stdout, err := os.ReadFile("../../collectors/debugpod/testdata/recorded/iptables-nft.stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, _ := os.ReadFile("../../collectors/debugpod/testdata/recorded/iptables-nft.stderr")
+	var asked []string
+	collectLiveHook = func(_ context.Context, _ *cluster.Facts, nodes []string) []debugpod.NodeResult {
+		asked = nodes
+		var out []debugpod.NodeResult
+		for _, n := range nodes {
+			out = append(out, debugpod.NodeResult{Node: n, Result: debugpod.ParseOutput(n, stdout, stderr)})
+		}
+		return out
+	}
+	t.Cleanup(func() { collectLiveHook = nil })
+	out, _, err := runTrace(t, "svc1", "--dump", lbDump, "--node", "node-b", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(asked, ",") != "node-b" {
+		t.Errorf("live collection asked for %v, want node-b only (node-a has a dump)", asked)
+	}
+	var p struct {
+		Nodes []struct {
+			Name      string `json:"name"`
+			ProxyMode string `json:"proxyMode"`
+			Error     string `json:"error"`
+			Paths     []struct {
+				Verdict string `json:"verdict"`
+			} `json:"paths"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range p.Nodes {
+		if n.Error != "" || len(n.Paths) == 0 || n.Paths[0].Verdict != "DNAT" || n.ProxyMode != "iptables" {
+			t.Errorf("node %s: %+v", n.Name, n)
+		}
 	}
 }
 

@@ -79,7 +79,47 @@ func Build(in Input) (*trace.Path, error) {
 		p.Nodes = append(p.Nodes, buildNode(p, in, n))
 	}
 	p.Findings = append(p.Findings, compareNodes(p)...)
+	p.Findings = append(p.Findings, hoistConventions(p)...)
 	return p, nil
+}
+
+// hoistConventions moves notes that every path carries (the conventions the
+// engine used, such as the unknown incoming interface) out of the paths into
+// one info finding each, so they are said once.
+func hoistConventions(p *trace.Path) []trace.Finding {
+	count, total := map[string]int{}, 0
+	for _, n := range p.Nodes {
+		for _, ep := range n.Paths {
+			total++
+			for _, note := range ep.Notes {
+				count[note]++
+			}
+		}
+	}
+	var common []string
+	for note, c := range count {
+		if c == total && total > 1 {
+			common = append(common, note)
+		}
+	}
+	sort.Strings(common)
+	if len(common) == 0 {
+		return nil
+	}
+	for i := range p.Nodes {
+		for j := range p.Nodes[i].Paths {
+			ep := &p.Nodes[i].Paths[j]
+			ep.Notes = slices.DeleteFunc(ep.Notes, func(n string) bool { return slices.Contains(common, n) })
+			if len(ep.Notes) == 0 {
+				ep.Notes = nil
+			}
+		}
+	}
+	var out []trace.Finding
+	for _, note := range common {
+		out = append(out, trace.Finding{Severity: "info", Code: "Convention", Message: "every path above: " + note})
+	}
+	return out
 }
 
 func serviceInfo(svc *corev1.Service) trace.ServiceInfo {

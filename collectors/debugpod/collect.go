@@ -1,0 +1,394 @@
+package debugpod
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Known conditions; errors wrap them so callers can tell with errors.Is.
+var (
+	// ErrPodSecurity: Pod Security admission rejects host-network pods in
+	// the debug namespace.
+	ErrPodSecurity = errors.New("pod security rejects the debug pod")
+	// ErrForbidden: RBAC does not let the user create pods there.
+	ErrForbidden = errors.New("not allowed to create the debug pod")
+	// ErrAdmission: another admission controller or webhook rejects it.
+	ErrAdmission = errors.New("admission rejects the debug pod")
+	// ErrImagePull: the node cannot pull the image.
+	ErrImagePull = errors.New("the node cannot pull the debug image")
+	// ErrUnschedulable: the pod cannot run on the node.
+	ErrUnschedulable = errors.New("the debug pod cannot run on the node")
+	// ErrPodFailed: the pod ended before the dumps were taken.
+	ErrPodFailed = errors.New("the debug pod failed")
+	// ErrStartTimeout: the pod was not running in time.
+	ErrStartTimeout = errors.New("the debug pod did not start in time")
+)
+
+// deleteTimeout bounds the final delete, which runs on a fresh context so
+// that Ctrl-C still removes the pod.
+const deleteTimeout = 5 * time.Second
+
+// DryRun asks the API server to admit the debug pod for node without
+// creating it, so RBAC, Pod Security and webhook rejections come back before
+// anything exists.
+func DryRun(ctx context.Context, c kubernetes.Interface, node string, opts Options) error {
+	opts = opts.withDefaults()
+	pod := PodSpec(opts, node)
+	_, err := c.CoreV1().Pods(opts.Namespace).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		return explainCreateError(err, opts.Namespace)
+	}
+	return nil
+}
+
+// explainCreateError turns an admission or RBAC rejection into one sentence
+// with the fix.
+func explainCreateError(err error, ns string) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "violates PodSecurity"):
+		return fmt.Errorf("%w: namespace %q does not allow host-network pods (the debug pod needs the privileged Pod Security level); label it with pod-security.kubernetes.io/enforce=privileged or pass --debug-namespace with a namespace that allows host-network pods: %s", ErrPodSecurity, ns, msg)
+	case apierrors.IsForbidden(err) && strings.Contains(msg, "admission webhook"):
+		return fmt.Errorf("%w in namespace %q; pass --debug-namespace with a namespace the webhook allows, or ask its owner for an exception: %s", ErrAdmission, ns, msg)
+	case apierrors.IsForbidden(err) && (strings.Contains(msg, "cannot create resource") || strings.Contains(msg, "User \"")):
+		return fmt.Errorf("%w: you may not create pods in namespace %q; ask for create on pods and pods/exec there, or pass --debug-namespace with a namespace where you may (or pass --dump to trace saved files): %s", ErrForbidden, ns, msg)
+	case apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || strings.Contains(msg, "denied the request"):
+		return fmt.Errorf("%w in namespace %q; pass --debug-namespace with a namespace that allows host-network pods with NET_ADMIN and NET_RAW: %s", ErrAdmission, ns, msg)
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("debug namespace %q does not exist; pass --debug-namespace with an existing one: %w", ns, err)
+	}
+	return fmt.Errorf("create debug pod in namespace %q: %w", ns, err)
+}
+
+// Collect dumps node's dataplane through a debug pod: dry-run, create, wait
+// until it runs, exec the dump script, and always delete the pod — on
+// success, error, timeout and cancellation. progress gets one line per step
+// (may be nil).
+func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Config, node string, opts Options, progress func(string)) (res *Result, err error) {
+	opts = opts.withDefaults()
+	if progress == nil {
+		progress = func(string) {}
+	}
+	if !opts.skipDryRun {
+		if err := DryRun(ctx, c, node, opts); err != nil {
+			return nil, fmt.Errorf("node %q: %w", node, err)
+		}
+	}
+	ex := opts.Executor
+	if ex == nil {
+		ex = apiExecutor{client: c, config: restConfig}
+	}
+
+	pod := PodSpec(opts, node)
+	ref := opts.Namespace + "/" + pod.Name
+	// The name is ours before Create returns, so the delete is armed first:
+	// a Create cut short by Ctrl-C may still have made the pod.
+	defer func() {
+		if found, derr := deletePod(ctx, c, opts.Namespace, pod.Name); derr != nil {
+			derr = fmt.Errorf("delete debug pod %q: %w (remove it with kubectl trace-svc cleanup)", ref, derr)
+			if err != nil {
+				err = errors.Join(err, derr)
+			} else if res != nil {
+				res.Warnings = append(res.Warnings, derr.Error())
+			}
+		} else if found {
+			progress(fmt.Sprintf("node %s: deleted debug pod %s", node, ref))
+		}
+	}()
+
+	progress(fmt.Sprintf("node %s: creating debug pod %s (image %s)", node, ref, opts.Image))
+	if _, err := c.CoreV1().Pods(opts.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("node %q: %w", node, explainCreateError(err, opts.Namespace))
+	}
+	if err := waitRunning(ctx, c, pod, opts); err != nil {
+		return nil, fmt.Errorf("node %q: debug pod %q: %w", node, ref, err)
+	}
+
+	progress(fmt.Sprintf("node %s: dumping rules", node))
+	var stdout, stderr bytes.Buffer
+	err = ex.Exec(ctx, opts.Namespace, pod.Name, ContainerName, ScriptCommand, &stdout, &stderr)
+	switch {
+	case err == nil:
+		res = ParseOutput(node, stdout.Bytes(), stderr.Bytes())
+	case ctx.Err() == nil && noShell(err, stderr.Bytes()):
+		// A distroless image: run each dump on its own.
+		res, err = collectDirect(ctx, ex, node, opts.Namespace, pod.Name)
+		if err != nil {
+			return nil, fmt.Errorf("node %q: exec in debug pod %q: %w", node, ref, err)
+		}
+	default:
+		return nil, fmt.Errorf("node %q: exec in debug pod %q: %w", node, ref, err)
+	}
+	res.Pod = ref
+	return res, nil
+}
+
+// noShell tells whether the exec failed because the image has no sh.
+func noShell(err error, stderr []byte) bool {
+	s := err.Error() + " " + string(stderr)
+	return strings.Contains(s, "executable file not found") ||
+		strings.Contains(s, "no such file or directory") ||
+		strings.Contains(s, "exit code 127") || strings.Contains(s, "exit code 126")
+}
+
+// collectDirect runs each dump command without a shell.
+func collectDirect(ctx context.Context, ex Executor, node, ns, pod string) (*Result, error) {
+	var out, errOut bytes.Buffer
+	found := 0
+	for _, dc := range directCommands {
+		var o, e bytes.Buffer
+		err := ex.Exec(ctx, ns, pod, ContainerName, dc.argv, &o, &e)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil && noShell(err, e.Bytes()) {
+			fmt.Fprintf(&out, "%s absent %s\n", Marker, dc.name)
+			continue
+		}
+		found++
+		rc := 0
+		if err != nil {
+			rc = 1
+			if e.Len() == 0 {
+				e.WriteString(err.Error())
+			}
+		}
+		fmt.Fprintf(&errOut, "\n%s stderr %s\n%s", Marker, dc.name, e.Bytes())
+		fmt.Fprintf(&out, "%s begin %s\n%s\n%s end %s rc=%d\n", Marker, dc.name, o.Bytes(), Marker, dc.name, rc)
+	}
+	if found == 0 {
+		return nil, errors.New("the image has neither sh nor iptables-save nor nft; pass --image with one that has them (kube-proxy's image does)")
+	}
+	fmt.Fprintf(&out, "%s done\n", Marker)
+	res := ParseOutput(node, out.Bytes(), errOut.Bytes())
+	res.Warnings = append(res.Warnings, "the debug image has no shell: dumps were taken one by one and kube-proxy's mode was not asked")
+	return res, nil
+}
+
+// deletePod deletes now, on a context that survives ctx's cancellation;
+// found is false when the pod did not exist.
+func deletePod(ctx context.Context, c kubernetes.Interface, ns, name string) (found bool, err error) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
+	defer cancel()
+	err = c.CoreV1().Pods(ns).Delete(dctx, name, metav1.DeleteOptions{
+		GracePeriodSeconds: new(int64),
+		PropagationPolicy:  ptrTo(metav1.DeletePropagationBackground),
+	})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// waitRunning polls the pod until it runs, fails, or StartTimeout passes;
+// the error names the cause the pod's status shows.
+func waitRunning(ctx context.Context, c kubernetes.Interface, pod *corev1.Pod, opts Options) error {
+	parent := ctx
+	ctx, cancel := context.WithTimeoutCause(ctx, opts.StartTimeout, ErrStartTimeout)
+	defer cancel()
+	ticker := time.NewTicker(opts.PollInterval)
+	defer ticker.Stop()
+	var cause error
+	for {
+		p, err := c.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			running, fatal, why := podState(p, opts.Image)
+			if running {
+				return nil
+			}
+			if fatal != nil {
+				return fatal
+			}
+			if why != nil {
+				cause = why
+			}
+		case apierrors.IsNotFound(err):
+			return fmt.Errorf("%w: it was deleted before it ran (evicted, or removed by someone else)", ErrPodFailed)
+		case ctx.Err() == nil:
+			cause = err
+		}
+		select {
+		case <-ctx.Done():
+			if parent.Err() == nil && errors.Is(context.Cause(ctx), ErrStartTimeout) {
+				if cause == nil {
+					cause = eventCause(c, pod)
+				}
+				if cause == nil {
+					return fmt.Errorf("%w: not running after %s (is node %q Ready?)", ErrStartTimeout, opts.StartTimeout, pod.Spec.NodeName)
+				}
+				return fmt.Errorf("%w: not running after %s: %w", ErrStartTimeout, opts.StartTimeout, cause)
+			}
+			return parent.Err()
+		case <-ticker.C:
+		}
+	}
+}
+
+// podState reads the pod's status: running, a cause that will not go away
+// (fatal), or the reason it is not running yet.
+func podState(p *corev1.Pod, image string) (running bool, fatal, why error) {
+	switch p.Status.Phase {
+	case corev1.PodRunning:
+		return true, nil, nil
+	case corev1.PodFailed, corev1.PodSucceeded:
+		msg := strings.TrimSpace(p.Status.Reason + " " + p.Status.Message)
+		for _, cs := range p.Status.ContainerStatuses {
+			if t := cs.State.Terminated; t != nil {
+				msg = strings.TrimSpace(fmt.Sprintf("%s container %s: %s %s (exit code %d)", msg, cs.Name, t.Reason, t.Message, t.ExitCode))
+			}
+		}
+		if msg == "" {
+			msg = string(p.Status.Phase)
+		}
+		hint := ""
+		if strings.Contains(msg, "sleep") && strings.Contains(msg, "not found") {
+			hint = fmt.Sprintf("; image %s has no sleep: pass --image with one that has sh, sleep, iptables and nft", image)
+		}
+		return false, fmt.Errorf("%w: %s%s", ErrPodFailed, msg, hint), nil
+	}
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable {
+			why = fmt.Errorf("%w: %s", ErrUnschedulable, cond.Message)
+		}
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		w := cs.State.Waiting
+		if w == nil {
+			continue
+		}
+		switch w.Reason {
+		case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "RegistryUnavailable":
+			why = fmt.Errorf("%w: %s: image %q: %s (pass --image, or --image-pull-secret for a private registry)", ErrImagePull, w.Reason, cs.Image, w.Message)
+			if w.Reason == "InvalidImageName" || w.Reason == "ErrImageNeverPull" {
+				return false, why, nil
+			}
+		case "CreateContainerConfigError", "CreateContainerError", "RunContainerError", "StartError":
+			why = fmt.Errorf("%w: %s: %s", ErrPodFailed, w.Reason, w.Message)
+		case "", "ContainerCreating", "PodInitializing":
+		default:
+			why = fmt.Errorf("%s: %s", w.Reason, w.Message)
+		}
+	}
+	return false, nil, why
+}
+
+// eventCause finds the latest warning event about the pod, for a timeout
+// the pod's status does not explain (sandbox, CNI, volume errors).
+func eventCause(c kubernetes.Interface, pod *corev1.Pod) error {
+	ctx, cancel := context.WithTimeout(context.Background(), deleteTimeout)
+	defer cancel()
+	evs, err := c.CoreV1().Events(pod.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name})
+	if err != nil {
+		return nil
+	}
+	var latest *corev1.Event
+	for i := range evs.Items {
+		e := &evs.Items[i]
+		if e.InvolvedObject.Name != pod.Name || e.Type != corev1.EventTypeWarning {
+			continue
+		}
+		if latest == nil || e.LastTimestamp.After(latest.LastTimestamp.Time) {
+			latest = e
+		}
+	}
+	if latest == nil {
+		return nil
+	}
+	if latest.Reason == "FailedScheduling" {
+		return fmt.Errorf("%w: %s", ErrUnschedulable, latest.Message)
+	}
+	return fmt.Errorf("%s: %s", latest.Reason, latest.Message)
+}
+
+// NodeResult is one node's outcome in CollectAll.
+type NodeResult struct {
+	Node   string
+	Result *Result
+	Err    error
+}
+
+// CollectAll collects nodes with at most parallel at once, after one
+// dry-run so a rejection is reported once rather than per node. Results
+// are in the order of nodes.
+func CollectAll(ctx context.Context, c kubernetes.Interface, restConfig *rest.Config, nodes []string, opts Options, parallel int, progress func(string)) ([]NodeResult, error) {
+	opts = opts.withDefaults()
+	if len(nodes) == 0 {
+		return nil, nil
+	}
+	if err := DryRun(ctx, c, nodes[0], opts); err != nil {
+		return nil, err
+	}
+	opts.skipDryRun = true
+	if parallel <= 0 {
+		parallel = DefaultParallel
+	}
+	var mu sync.Mutex
+	safeProgress := func(s string) {
+		if progress == nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		progress(s)
+	}
+	out := make([]NodeResult, len(nodes))
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, node := range nodes {
+		out[i].Node = node
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			out[i].Err = ctx.Err()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i].Result, out[i].Err = Collect(ctx, c, restConfig, node, opts, safeProgress)
+		}()
+	}
+	wg.Wait()
+	return out, ctx.Err()
+}
+
+// Cleanup deletes every debug pod in namespace ("" is all namespaces) and
+// returns the deleted pods as namespace/name.
+func Cleanup(ctx context.Context, c kubernetes.Interface, namespace string) ([]string, error) {
+	sel := labels.Set{DebugPodLabel: "true"}.AsSelector().String()
+	pods, err := c.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil, fmt.Errorf("list debug pods: %w", err)
+	}
+	var deleted []string
+	var errs []error
+	for _, p := range pods.Items {
+		if p.Labels[DebugPodLabel] != "true" {
+			continue
+		}
+		if _, err := deletePod(ctx, c, p.Namespace, p.Name); err != nil {
+			errs = append(errs, fmt.Errorf("delete debug pod %q: %w", p.Namespace+"/"+p.Name, err))
+			continue
+		}
+		deleted = append(deleted, p.Namespace+"/"+p.Name)
+	}
+	sort.Strings(deleted)
+	return deleted, errors.Join(errs...)
+}

@@ -1,0 +1,232 @@
+// Package debugpod collects a node's dataplane through a short-lived node
+// debug pod: host network, NET_ADMIN and NET_RAW (kubectl debug's netadmin
+// profile), pinned to the node, killed by the kubelet after a deadline and
+// always deleted by the client. It fetches the rule dumps and finds which
+// backend holds kube-proxy's rules; what a rule means is trace's business.
+package debugpod
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/utils/ptr"
+)
+
+const (
+	// NameLabel and DebugPodLabel mark every debug pod; Cleanup selects on
+	// DebugPodLabel.
+	NameLabel     = "app.kubernetes.io/name"
+	NameValue     = "kubectl-trace-svc"
+	DebugPodLabel = "trace-svc.io/debug-pod"
+	// NodeAnnotation names the node the pod dumps (node names can be longer
+	// than a label value may be).
+	NodeAnnotation = "trace-svc.io/node"
+	// ContainerName is the debug pod's only container.
+	ContainerName = "dump"
+
+	// DefaultNamespace is where debug pods go unless --debug-namespace says
+	// otherwise.
+	DefaultNamespace = "default"
+	// DefaultDeadline bounds a debug pod's life (activeDeadlineSeconds).
+	DefaultDeadline = 120 * time.Second
+	// DefaultStartTimeout bounds the wait for the pod to run.
+	DefaultStartTimeout = 60 * time.Second
+	// DefaultParallel bounds how many nodes are collected at once.
+	DefaultParallel = 5
+
+	// KubeProxyRepository is the fallback image's repository; its tag is the
+	// server's version.
+	KubeProxyRepository = "registry.k8s.io/kube-proxy"
+	// FallbackImage is used when neither kube-proxy's pods nor the server's
+	// version give an image.
+	FallbackImage = KubeProxyRepository + ":v1.37.2"
+)
+
+// Options configure the debug pods. NewOptions sets every default.
+type Options struct {
+	// Namespace holds the debug pods (--debug-namespace). It must allow
+	// host-network pods (Pod Security level privileged).
+	Namespace string
+	// Image runs the dumps (--image); it needs sh, sleep, iptables and nft.
+	Image string
+	// ImagePullSecrets are secret names in Namespace (--image-pull-secret).
+	ImagePullSecrets []string
+	// Deadline is the pod's activeDeadlineSeconds: the kubelet kills it
+	// then even if this client is gone.
+	Deadline time.Duration
+	// StartTimeout bounds the wait for the pod to be running.
+	StartTimeout time.Duration
+	// PriorityClassName is set on the pod when not empty.
+	PriorityClassName string
+	// HostFilesystem mounts the node's root read-only at /host; off unless
+	// the user asks.
+	HostFilesystem bool
+
+	// Executor runs commands in the pod; nil uses the API server's exec
+	// (WebSocket, SPDY fallback).
+	Executor Executor
+	// PollInterval is how often the pod's status is read while waiting.
+	PollInterval time.Duration
+
+	skipDryRun bool
+}
+
+// NewOptions returns Options with every default set.
+func NewOptions() Options {
+	return Options{
+		Namespace:    DefaultNamespace,
+		Deadline:     DefaultDeadline,
+		StartTimeout: DefaultStartTimeout,
+		PollInterval: time.Second,
+	}
+}
+
+func (o Options) withDefaults() Options {
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.Image == "" {
+		o.Image = FallbackImage
+	}
+	if o.Deadline <= 0 {
+		o.Deadline = DefaultDeadline
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = DefaultStartTimeout
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	return o
+}
+
+// randomSuffix is replaced in tests.
+var randomSuffix = func() string { return utilrand.String(5) }
+
+// NodeHash is the short, name-safe stand-in for a node name in pod names.
+func NodeHash(node string) string {
+	sum := sha256.Sum256([]byte(node))
+	return hex.EncodeToString(sum[:])[:10]
+}
+
+// PodSpec is the debug pod for node. It is pure apart from the random name
+// suffix.
+func PodSpec(opts Options, node string) *corev1.Pod {
+	opts = opts.withDefaults()
+	deadline := int64(opts.Deadline.Round(time.Second) / time.Second)
+	if deadline < 1 {
+		deadline = 1
+	}
+	pod := &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      fmt.Sprintf("trace-svc-%s-%s", NodeHash(node), randomSuffix()),
+			Namespace: opts.Namespace,
+			Labels: map[string]string{
+				NameLabel:     NameValue,
+				DebugPodLabel: "true",
+			},
+			Annotations: map[string]string{NodeAnnotation: node},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:    node,
+			HostNetwork: true,
+			// kube-proxy's health port and rules live in the host network
+			// namespace; the host's processes and IPC are not needed.
+			HostPID:                       false,
+			HostIPC:                       false,
+			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			ActiveDeadlineSeconds:         ptr.To(deadline),
+			TerminationGracePeriodSeconds: ptr.To(int64(0)),
+			AutomountServiceAccountToken:  ptr.To(false),
+			EnableServiceLinks:            ptr.To(false),
+			PriorityClassName:             opts.PriorityClassName,
+			Containers: []corev1.Container{{
+				Name:                     ContainerName,
+				Image:                    opts.Image,
+				ImagePullPolicy:          corev1.PullIfNotPresent,
+				Command:                  []string{"sleep", strconv.FormatInt(deadline, 10)},
+				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{
+						corev1.ResourceCPU:    resource.MustParse("10m"),
+						corev1.ResourceMemory: resource.MustParse("32Mi"),
+					},
+				},
+				SecurityContext: &corev1.SecurityContext{
+					// kubectl debug --profile=netadmin adds NET_ADMIN and
+					// NET_RAW; everything else is dropped here.
+					Capabilities: &corev1.Capabilities{
+						Add:  []corev1.Capability{"NET_ADMIN", "NET_RAW"},
+						Drop: []corev1.Capability{"ALL"},
+					},
+					Privileged: ptr.To(false),
+					// iptables and nft check for uid 0 before they use
+					// their capabilities.
+					RunAsUser:                ptr.To(int64(0)),
+					RunAsNonRoot:             ptr.To(false),
+					AllowPrivilegeEscalation: ptr.To(false),
+				},
+			}},
+		},
+	}
+	for _, s := range opts.ImagePullSecrets {
+		if s = strings.TrimSpace(s); s != "" {
+			pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
+		}
+	}
+	if opts.HostFilesystem {
+		pod.Spec.Volumes = []corev1.Volume{{
+			Name:         "host-root",
+			VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}},
+		}}
+		pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "host-root", MountPath: "/host", ReadOnly: true}}
+	}
+	return pod
+}
+
+// DefaultImage picks the debug pod's image: the one the cluster's own
+// kube-proxy runs (it carries iptables with the backend-detecting wrapper and
+// nft, and the nodes have it already), else registry.k8s.io/kube-proxy at the
+// server's version.
+func DefaultImage(kubeProxyPods []corev1.Pod, serverVersion string) string {
+	var fallback string
+	for _, p := range kubeProxyPods {
+		for _, c := range p.Spec.Containers {
+			if c.Image == "" || (c.Name != "kube-proxy" && !strings.Contains(c.Image, "kube-proxy")) {
+				continue
+			}
+			if p.Status.Phase == corev1.PodRunning {
+				return c.Image
+			}
+			if fallback == "" {
+				fallback = c.Image
+			}
+		}
+	}
+	if fallback != "" {
+		return fallback
+	}
+	v := strings.TrimSpace(serverVersion)
+	// Provider builds ("v1.31.2-gke.100", "v1.31.2+k3s1") have no upstream
+	// tag; the release they build on does.
+	if i := strings.IndexAny(v, "-+"); i >= 0 {
+		v = v[:i]
+	}
+	if v == "" {
+		return FallbackImage
+	}
+	if !strings.HasPrefix(v, "v") {
+		v = "v" + v
+	}
+	return KubeProxyRepository + ":" + v
+}
