@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -54,6 +56,7 @@ type TraceOptions struct {
 	PullSecrets    []string
 	DebugNamespace string
 	Parallel       int
+	SaveDumps      string
 
 	configFlags *genericclioptions.ConfigFlags
 	namespace   string
@@ -87,6 +90,8 @@ func addTraceFlags(cmd *cobra.Command, o *TraceOptions) {
 	f.StringArrayVar(&o.PullSecrets, "image-pull-secret", o.PullSecrets, "image pull secret in the debug namespace for --image (repeatable)")
 	f.StringVar(&o.DebugNamespace, "debug-namespace", o.DebugNamespace, "namespace of the node debug pods; it must allow host-network pods (see docs/rbac.md)")
 	f.IntVar(&o.Parallel, "parallel", o.Parallel, "collect at most this many nodes at once")
+	f.StringVar(&o.SaveDumps, "save-dumps", o.SaveDumps, "keep what was collected from the nodes in this directory (NODE.DUMP files), so the trace can be repeated offline with --dump or attached to a bug report")
+	_ = cmd.MarkFlagDirname("save-dumps")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(traceOutputs, cobra.ShellCompDirectiveNoFileComp))
 }
 
@@ -187,6 +192,11 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 		}
 		for _, r := range collect(ctx, facts, live) {
 			collected[r.Node] = r
+			if o.SaveDumps != "" && r.Result != nil {
+				if err := saveDumps(o.SaveDumps, r.Result); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	for _, n := range nodes {
@@ -373,4 +383,22 @@ func (o *TraceOptions) liveRules(n *corev1.Node, r debugpod.NodeResult) tracer.N
 		tn.Err = fmt.Errorf("no kube-proxy rules were found on node %s (in iptables-nft, iptables-legacy or nftables): kube-proxy may not run there, or a replacement such as an eBPF dataplane handles Services", n.Name)
 	}
 	return tn
+}
+
+// saveDumps writes every non-empty dump a debug pod returned as
+// DIR/NODE.NAME (for example node-1.iptables-nft-save, node-1.nft).
+func saveDumps(dir string, r *debugpod.Result) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--save-dumps: %w", err)
+	}
+	for _, d := range r.Dumps {
+		if len(d.Data) == 0 {
+			continue
+		}
+		path := filepath.Join(dir, r.Node+"."+d.Name)
+		if err := os.WriteFile(path, d.Data, 0o644); err != nil {
+			return fmt.Errorf("--save-dumps: %w", err)
+		}
+	}
+	return nil
 }

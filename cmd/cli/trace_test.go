@@ -202,9 +202,14 @@ func TestTraceLiveCollection(t *testing.T) {
 		return out
 	}
 	t.Cleanup(func() { collectLiveHook = nil })
-	out, _, err := runTrace(t, "svc1", "--dump", lbDump, "--node", "node-b", "-o", "json")
+	saved := t.TempDir()
+	out, _, err := runTrace(t, "svc1", "--dump", lbDump, "--node", "node-b", "-o", "json", "--save-dumps", saved)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// What was collected can be traced again offline.
+	if again, _, err := runTrace(t, "svc1", "--dump", lbDump, "--dump", "node-b="+saved+"/node-b.iptables-nft-save", "-o", "json"); err != nil || !strings.Contains(again, `"name": "node-b"`) {
+		t.Errorf("tracing the saved dump again: %v", err)
 	}
 	if strings.Join(asked, ",") != "node-b" {
 		t.Errorf("live collection asked for %v, want node-b only (node-a has a dump)", asked)
