@@ -361,7 +361,27 @@ func buildNode(p *trace.Path, in Input, n Node) trace.NodePaths {
 		np.Paths = append(np.Paths, entryPath(p, &drift, np.Name, e, sim))
 	}
 	p.Findings = append(p.Findings, drift.findings(p)...)
+	explainNodePortMisses(&np)
 	return np
+}
+
+// explainNodePortMisses: when kube-proxy's rules on a node act on other
+// entries but leave a node port on one of its addresses alone, kube-proxy
+// simply does not listen there.
+func explainNodePortMisses(np *trace.NodePaths) {
+	decided := false
+	for _, ep := range np.Paths {
+		decided = decided || ep.Verdict != trace.VerdictNone
+	}
+	if !decided {
+		return
+	}
+	for i := range np.Paths {
+		ep := &np.Paths[i]
+		if ep.Entry.Kind == "NodePort" && ep.Verdict == trace.VerdictNone {
+			ep.Why = fmt.Sprintf("kube-proxy on this node does not accept node ports on %s (its --nodeport-addresses; nftables mode defaults to the node's primary addresses)", ep.Entry.Address)
+		}
+	}
 }
 
 // driftLog gathers one finding per node, endpoint and kind of drift, with
@@ -570,7 +590,16 @@ func compareNodes(p *trace.Path) []trace.Finding {
 	type key struct{ kind, port string }
 	sets := map[key]map[string][]string{} // entry → endpoint set → nodes
 	for _, n := range p.Nodes {
+		nodePortSeen := map[string]bool{}
 		for _, ep := range n.Paths {
+			if ep.Entry.Kind == "NodePort" {
+				// Compare each node's first address only: a node may rightly
+				// refuse node ports on its other addresses.
+				if nodePortSeen[ep.Entry.ServicePort+ep.Entry.Protocol] {
+					continue
+				}
+				nodePortSeen[ep.Entry.ServicePort+ep.Entry.Protocol] = true
+			}
 			if ep.Entry.Kind == "NodePort" && p.Service.ExternalTrafficPolicy == "Local" || ep.Entry.Kind == "ClusterIP" && p.Service.InternalTrafficPolicy == "Local" {
 				continue
 			}
