@@ -36,6 +36,12 @@ type Input struct {
 	// Client is the external client's address (DefaultClient if invalid);
 	// ClientV6 the same for IPv6 entries.
 	Client, ClientV6 netip.Addr
+	// Kinds, when set, keeps only these entry kinds (LoadBalancer,
+	// ExternalIP, NodePort, ClusterIP): one concrete request.
+	Kinds []string
+	// PodSource, when valid, is the client pod's address for ClusterIP
+	// entries (instead of an address from the node's pod CIDR).
+	PodSource netip.Addr
 }
 
 // Node is one node and its collected dataplane.
@@ -79,6 +85,7 @@ func Build(in Input) (*trace.Path, error) {
 		p.Nodes = append(p.Nodes, buildNode(p, in, n))
 	}
 	p.Findings = append(p.Findings, compareNodes(p)...)
+	p.Findings = append(p.Findings, securityFindings(p, in)...)
 	p.Findings = append(p.Findings, hoistConventions(p)...)
 	return p, nil
 }
@@ -345,6 +352,12 @@ func buildNode(p *trace.Path, in Input, n Node) trace.NodePaths {
 	}
 	var drift driftLog
 	for _, e := range entries(p.Service, n.Node, in.Client, in.ClientV6) {
+		if len(in.Kinds) > 0 && !slices.Contains(in.Kinds, e.Kind) {
+			continue
+		}
+		if e.Kind == "ClusterIP" && in.PodSource.IsValid() && in.PodSource.Is6() == e.Address.Is6() {
+			e.Source, e.From = in.PodSource, "the given pod"
+		}
 		rs := pickRuleset(n.Rulesets, e.Address.Is6())
 		if rs == nil {
 			np.Paths = append(np.Paths, trace.EntryPath{Entry: e, Verdict: trace.VerdictNone, Chains: []string{}, Endpoints: []trace.PathEndpoint{}, Rules: []trace.RuleRef{},
@@ -483,7 +496,11 @@ func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trac
 		seen[se.AddrPort()] = true
 		ep.Endpoints = append(ep.Endpoints, pe)
 	}
-	if ep.Verdict == trace.VerdictDNAT {
+	// kube-proxy rejects (or, for a Local policy, drops) only when it has
+	// no endpoint to offer; if the API has ready ones, the node is behind.
+	// (A LoadBalancer drop is the source-range check, which is fine.)
+	refusedWithEndpoints := ep.Verdict == trace.VerdictReject || ep.Verdict == trace.VerdictDrop && e.Kind != "LoadBalancer"
+	if ep.Verdict == trace.VerdictDNAT || refusedWithEndpoints {
 		for _, a := range expectedEndpoints(p, e, node) {
 			k := netip.AddrPortFrom(a.IP, a.TargetPort)
 			if seen[k] {

@@ -211,7 +211,7 @@ func TestDrift(t *testing.T) {
 	codes := map[string]int{}
 	for _, f := range p.Findings {
 		codes[f.Code]++
-		if f.Code == "Convention" {
+		if f.Severity == "info" {
 			continue
 		}
 		if f.Node != "node-a" || !strings.Contains(f.Message, "node-a") {
@@ -259,5 +259,56 @@ func TestExternalNameAndHeadless(t *testing.T) {
 	p, _ = Build(Input{Service: svc, Nodes: []Node{{Node: node("n", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB)}}}})
 	if !p.Service.Headless || len(p.Nodes[0].Paths) != 0 {
 		t.Errorf("headless: %+v", p)
+	}
+}
+
+func findingCodes(p *trace.Path) map[string]int {
+	codes := map[string]int{}
+	for _, f := range p.Findings {
+		codes[f.Code]++
+	}
+	return codes
+}
+
+// TestSecurityFindings: each finding fires where it should and not on a
+// Service that does things right.
+func TestSecurityFindings(t *testing.T) {
+	nodeA := node("node-a", "192.168.0.2", "10.0.0.0/24")
+	rules := []*ruleset.Ruleset{load(t, iptablesLB)}
+
+	// kube-proxy's TestLoadBalancer Service: ranges set and enforced.
+	p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{Node: nodeA, Rulesets: rules}}})
+	codes := findingCodes(p)
+	if codes["LoadBalancerOpen"]+codes["SourceRangesNotEnforced"]+codes["PodHostNetwork"] != 0 || codes["ClientIPHidden"] != 1 || codes["NodePortOnLocalhost"] != 1 {
+		t.Errorf("healthy LB: %v", codes)
+	}
+
+	// The same rules but the API says the ranges exclude our client, and a
+	// Service without ranges: open, and unenforced where rules let it in.
+	open := lbService()
+	open.Spec.LoadBalancerSourceRanges = nil
+	p, _ = Build(Input{Service: open, Slices: slice("10.180.0.1"), Nodes: []Node{{Node: nodeA, Rulesets: rules}}})
+	if findingCodes(p)["LoadBalancerOpen"] != 1 {
+		t.Errorf("no source ranges: %v", findingCodes(p))
+	}
+	local := "../../testdata/iptables/kube-proxy/v1.37.2/TestExternalTrafficPolicyLocal/iptables-nft.save"
+	narrow := lbService()
+	narrow.Spec.LoadBalancerSourceRanges = []string{"198.51.100.0/24"}
+	narrow.Status.LoadBalancer.Ingress = narrow.Status.LoadBalancer.Ingress[:1]
+	p, _ = Build(Input{Service: narrow, Slices: slice("10.180.0.1", "10.180.2.1"), Nodes: []Node{{Node: nodeA, Rulesets: []*ruleset.Ruleset{load(t, local)}}}})
+	if findingCodes(p)["SourceRangesNotEnforced"] != 1 {
+		t.Errorf("rules without a firewall chain for a Service with ranges: %v", findingCodes(p))
+	}
+
+	// Pods that run with too much.
+	pods := map[string]*corev1.Pod{
+		"ns1/web-a": {Spec: corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "c",
+			SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}}}}}},
+		"ns1/web-b": {Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}}},
+	}
+	p, _ = Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Pods: pods, Nodes: []Node{{Node: nodeA, Rulesets: rules}}})
+	codes = findingCodes(p)
+	if codes["PodHostNetwork"] != 1 || codes["PodCapabilities"] != 1 || codes["PodPrivileged"] != 1 {
+		t.Errorf("risky pods: %v", codes)
 	}
 }
