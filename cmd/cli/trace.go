@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -32,6 +33,10 @@ import (
 )
 
 var traceOutputs = []string{"tree", "json", "yaml", "dot", "svg", "png"}
+
+// traceCollectors are the --collector choices: a short-lived debug pod per
+// node, or an exec into the node's own kube-proxy pod.
+var traceCollectors = []string{"debugpod", "kube-proxy"}
 
 // defaultNodeCap bounds how many nodes a trace collects unless --all-nodes
 // or --node says otherwise: a path through a few nodes tells the story, and
@@ -57,6 +62,8 @@ type TraceOptions struct {
 	DebugNamespace string
 	Parallel       int
 	SaveDumps      string
+	From           string
+	FailOn         string
 
 	configFlags *genericclioptions.ConfigFlags
 	namespace   string
@@ -68,6 +75,9 @@ type TraceOptions struct {
 	// collectLive gathers the rules of nodes without a --dump (debug pods);
 	// replaced in tests.
 	collectLive func(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult
+	// executor runs the dump script in a pod; nil execs through the API
+	// server. Replaced in tests.
+	executor debugpod.Executor
 
 	genericiooptions.IOStreams
 }
@@ -85,14 +95,18 @@ func addTraceFlags(cmd *cobra.Command, o *TraceOptions) {
 	f.BoolVar(&o.Wide, "wide", o.Wide, "print full chain names in the tree")
 	f.StringVar(&o.Color, "color", o.Color, "colour the tree: "+strings.Join(render.ColorModes, ", ")+" (auto honours NO_COLOR)")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "give up after this long")
-	f.StringVar(&o.Collector, "collector", o.Collector, "how node rules are collected when no --dump is given: debugpod")
+	f.StringVar(&o.Collector, "collector", o.Collector, "how node rules are collected when no --dump is given: debugpod (a short-lived debug pod per node) or kube-proxy (exec into the node's kube-proxy pod, labelled k8s-app=kube-proxy in kube-system; no new pod)")
 	f.StringVar(&o.Image, "image", o.Image, "image of the node debug pod; it needs sh, iptables and nft (default: the image the cluster's kube-proxy runs, else registry.k8s.io/kube-proxy at the server's version)")
 	f.StringArrayVar(&o.PullSecrets, "image-pull-secret", o.PullSecrets, "image pull secret in the debug namespace for --image (repeatable)")
 	f.StringVar(&o.DebugNamespace, "debug-namespace", o.DebugNamespace, "namespace of the node debug pods; it must allow host-network pods (see docs/rbac.md)")
 	f.IntVar(&o.Parallel, "parallel", o.Parallel, "collect at most this many nodes at once")
+	f.StringVar(&o.From, "from", o.From, "trace one request: lb, nodeport, clusterip, external-ip, or pod/NAMESPACE/NAME (a ClusterIP request from that pod, on its node); with --source-ip for the client")
+	f.StringVar(&o.FailOn, "fail-on", o.FailOn, "exit non-zero when a finding is at least this severe: warning or error (for scripts and CI)")
+	_ = cmd.RegisterFlagCompletionFunc("fail-on", cobra.FixedCompletions([]string{"warning", "error"}, cobra.ShellCompDirectiveNoFileComp))
 	f.StringVar(&o.SaveDumps, "save-dumps", o.SaveDumps, "keep what was collected from the nodes in this directory (NODE.DUMP files), so the trace can be repeated offline with --dump or attached to a bug report")
 	_ = cmd.MarkFlagDirname("save-dumps")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(traceOutputs, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("collector", cobra.FixedCompletions(traceCollectors, cobra.ShellCompDirectiveNoFileComp))
 }
 
 // Complete resolves the namespace, the client and the flag values.
@@ -156,13 +170,39 @@ func (o *TraceOptions) Validate() error {
 	if !slices.Contains(render.ColorModes, o.Color) {
 		return fmt.Errorf("--color %q is not one of %s", o.Color, strings.Join(render.ColorModes, ", "))
 	}
-	if o.Collector != "debugpod" {
-		return fmt.Errorf("--collector %q is not supported: use debugpod (or --dump NODE=FILE for saved dumps)", o.Collector)
+	if !slices.Contains(traceCollectors, o.Collector) {
+		return fmt.Errorf("--collector %q is not supported: use one of %s (or --dump NODE=FILE for saved dumps)", o.Collector, strings.Join(traceCollectors, ", "))
 	}
 	if o.Timeout <= 0 {
 		return fmt.Errorf("--timeout must be positive, got %s", o.Timeout)
 	}
+	if o.FailOn != "" && o.FailOn != "warning" && o.FailOn != "error" {
+		return fmt.Errorf("--fail-on %q is not one of warning, error", o.FailOn)
+	}
+	if _, _, err := parseFrom(o.From); err != nil {
+		return err
+	}
 	return nil
+}
+
+// fromKinds maps --from to entry kinds.
+var fromKinds = map[string]string{"lb": "LoadBalancer", "nodeport": "NodePort", "clusterip": "ClusterIP", "external-ip": "ExternalIP"}
+
+// parseFrom reads --from: an entry kind, or pod/NAMESPACE/NAME.
+func parseFrom(from string) (kind string, pod [2]string, err error) {
+	if from == "" {
+		return "", pod, nil
+	}
+	if k, ok := fromKinds[from]; ok {
+		return k, pod, nil
+	}
+	if rest, ok := strings.CutPrefix(from, "pod/"); ok {
+		ns, name, ok := strings.Cut(rest, "/")
+		if ok && ns != "" && name != "" && !strings.Contains(name, "/") {
+			return "ClusterIP", [2]string{ns, name}, nil
+		}
+	}
+	return "", pod, fmt.Errorf("--from %q is not one of lb, nodeport, clusterip, external-ip, pod/NAMESPACE/NAME", from)
 }
 
 // Run collects, traces and renders.
@@ -173,11 +213,29 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	in := tracer.Input{Service: facts.Service, Slices: facts.EndpointSlices, Pods: facts.Pods, Client: o.source}
+	kind, fromPod, _ := parseFrom(o.From)
+	if kind != "" {
+		in.Kinds = []string{kind}
+	}
+	if fromPod[1] != "" {
+		pod, err := o.client.CoreV1().Pods(fromPod[0]).Get(ctx, fromPod[1], metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("--from pod/%s/%s: %w", fromPod[0], fromPod[1], err)
+		}
+		a, err := netip.ParseAddr(pod.Status.PodIP)
+		if err != nil || pod.Spec.NodeName == "" {
+			return fmt.Errorf("--from pod/%s/%s: the pod has no IP or node yet (is it running?)", fromPod[0], fromPod[1])
+		}
+		in.PodSource = a
+		if len(o.Nodes) == 0 {
+			o.Nodes = []string{pod.Spec.NodeName} // the request leaves from the pod's node
+		}
+	}
 	nodes, err := o.pickNodes(facts)
 	if err != nil {
 		return err
 	}
-	in := tracer.Input{Service: facts.Service, Slices: facts.EndpointSlices, Pods: facts.Pods, Client: o.source}
 	var live []string
 	for _, n := range nodes {
 		if len(o.dumps[n.Name]) == 0 {
@@ -188,7 +246,7 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 	if len(live) > 0 {
 		collect := o.collectLive
 		if collect == nil {
-			collect = o.collectWithDebugPods
+			collect = o.collectNodes
 		}
 		for _, r := range collect(ctx, facts, live) {
 			collected[r.Node] = r
@@ -210,6 +268,13 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := o.render(ctx, p); err != nil {
+		return err
+	}
+	return failOn(o.FailOn, p)
+}
+
+func (o *TraceOptions) render(ctx context.Context, p *trace.Path) error {
 	switch o.Output {
 	case "json":
 		return render.PathJSON(o.Out, p)
@@ -225,6 +290,24 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 		return err
 	}
 	return render.PathTree(o.Out, r, p, render.PathTreeOptions{Wide: o.Wide})
+}
+
+// failOn returns an error when a finding is at least as severe as level.
+func failOn(level string, p *trace.Path) error {
+	if level == "" {
+		return nil
+	}
+	rank := map[string]int{"info": 0, "warning": 1, "error": 2}
+	var codes []string
+	for _, f := range p.Findings {
+		if rank[f.Severity] >= rank[level] {
+			codes = append(codes, f.Code)
+		}
+	}
+	if len(codes) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d finding(s) at %s level or above (--fail-on %s): %s", len(codes), level, level, strings.Join(codes, ", "))
 }
 
 // pickNodes chooses the nodes to trace through: the --node ones; else the
@@ -320,17 +403,60 @@ func readDump(path string, stdin interface{ Read([]byte) (int, error) }) (*rules
 	return rs, nil
 }
 
+// collectNodes collects the rules of nodes with the --collector.
+func (o *TraceOptions) collectNodes(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult {
+	if o.Collector == "kube-proxy" {
+		return o.collectFromKubeProxy(ctx, facts, nodes)
+	}
+	return o.collectWithDebugPods(ctx, facts, nodes)
+}
+
+// failAll gives every node the same error.
+func failAll(nodes []string, err error) []debugpod.NodeResult {
+	out := make([]debugpod.NodeResult, len(nodes))
+	for i, n := range nodes {
+		out[i] = debugpod.NodeResult{Node: n, Err: err}
+	}
+	return out
+}
+
+// progress prints collection steps to stderr when it is a terminal.
+func (o *TraceOptions) progress() func(string) {
+	if f, ok := o.ErrOut.(interface{ Fd() uintptr }); ok && isatty.IsTerminal(f.Fd()) {
+		return func(msg string) { fmt.Fprintln(o.ErrOut, msg) }
+	}
+	return func(string) {}
+}
+
+// collectFromKubeProxy checks permissions once, then execs the dump script
+// into each node's kube-proxy pod (bounded in parallel); no pod is created.
+// A refusal that concerns every node becomes every node's error.
+func (o *TraceOptions) collectFromKubeProxy(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult {
+	fail := func(err error) []debugpod.NodeResult { return failAll(nodes, err) }
+	if facts.KubeProxyPodsErr != nil {
+		return fail(fmt.Errorf("--collector kube-proxy: listing kube-proxy pods was forbidden (%w); use --collector debugpod", facts.KubeProxyPodsErr))
+	}
+	if o.restConfig == nil {
+		return fail(errors.New("no API server to exec into kube-proxy through (offline: pass --dump NODE=FILE for every node)"))
+	}
+	checks := append(cluster.TraceAccessChecks(o.namespace, ""), debugpod.KubeProxyAccessChecks()...)
+	if err := cluster.CheckAccess(ctx, o.client, checks); err != nil {
+		return fail(err)
+	}
+	opts := debugpod.NewOptions()
+	opts.Executor = o.executor
+	res, err := debugpod.CollectAllFromKubeProxy(ctx, o.client, o.restConfig, facts.KubeProxyPods, nodes, opts, o.Parallel, o.progress())
+	if err != nil {
+		return fail(err)
+	}
+	return res
+}
+
 // collectWithDebugPods checks permissions once, then runs a debug pod on each
 // node (bounded in parallel) and returns what each gave. A refusal that
 // concerns every node (RBAC, Pod Security) becomes every node's error.
 func (o *TraceOptions) collectWithDebugPods(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult {
-	fail := func(err error) []debugpod.NodeResult {
-		out := make([]debugpod.NodeResult, len(nodes))
-		for i, n := range nodes {
-			out[i] = debugpod.NodeResult{Node: n, Err: err}
-		}
-		return out
-	}
+	fail := func(err error) []debugpod.NodeResult { return failAll(nodes, err) }
 	if o.restConfig == nil {
 		return fail(errors.New("no API server to run a debug pod through (offline: pass --dump NODE=FILE for every node)"))
 	}
@@ -339,21 +465,18 @@ func (o *TraceOptions) collectWithDebugPods(ctx context.Context, facts *cluster.
 	}
 	opts := debugpod.NewOptions()
 	opts.Namespace, opts.ImagePullSecrets, opts.Image = o.DebugNamespace, o.PullSecrets, o.Image
+	opts.Executor = o.executor
 	if opts.Image == "" {
 		opts.Image = debugpod.DefaultImage(facts.KubeProxyPods, facts.ServerVersion)
 	}
-	progress := func(string) {}
-	if f, ok := o.ErrOut.(interface{ Fd() uintptr }); ok && isatty.IsTerminal(f.Fd()) {
-		progress = func(msg string) { fmt.Fprintln(o.ErrOut, msg) }
-	}
-	res, err := debugpod.CollectAll(ctx, o.client, o.restConfig, nodes, opts, o.Parallel, progress)
+	res, err := debugpod.CollectAll(ctx, o.client, o.restConfig, nodes, opts, o.Parallel, o.progress())
 	if err != nil {
 		return fail(err)
 	}
 	return res
 }
 
-// liveRules turns a debug pod's dumps into the node's rulesets.
+// liveRules turns the dumps a collector returned into the node's rulesets.
 func (o *TraceOptions) liveRules(n *corev1.Node, r debugpod.NodeResult) tracer.Node {
 	tn := tracer.Node{Node: n}
 	if r.Err != nil {

@@ -4,20 +4,28 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
@@ -59,12 +67,22 @@ var collectLiveHook func(context.Context, *cluster.Facts, []string) []debugpod.N
 
 func runTrace(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
+	return runTraceWith(t, nil, args...)
+}
+
+// runTraceWith is runTrace with setup changing the options (client,
+// executor, ...) before the flags are parsed.
+func runTraceWith(t *testing.T, setup func(*TraceOptions), args ...string) (string, string, error) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	ns := "ns1"
 	flags := genericclioptions.NewConfigFlags(false)
 	flags.Namespace = &ns
 	o := &TraceOptions{Output: "tree", Color: "never", Timeout: time.Minute, Collector: "debugpod", configFlags: flags, collectLive: collectLiveHook,
 		client: fake.NewClientset(lbObjects()...), IOStreams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}}
+	if setup != nil {
+		setup(o)
+	}
 	cmd := &cobra.Command{}
 	addTraceFlags(cmd, o)
 	fs := cmd.Flags()
@@ -254,5 +272,130 @@ func TestTraceOffline(t *testing.T) {
 	_, _, err := run(t, "svc1", "-n", "ns1", "--objects", "trace_test.go", "--dump", lbDump)
 	if err == nil || !strings.Contains(err.Error(), `objects file "trace_test.go"`) {
 		t.Errorf("bad objects file: %v", err)
+	}
+}
+
+// TestTraceFromAndFailOn: --from narrows the trace to one request, and
+// --fail-on turns findings into a non-zero exit.
+func TestTraceFromAndFailOn(t *testing.T) {
+	out, _, err := runTrace(t, "svc1", "--dump", lbDump, "--from", "nodeport", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(out, `"kind": "NodePort"`) != 1 || strings.Contains(out, `"kind": "ClusterIP"`) || strings.Contains(out, `"kind": "LoadBalancer"`) {
+		t.Errorf("--from nodeport kept other entries:\n%s", out)
+	}
+	// A client outside the source ranges: the LB entry drops, no finding
+	// above info; a Service without endpoints in the API warns.
+	if _, _, err := runTrace(t, "svc1", "--dump", lbDump, "--from", "lb", "--source-ip", "203.0.113.130", "--fail-on", "warning", "-o", "json"); err != nil {
+		t.Errorf("healthy Service with --fail-on warning: %v", err)
+	}
+	if _, _, err := runTrace(t, "svc1", "--dump", "node-a=../../testdata/iptables/kube-proxy/v1.37.2/TestNoEndpointsReject/iptables-nft.save", "--fail-on", "warning", "-o", "json"); err == nil || !strings.Contains(err.Error(), "--fail-on warning") || !strings.Contains(err.Error(), "NodesDisagree") && !strings.Contains(err.Error(), "EndpointMissingFromRules") {
+		t.Errorf("drifted node with --fail-on warning: %v", err)
+	}
+	for _, bad := range [][]string{{"--from", "moon"}, {"--from", "pod/only-ns"}, {"--fail-on", "info"}} {
+		if _, _, err := runTrace(t, append([]string{"svc1", "--dump", lbDump}, bad...)...); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+func TestTraceCollectorFlag(t *testing.T) {
+	if _, stderr, err := runTrace(t, "svc1", "--dump", lbDump, "--collector", "kube-proxy"); err != nil {
+		t.Errorf("--collector kube-proxy: %v\n%s", err, stderr)
+	}
+	_, _, err := runTrace(t, "svc1", "--dump", lbDump, "--collector", "ssh")
+	want := `--collector "ssh" is not supported: use one of debugpod, kube-proxy (or --dump NODE=FILE for saved dumps)`
+	if err == nil || err.Error() != want {
+		t.Errorf("--collector ssh: error %v, want %s", err, want)
+	}
+}
+
+type execFunc func(ctx context.Context, ns, pod, container string, argv []string, stdout, stderr io.Writer) error
+
+func (f execFunc) Exec(ctx context.Context, ns, pod, container string, argv []string, stdout, stderr io.Writer) error {
+	return f(ctx, ns, pod, container, argv, stdout, stderr)
+}
+
+// TestTraceKubeProxyCollector: --collector kube-proxy execs the dump script
+// into the node's kube-proxy pod, found among the pods labelled
+// k8s-app=kube-proxy, and creates no pod.
+func TestTraceKubeProxyCollector(t *testing.T) {
+	stdout, err := os.ReadFile("../../collectors/debugpod/testdata/recorded/iptables-nft.stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, _ := os.ReadFile("../../collectors/debugpod/testdata/recorded/iptables-nft.stderr")
+	kubeProxy := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-proxy-x7k2p", Labels: map[string]string{"k8s-app": "kube-proxy"}},
+		Spec:       corev1.PodSpec{NodeName: "node-b", Containers: []corev1.Container{{Name: "kube-proxy", Image: "registry.k8s.io/kube-proxy:v1.37.2"}}},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+	newClient := func(forbidKubeProxyList bool) *fake.Clientset {
+		c := fake.NewClientset(append(lbObjects(), kubeProxy)...)
+		c.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			r := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview)
+			r.Status.Allowed = true
+			return true, r, nil
+		})
+		if forbidKubeProxyList {
+			c.PrependReactor("list", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				if a.GetNamespace() != "kube-system" {
+					return false, nil, nil
+				}
+				return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "",
+					errors.New(`User "dev" cannot list resource "pods" in API group "" in the namespace "kube-system"`))
+			})
+		}
+		return c
+	}
+	var execs []string
+	ex := execFunc(func(_ context.Context, ns, pod, container string, argv []string, out, errOut io.Writer) error {
+		execs = append(execs, ns+"/"+pod+"/"+container+" "+argv[0])
+		_, _ = out.Write(stdout)
+		_, _ = errOut.Write(stderr)
+		return nil
+	})
+	var client *fake.Clientset
+	setup := func(forbid bool) func(*TraceOptions) {
+		return func(o *TraceOptions) {
+			client = newClient(forbid)
+			o.client, o.restConfig, o.executor = client, &rest.Config{Host: "https://example.invalid"}, ex
+		}
+	}
+
+	out, _, err := runTraceWith(t, setup(false), "svc1", "--dump", lbDump, "--node", "node-b", "--collector", "kube-proxy", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"kube-system/kube-proxy-x7k2p/kube-proxy sh"}, execs); diff != "" {
+		t.Errorf("execs (-want +got):\n%s", diff)
+	}
+	for _, a := range client.Actions() {
+		if v := a.GetVerb(); a.GetResource().Resource == "pods" && (v == "create" || v == "delete") {
+			t.Errorf("%s pods: --collector kube-proxy must not create or delete pods", v)
+		}
+	}
+	if !strings.Contains(out, `"name": "node-b"`) || !strings.Contains(out, `"verdict": "DNAT"`) || strings.Contains(out, "NodeNotCollected") {
+		t.Errorf("node-b through kube-proxy:\n%s", out)
+	}
+
+	// node-a has a kube-proxy pod nowhere: the node says so, the trace goes on.
+	out, _, err = runTraceWith(t, setup(false), "svc1", "--node", "node-a", "--node", "node-b", "--collector", "kube-proxy", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "no kube-proxy pod runs on node node-a (looked for pods labelled k8s-app=kube-proxy in kube-system); use --collector debugpod") {
+		t.Errorf("node-a without kube-proxy:\n%s", out)
+	}
+
+	// Listing kube-proxy's pods is forbidden: every node says so.
+	execs = nil
+	out, _, err = runTraceWith(t, setup(true), "svc1", "--dump", lbDump, "--node", "node-b", "--collector", "kube-proxy", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "listing kube-proxy pods was forbidden") || !strings.Contains(out, "use --collector debugpod") || len(execs) != 0 {
+		t.Errorf("forbidden kube-proxy pods: execs %v\n%s", execs, out)
 	}
 }

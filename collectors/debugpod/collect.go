@@ -125,7 +125,7 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 		res = ParseOutput(node, stdout.Bytes(), stderr.Bytes())
 	case ctx.Err() == nil && noShell(err, stderr.Bytes()):
 		// A distroless image: run each dump on its own.
-		res, err = collectDirect(ctx, ex, node, opts.Namespace, pod.Name)
+		res, err = collectDirect(ctx, ex, node, opts.Namespace, pod.Name, ContainerName)
 		if err != nil {
 			return nil, fmt.Errorf("node %q: exec in debug pod %q: %w", node, ref, err)
 		}
@@ -144,13 +144,13 @@ func noShell(err error, stderr []byte) bool {
 		strings.Contains(s, "exit code 127") || strings.Contains(s, "exit code 126")
 }
 
-// collectDirect runs each dump command without a shell.
-func collectDirect(ctx context.Context, ex Executor, node, ns, pod string) (*Result, error) {
+// collectDirect runs each dump command without a shell in the container.
+func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container string) (*Result, error) {
 	var out, errOut bytes.Buffer
 	found := 0
 	for _, dc := range directCommands {
 		var o, e bytes.Buffer
-		err := ex.Exec(ctx, ns, pod, ContainerName, dc.argv, &o, &e)
+		err := ex.Exec(ctx, ns, pod, container, dc.argv, &o, &e)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -174,7 +174,7 @@ func collectDirect(ctx context.Context, ex Executor, node, ns, pod string) (*Res
 	}
 	fmt.Fprintf(&out, "%s done\n", Marker)
 	res := ParseOutput(node, out.Bytes(), errOut.Bytes())
-	res.Warnings = append(res.Warnings, "the debug image has no shell: dumps were taken one by one and kube-proxy's mode was not asked")
+	res.Warnings = append(res.Warnings, "the image has no shell: dumps were taken one by one and kube-proxy's mode was not asked")
 	return res, nil
 }
 

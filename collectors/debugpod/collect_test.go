@@ -54,9 +54,12 @@ func running(p *corev1.Pod) { p.Status.Phase = corev1.PodRunning }
 // scriptedExec answers each exec in order with the next step, checking the
 // argv, as knftables' fake does.
 type scriptedExec struct {
-	t     *testing.T
-	mu    sync.Mutex
-	steps []execStep
+	t *testing.T
+	// target is the "namespace/pod/container" every exec must go to; empty
+	// is a debug pod's dump container.
+	target string
+	mu     sync.Mutex
+	steps  []execStep
 }
 
 type execStep struct {
@@ -68,7 +71,11 @@ type execStep struct {
 func (e *scriptedExec) Exec(_ context.Context, ns, pod, container string, argv []string, stdout, stderr io.Writer) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if container != ContainerName || !strings.HasPrefix(pod, "trace-svc-") || ns == "" {
+	if e.target != "" {
+		if got := ns + "/" + pod + "/" + container; got != e.target {
+			e.t.Errorf("exec in %s, want %s", got, e.target)
+		}
+	} else if container != ContainerName || !strings.HasPrefix(pod, "trace-svc-") || ns == "" {
 		e.t.Errorf("exec in %s/%s container %s", ns, pod, container)
 	}
 	if len(e.steps) == 0 {
