@@ -541,10 +541,29 @@ func (v *pathView) entry(ep trace.EntryPath) *tree.Tree {
 	for _, pe := range ep.Endpoints {
 		t.Child(v.endpoint(pe, pw, width, someMasq && !allMasq))
 	}
+	for _, a := range ep.Affinity {
+		t.Child(v.wrap((&words{}).add(&pal.dim, "affinity:").add(&pal.dim, affinityText(a)), width, 2))
+	}
 	for _, note := range ep.Notes {
 		t.Child(v.wrap((&words{}).add(&pal.dim, "note:").add(&pal.dim, note), width, 2))
 	}
 	return t
+}
+
+// affinityText says what a session-affinity check means for this request.
+func affinityText(a trace.AffinityRule) string {
+	to := a.Endpoint
+	if to == "" {
+		to = "its endpoint"
+	}
+	if a.Hit {
+		return fmt.Sprintf("this client is pinned to %s (ClientIP session affinity)", to)
+	}
+	s := "ClientIP session affinity: a new client is balanced as shown"
+	if a.Seconds > 0 {
+		return s + fmt.Sprintf("; its next connections within %ds go to the same endpoint (%s for one that landed there)", a.Seconds, to)
+	}
+	return s + fmt.Sprintf("; its next connections go to the same endpoint (%s for one that landed there)", to)
 }
 
 // entryAddr formats an entry as address:port/protocol.

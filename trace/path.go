@@ -118,6 +118,10 @@ type EntryPath struct {
 	Why   string    `json:"why,omitempty"`
 	Rules []RuleRef `json:"rules"`
 	Notes []string  `json:"notes,omitempty"`
+	// Affinity lists the session-affinity checks on the way: a new client
+	// has no entry; a returning one within the timeout is pinned to the
+	// endpoint named there.
+	Affinity []AffinityRule `json:"affinity,omitempty"`
 }
 
 // PathEndpoint is one endpoint a path can reach, joined with the API's view.

@@ -454,8 +454,12 @@ func family(a netip.Addr) string {
 // pickRuleset returns the dump that holds the family's rules: the one
 // iptables dump of that family, or the nftables ruleset.
 func pickRuleset(rss []*ruleset.Ruleset, v6 bool) *ruleset.Ruleset {
+	fam := "ip"
+	if v6 {
+		fam = "ip6"
+	}
 	for _, rs := range rss {
-		if rs.NFT != nil {
+		if rs.NFT != nil && (rs.NFT.Table(fam, "kube-proxy") != nil || rs.NFT.Table("inet", "kube-proxy") != nil) {
 			return rs
 		}
 		if rs.IPTables != nil && rs.IPTables.IPv6() == v6 {
@@ -468,7 +472,7 @@ func pickRuleset(rss []*ruleset.Ruleset, v6 bool) *ruleset.Ruleset {
 // entryPath turns the engine's simulation into the Path's view, joined with
 // the API's endpoints.
 func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trace.Simulation) trace.EntryPath {
-	ep := trace.EntryPath{Entry: e, Verdict: sim.Verdict, Masquerade: sim.Masquerade, Chains: []string{}, Endpoints: []trace.PathEndpoint{}, Rules: sim.Rules, Notes: sim.Notes}
+	ep := trace.EntryPath{Entry: e, Verdict: sim.Verdict, Masquerade: sim.Masquerade, Chains: []string{}, Endpoints: []trace.PathEndpoint{}, Rules: sim.Rules, Notes: sim.Notes, Affinity: sim.Affinity}
 	for _, r := range sim.Rules {
 		if !slices.Contains(ep.Chains, r.Chain) {
 			ep.Chains = append(ep.Chains, r.Chain)
