@@ -85,6 +85,9 @@ func Build(in Input) (*trace.Path, error) {
 		p.Nodes = append(p.Nodes, buildNode(p, in, n))
 	}
 	p.Findings = append(p.Findings, compareNodes(p)...)
+	p.Findings = append(p.Findings, chainFindings(p, in)...)
+	p.Findings = append(p.Findings, balanceFindings(p)...)
+	p.Findings = append(p.Findings, modeFindings(p)...)
 	p.Findings = append(p.Findings, securityFindings(p, in)...)
 	p.Findings = append(p.Findings, hoistConventions(p)...)
 	return p, nil

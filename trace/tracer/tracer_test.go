@@ -312,3 +312,71 @@ func TestSecurityFindings(t *testing.T) {
 		t.Errorf("risky pods: %v", codes)
 	}
 }
+
+type bytesSource []byte
+
+func (b bytesSource) Head() ([]byte, error) { return b, nil }
+func (b bytesSource) Reader() io.Reader     { return strings.NewReader(string(b)) }
+func (b bytesSource) ReaderAt() (io.ReaderAt, int64, bool) {
+	return strings.NewReader(string(b)), int64(len(b)), true
+}
+
+// TestDriftByChainsModesAndBalance: a node without the Service's chain, a
+// node whose weights are off, nodes in different modes.
+func TestDriftByChainsModesAndBalance(t *testing.T) {
+	nodeA := node("node-a", "192.168.0.2", "10.0.0.0/24")
+	nodeB := node("node-b", "192.168.0.3", "10.0.1.0/24")
+	healthy := load(t, iptablesLB)
+	noChain := load(t, "../../testdata/iptables/kube-proxy/v1.37.2/TestNoEndpointsReject/iptables-nft.save")
+	p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{
+		{Node: nodeA, Rulesets: []*ruleset.Ruleset{healthy}, ProxyMode: "iptables"},
+		{Node: nodeB, Rulesets: []*ruleset.Ruleset{noChain}, ProxyMode: "nftables"},
+	}})
+	var missing, modes int
+	for _, f := range p.Findings {
+		if f.Code == "ServiceChainMissing" {
+			missing++
+			if f.Node != "node-b" || !strings.Contains(f.Message, "KUBE-SVC-XPGD46QRK7WJZT7O") {
+				t.Errorf("wrong node or chain: %+v", f)
+			}
+		}
+		if f.Code == "ProxyModesDiffer" {
+			modes++
+		}
+	}
+	if missing != 1 || modes != 1 {
+		t.Errorf("findings %v", findingCodes(p))
+	}
+
+	// Weights written for three endpoints on a two-endpoint Service.
+	uneven := `*nat
+:PREROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]
+:KUBE-SEP-A - [0:0]
+:KUBE-SEP-B - [0:0]
+-A PREROUTING -j KUBE-SERVICES
+-A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
+-A KUBE-SVC-XPGD46QRK7WJZT7O -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-A
+-A KUBE-SVC-XPGD46QRK7WJZT7O -j KUBE-SEP-B
+-A KUBE-SEP-A -p tcp -m tcp -j DNAT --to-destination 10.180.0.1:80
+-A KUBE-SEP-B -p tcp -m tcp -j DNAT --to-destination 10.180.0.2:80
+COMMIT
+`
+	rs, err := ruleset.Parse(bytesSource(uneven), "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := lbService()
+	svc.Spec.Type, svc.Status.LoadBalancer.Ingress, svc.Spec.LoadBalancerSourceRanges = corev1.ServiceTypeClusterIP, nil, nil
+	svc.Spec.Ports[0].NodePort = 0
+	p, _ = Build(Input{Service: svc, Slices: slice("10.180.0.1", "10.180.0.2"), Nodes: []Node{{Node: nodeA, Rulesets: []*ruleset.Ruleset{rs}}}})
+	if c := findingCodes(p); c["UnevenProbabilities"] != 1 || c["ServiceChainMissing"] != 0 {
+		t.Errorf("uneven weights: %v", c)
+	}
+	// And the even kube-proxy rules do not trigger it.
+	p, _ = Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{Node: nodeA, Rulesets: []*ruleset.Ruleset{healthy}}}})
+	if c := findingCodes(p); c["UnevenProbabilities"]+c["ServiceChainMissing"]+c["ProxyModesDiffer"] != 0 {
+		t.Errorf("healthy: %v", c)
+	}
+}

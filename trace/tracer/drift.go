@@ -1,0 +1,130 @@
+package tracer
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
+	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
+)
+
+// chainFindings checks, by kube-proxy's chain-name hashes, that each node
+// holds the service chain of every Service port that has ready endpoints —
+// without relying on rule comments or on a packet reaching it.
+func chainFindings(p *trace.Path, in Input) []trace.Finding {
+	var out []trace.Finding
+	// With internalTrafficPolicy Local the cluster IP goes through
+	// KUBE-SVL-* / local-* chains that may rightly be empty or absent.
+	if p.Service.Headless || p.Service.Type == "ExternalName" || p.Service.InternalTrafficPolicy == "Local" {
+		return nil
+	}
+	for _, n := range in.Nodes {
+		if n.Err != nil {
+			continue
+		}
+		for _, sp := range p.Service.Ports {
+			if !hasReady(p, sp) {
+				continue
+			}
+			for _, rs := range n.Rulesets {
+				var name string
+				var found bool
+				switch {
+				case rs.IPTables != nil:
+					name = iptables.ServiceChain(iptables.PrefixService, iptables.ServicePortName(p.Service.Namespace, p.Service.Name, sp.Name), sp.Protocol)
+					found = rs.IPTables.Chain("nat", name) != nil
+				case rs.NFT != nil:
+					name = nftables.PrefixService + nftables.ServiceChainBase(p.Service.Namespace, p.Service.Name, sp.Protocol, sp.Name)
+					for _, t := range rs.NFT.Tables {
+						if t.Name == nftables.KubeProxyTable && t.Chains[name] != nil {
+							found = true
+						}
+					}
+				}
+				if name != "" && !found {
+					out = append(out, trace.Finding{Severity: "error", Code: "ServiceChainMissing", Node: n.Node.Name,
+						Message: fmt.Sprintf("node %s has no %s for %s/%s port %s/%s although the API lists ready endpoints: its kube-proxy has not programmed the Service (is it running, and in which mode?)", n.Node.Name, name, p.Service.Namespace, p.Service.Name, portLabel(sp), sp.Protocol)})
+				}
+			}
+		}
+	}
+	return out
+}
+
+func portLabel(sp trace.ServicePort) string {
+	if sp.Name != "" {
+		return sp.Name
+	}
+	return fmt.Sprint(sp.Port)
+}
+
+func hasReady(p *trace.Path, sp trace.ServicePort) bool {
+	for _, a := range p.Endpoints {
+		if a.Port == sp.Name && a.Protocol == sp.Protocol && a.Ready {
+			return true
+		}
+	}
+	return false
+}
+
+// balanceFindings: without topology or a Local policy, kube-proxy spreads
+// new connections evenly; a DNAT path whose endpoints' shares differ from
+// 1/n by more than rounding says the rules were written for another set.
+func balanceFindings(p *trace.Path) []trace.Finding {
+	var out []trace.Finding
+	for _, n := range p.Nodes {
+		for _, ep := range n.Paths {
+			if ep.Verdict != trace.VerdictDNAT {
+				continue
+			}
+			var shares []float64
+			for _, e := range ep.Endpoints {
+				if e.InRules {
+					shares = append(shares, e.Probability)
+				}
+			}
+			if len(shares) < 2 {
+				continue
+			}
+			even := 1 / float64(len(shares))
+			worst := 0.0
+			for _, s := range shares {
+				worst = math.Max(worst, math.Abs(s-even))
+			}
+			if worst > 0.01 {
+				var parts []string
+				for _, e := range ep.Endpoints {
+					if e.InRules {
+						parts = append(parts, fmt.Sprintf("%s:%d %.1f%%", e.IP, e.Port, 100*e.Probability))
+					}
+				}
+				out = append(out, trace.Finding{Severity: "warning", Code: "UnevenProbabilities", Node: n.Name,
+					Message: fmt.Sprintf("node %s spreads %s %s:%d unevenly (%s), where kube-proxy writes 1/%d each", n.Name, ep.Entry.Kind, ep.Entry.Address, ep.Entry.Port, strings.Join(parts, ", "), len(shares))})
+			}
+		}
+	}
+	return out
+}
+
+// modeFindings: nodes whose kube-proxy runs in different modes.
+func modeFindings(p *trace.Path) []trace.Finding {
+	byMode := map[string][]string{}
+	for _, n := range p.Nodes {
+		if n.Error == "" && n.ProxyMode != "" && n.ProxyMode != "unknown" {
+			byMode[n.ProxyMode] = append(byMode[n.ProxyMode], n.Name)
+		}
+	}
+	if len(byMode) < 2 {
+		return nil
+	}
+	var parts []string
+	for mode, nodes := range byMode {
+		parts = append(parts, fmt.Sprintf("%s on %s", mode, strings.Join(nodes, ", ")))
+	}
+	sort.Strings(parts)
+	return []trace.Finding{{Severity: "warning", Code: "ProxyModesDiffer",
+		Message: "kube-proxy runs in different modes across nodes (" + strings.Join(parts, "; ") + "): a rollout is half done, or nodes were configured apart"}}
+}
