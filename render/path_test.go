@@ -921,3 +921,21 @@ var pathFixtures = []struct {
 	{"node-error", pathNodeError},
 	{"dualstack-ipv6", pathDualStack},
 }
+
+func TestPathCompare(t *testing.T) {
+	var buf bytes.Buffer
+	for name, p := range map[string]*trace.Path{"lb-local": pathLBLocal(), "drift": pathDrift(), "node-error": pathNodeError()} {
+		buf.Reset()
+		if err := PathCompare(&buf, p); err != nil {
+			t.Fatal(err)
+		}
+		golden(t, "compare-"+name+".txt", buf.String())
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		if len(lines) < 2 || !strings.HasPrefix(lines[0], "ENTRY") {
+			t.Errorf("%s: table:\n%s", name, buf.String())
+		}
+	}
+	if err := PathCompare(&buf, nil); err == nil {
+		t.Error("nil path accepted")
+	}
+}

@@ -64,6 +64,7 @@ type TraceOptions struct {
 	SaveDumps      string
 	From           string
 	FailOn         string
+	CompareNodes   bool
 
 	configFlags *genericclioptions.ConfigFlags
 	namespace   string
@@ -101,6 +102,7 @@ func addTraceFlags(cmd *cobra.Command, o *TraceOptions) {
 	f.StringVar(&o.DebugNamespace, "debug-namespace", o.DebugNamespace, "namespace of the node debug pods; it must allow host-network pods (see docs/rbac.md)")
 	f.IntVar(&o.Parallel, "parallel", o.Parallel, "collect at most this many nodes at once")
 	f.StringVar(&o.From, "from", o.From, "trace one request: lb, nodeport, clusterip, external-ip, or pod/NAMESPACE/NAME (a ClusterIP request from that pod, on its node); with --source-ip for the client")
+	f.BoolVar(&o.CompareNodes, "compare-nodes", o.CompareNodes, "print only a table of what each node does with each entry (the tree ends with it when several nodes are traced)")
 	f.StringVar(&o.FailOn, "fail-on", o.FailOn, "exit non-zero when a finding is at least this severe: warning or error (for scripts and CI)")
 	_ = cmd.RegisterFlagCompletionFunc("fail-on", cobra.FixedCompletions([]string{"warning", "error"}, cobra.ShellCompDirectiveNoFileComp))
 	f.StringVar(&o.SaveDumps, "save-dumps", o.SaveDumps, "keep what was collected from the nodes in this directory (NODE.DUMP files), so the trace can be repeated offline with --dump or attached to a bug report")
@@ -285,11 +287,21 @@ func (o *TraceOptions) render(ctx context.Context, p *trace.Path) error {
 	case "svg", "png":
 		return render.PathImage(ctx, o.Out, p, o.Output)
 	}
+	if o.CompareNodes {
+		return render.PathCompare(o.Out, p)
+	}
 	r, err := render.NewRenderer(o.Out, o.Color)
 	if err != nil {
 		return err
 	}
-	return render.PathTree(o.Out, r, p, render.PathTreeOptions{Wide: o.Wide})
+	if err := render.PathTree(o.Out, r, p, render.PathTreeOptions{Wide: o.Wide}); err != nil {
+		return err
+	}
+	if len(p.Nodes) > 1 {
+		fmt.Fprintln(o.Out, "\nPer node")
+		return render.PathCompare(o.Out, p)
+	}
+	return nil
 }
 
 // failOn returns an error when a finding is at least as severe as level.

@@ -399,3 +399,15 @@ func TestTraceKubeProxyCollector(t *testing.T) {
 		t.Errorf("forbidden kube-proxy pods: execs %v\n%s", execs, out)
 	}
 }
+
+func TestTraceCompareNodes(t *testing.T) {
+	other := "node-b=../../testdata/iptables/kube-proxy/v1.37.2/TestNoEndpointsReject/iptables-nft.save"
+	out, _, err := runTrace(t, "svc1", "--dump", lbDump, "--dump", other, "--compare-nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "trace-compare-nodes.txt", out)
+	if !strings.Contains(out, "DNAT 1") || !strings.Contains(out, "REJECT") {
+		t.Errorf("table does not show the nodes differ:\n%s", out)
+	}
+}
