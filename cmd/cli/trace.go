@@ -359,11 +359,21 @@ func (o *TraceOptions) pickNodes(f *cluster.Facts) ([]*corev1.Node, error) {
 	var first, rest []*corev1.Node
 	for i := range f.Nodes {
 		n := &f.Nodes[i]
-		if withEndpoints[n.Name] {
+		switch {
+		case withEndpoints[n.Name]:
 			first = append(first, n)
-		} else {
+		case n.Spec.Unschedulable:
+			// A cordoned node still forwards node ports, but it is not
+			// where a load balancer should send traffic; leave it out
+			// unless asked for with --node.
+		default:
 			rest = append(rest, n)
 		}
+	}
+	if f.Service.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && len(rest) > 1 {
+		// With a Local policy the nodes with endpoints tell the story, and
+		// one node without shows the drop.
+		rest = rest[:1]
 	}
 	out := append(first, rest...)
 	if len(out) == 0 {
