@@ -26,6 +26,11 @@ scenarios=(
 	"loadbalancer-iptables|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$kp/TestLoadBalancer/iptables-nft.save"
 	"loadbalancer-nftables|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$nft/TestLoadBalancer/ruleset.nft"
 	"local-policy-iptables|svc1 -n ns1 --objects testdata/scenarios/local-policy/objects.yaml --dump test-node=$kp/TestExternalTrafficPolicyLocal/iptables-nft.save"
+	"multi-port-nftables|svc2 -n ns2 --objects testdata/scenarios/multi-port/objects.yaml --dump test-node=$nft/TestClusterIPGeneral/ruleset.nft"
+	"no-endpoints-iptables|svc1 -n ns1 --objects testdata/scenarios/no-endpoints/objects.yaml --dump test-node=$kp/TestNoEndpointsReject/iptables-nft.save"
+	"affinity-nftables|svc5 -n ns5 --objects testdata/scenarios/affinity/objects.yaml --dump test-node=$nft/TestTracePacketV4/ruleset.nft"
+	"dual-stack-iptables|svc1 -n ns1 --objects testdata/scenarios/dual-stack/objects.yaml --dump test-node=$kp/TestNodePorts_ipv4__localhost-nodeports_enabled/iptables-nft.save --dump test-node=$kp/TestNodePorts_ipv6__localhost-nodeports_enabled/iptables-nft.save"
+	"compare-nodes|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$kp/TestLoadBalancer/iptables-nft.save --dump node-b=$kp/TestNoEndpointsReject/iptables-nft.save"
 	"loadbalancer-blocked-client|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$nft/TestLoadBalancer/ruleset.nft --source-ip 203.0.113.130"
 )
 mkdir -p "$out"
