@@ -16,6 +16,8 @@ type Path struct {
 	Nodes         []NodePaths   `json:"nodes"`
 	Findings      []Finding     `json:"findings"`
 	Endpoints     []APIEndpoint `json:"endpoints"` // what the API says, per Service port
+	// NodeZones maps node names to their topology.kubernetes.io/zone.
+	NodeZones map[string]string `json:"nodeZones,omitempty"`
 }
 
 // ServiceInfo is what the path depends on in the Service object.
@@ -65,6 +67,10 @@ type APIEndpoint struct {
 	Ready       bool       `json:"ready"`
 	Serving     bool       `json:"serving"`
 	Terminating bool       `json:"terminating"`
+	// ForZones and ForNodes are the EndpointSlice's topology hints
+	// (trafficDistribution PreferSameZone / PreferSameNode).
+	ForZones []string `json:"forZones,omitempty"`
+	ForNodes []string `json:"forNodes,omitempty"`
 }
 
 // PodRef names the pod behind an endpoint.

@@ -395,9 +395,7 @@ func (o *TraceOptions) nodeRules(ctx context.Context, n *corev1.Node) tracer.Nod
 			tn.Err = err
 			return tn
 		}
-		for _, w := range rs.Warnings {
-			fmt.Fprintf(o.ErrOut, "warning: node %s: %s\n", n.Name, w)
-		}
+		tn.Warnings = append(tn.Warnings, rs.Warnings...)
 		tn.Rulesets = append(tn.Rulesets, rs)
 		switch rs.Format {
 		case trace.FormatIPTables:
@@ -505,9 +503,7 @@ func (o *TraceOptions) liveRules(n *corev1.Node, r debugpod.NodeResult) tracer.N
 		tn.Err = r.Err
 		return tn
 	}
-	for _, w := range r.Result.Warnings {
-		fmt.Fprintf(o.ErrOut, "warning: node %s: %s\n", n.Name, w)
-	}
+	tn.Warnings = r.Result.Warnings
 	for _, name := range r.Result.Chosen {
 		d, ok := r.Result.Dump(name)
 		if !ok {

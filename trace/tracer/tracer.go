@@ -51,6 +51,9 @@ type Node struct {
 	// (iptables-save, ip6tables-save), one for nftables.
 	Rulesets  []*ruleset.Ruleset
 	ProxyMode string
+	// Warnings are what the collector noticed on the node (rules in more
+	// than one backend, IPVS mode, a dump cut short, ...).
+	Warnings []string
 	// Err is set when the node's rules could not be collected.
 	Err error
 }
@@ -80,6 +83,14 @@ func Build(in Input) (*trace.Path, error) {
 	if len(p.Endpoints) == 0 {
 		p.Findings = append(p.Findings, trace.Finding{Severity: "warning", Code: "NoEndpoints",
 			Message: fmt.Sprintf("Service %s/%s has no endpoints: no EndpointSlice lists an address (does its selector match any ready pod?)", in.Service.Namespace, in.Service.Name)})
+	}
+	for _, n := range in.Nodes {
+		if z := n.Node.Labels[corev1.LabelTopologyZone]; z != "" {
+			if p.NodeZones == nil {
+				p.NodeZones = map[string]string{}
+			}
+			p.NodeZones[n.Node.Name] = z
+		}
 	}
 	for _, n := range in.Nodes {
 		p.Nodes = append(p.Nodes, buildNode(p, in, n))
@@ -232,6 +243,14 @@ func apiEndpoints(slices []discoveryv1.EndpointSlice, pods map[string]*corev1.Po
 					if ep.Zone != nil {
 						e.Zone = *ep.Zone
 					}
+					if h := ep.Hints; h != nil {
+						for _, z := range h.ForZones {
+							e.ForZones = append(e.ForZones, z.Name)
+						}
+						for _, n := range h.ForNodes {
+							e.ForNodes = append(e.ForNodes, n.Name)
+						}
+					}
 					if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
 						e.Pod = &trace.PodRef{Namespace: ref.Namespace, Name: ref.Name, Node: e.Node}
 						if e.Pod.Namespace == "" {
@@ -349,6 +368,9 @@ func buildNode(p *trace.Path, in Input, n Node) trace.NodePaths {
 	}
 	if len(n.Rulesets) > 0 {
 		np.RulesetFormat = n.Rulesets[0].Format
+	}
+	for _, w := range n.Warnings {
+		p.Findings = append(p.Findings, trace.Finding{Severity: "warning", Code: warningCode(w), Node: np.Name, Message: "node " + np.Name + ": " + w})
 	}
 	if p.Service.Headless {
 		return np
@@ -537,8 +559,11 @@ func fillFromAPI(pe *trace.PathEndpoint, a trace.APIEndpoint, node string) {
 }
 
 // expectedEndpoints are the endpoints kube-proxy should have programmed for
-// the entry on node: ready ones (or serving-terminating ones when none is
-// ready), limited to the node's own for a Local traffic policy.
+// the entry on node, the way kube-proxy's CategorizeEndpoints picks them:
+// ready ones (serving-terminating ones when none is ready), narrowed by
+// topology (PreferSameNode / PreferSameZone hints, when every ready endpoint
+// carries them and one is for this node or zone) or, for a Local traffic
+// policy, to the node's own.
 func expectedEndpoints(p *trace.Path, e trace.Entry, node string) []trace.APIEndpoint {
 	local := false
 	switch e.Kind {
@@ -547,16 +572,27 @@ func expectedEndpoints(p *trace.Path, e trace.Entry, node string) []trace.APIEnd
 	default:
 		local = p.Service.ExternalTrafficPolicy == "Local"
 	}
-	var ready, fallback []trace.APIEndpoint
+	var all []trace.APIEndpoint
 	for _, a := range p.Endpoints {
-		if a.Port != e.ServicePort || a.Protocol != e.Protocol || a.IP.Is6() != e.Address.Is6() {
-			continue
+		if a.Port == e.ServicePort && a.Protocol == e.Protocol && a.IP.Is6() == e.Address.Is6() {
+			all = append(all, a)
 		}
+	}
+	zone := p.NodeZones[node]
+	mode := ""
+	if !local {
+		mode = topologyMode(all, node, zone)
+	}
+	var ready, fallback []trace.APIEndpoint
+	for _, a := range all {
 		if local && a.Node != node {
 			continue
 		}
 		switch {
 		case a.Ready && !a.Terminating:
+			if mode == "PreferSameNode" && !slices.Contains(a.ForNodes, node) || mode == "PreferSameZone" && !slices.Contains(a.ForZones, zone) {
+				continue
+			}
 			ready = append(ready, a)
 		case a.Serving && a.Terminating:
 			fallback = append(fallback, a)
@@ -566,6 +602,37 @@ func expectedEndpoints(p *trace.Path, e trace.Entry, node string) []trace.APIEnd
 		return ready
 	}
 	return fallback
+}
+
+// topologyMode is kube-proxy's topologyModeFromHints: same-node hints win
+// when every ready endpoint has one and one names this node; then zone hints.
+func topologyMode(eps []trace.APIEndpoint, node, zone string) string {
+	hasReady, allNode, forNode, allZone, forZone := false, true, false, true, false
+	for _, a := range eps {
+		if !a.Ready || a.Terminating {
+			continue
+		}
+		hasReady = true
+		if len(a.ForNodes) == 0 {
+			allNode = false
+		} else if slices.Contains(a.ForNodes, node) {
+			forNode = true
+		}
+		if len(a.ForZones) == 0 {
+			allZone = false
+		} else if slices.Contains(a.ForZones, zone) {
+			forZone = true
+		}
+	}
+	switch {
+	case !hasReady:
+		return ""
+	case allNode && forNode:
+		return "PreferSameNode"
+	case allZone && forZone:
+		return "PreferSameZone"
+	}
+	return ""
 }
 
 // why explains a path that does not reach a pod.
@@ -673,4 +740,19 @@ func compareNodes(p *trace.Path) []trace.Finding {
 			Message: fmt.Sprintf("nodes handle %s (port %q) differently: %s", k.kind, k.port, strings.Join(parts, "; "))})
 	}
 	return out
+}
+
+// warningCode names a collector warning for scripts (--fail-on, JSON).
+func warningCode(w string) string {
+	switch {
+	case strings.Contains(w, "more than one backend"):
+		return "RulesInSeveralBackends"
+	case strings.Contains(w, "IPVS"):
+		return "IPVSMode"
+	case strings.Contains(w, "no kube-proxy rules"):
+		return "KubeProxyRulesMissing"
+	case strings.Contains(w, "iptables-legacy tables present"):
+		return "LegacyTablesPresent"
+	}
+	return "CollectorWarning"
 }

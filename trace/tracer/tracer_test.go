@@ -380,3 +380,51 @@ COMMIT
 		t.Errorf("healthy: %v", c)
 	}
 }
+
+// TestTopologyHints: with same-zone hints kube-proxy programs only the
+// zone's endpoints; the trace must not call the others missing — and must
+// when the hints are absent.
+func TestTopologyHints(t *testing.T) {
+	one := `*nat
+:PREROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]
+:KUBE-SEP-A - [0:0]
+-A PREROUTING -j KUBE-SERVICES
+-A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
+-A KUBE-SVC-XPGD46QRK7WJZT7O -j KUBE-SEP-A
+-A KUBE-SEP-A -p tcp -m tcp -j DNAT --to-destination 10.180.0.1:80
+COMMIT
+`
+	rs, err := ruleset.Parse(bytesSource(one), "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := lbService()
+	svc.Spec.Type, svc.Status.LoadBalancer.Ingress, svc.Spec.LoadBalancerSourceRanges = corev1.ServiceTypeClusterIP, nil, nil
+	svc.Spec.Ports[0].NodePort = 0
+	n := node("node-a", "192.168.0.2", "10.0.0.0/24")
+	n.Labels = map[string]string{corev1.LabelTopologyZone: "zone-a"}
+	for _, hinted := range []bool{true, false} {
+		slices := slice("10.180.0.1", "10.180.0.2")
+		if hinted {
+			slices[0].Endpoints[0].Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-a"}}}
+			slices[0].Endpoints[1].Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-b"}}}
+		}
+		p, _ := Build(Input{Service: svc, Slices: slices, Nodes: []Node{{Node: n, Rulesets: []*ruleset.Ruleset{rs}}}})
+		if got := findingCodes(p)["EndpointMissingFromRules"]; (got == 0) != hinted {
+			t.Errorf("hinted=%v: findings %v", hinted, findingCodes(p))
+		}
+	}
+}
+
+func TestCollectorWarningsBecomeFindings(t *testing.T) {
+	p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{
+		Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB)},
+		Warnings: []string{"kube-proxy rules exist in more than one backend (iptables-nft, iptables-legacy); iptables-nft is used", "Warning: iptables-legacy tables present, use iptables-legacy-save to see them"},
+	}}})
+	c := findingCodes(p)
+	if c["RulesInSeveralBackends"] != 1 || c["LegacyTablesPresent"] != 1 {
+		t.Errorf("findings %v", c)
+	}
+}
