@@ -215,7 +215,8 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	in := tracer.Input{Service: facts.Service, Slices: facts.EndpointSlices, Pods: facts.Pods, Client: o.source}
+	in := tracer.Input{Service: facts.Service, Slices: facts.EndpointSlices, Pods: facts.Pods, Client: o.source,
+		NetworkPolicies: facts.NetworkPolicies, NetworkPoliciesInUse: facts.NetworkPoliciesInUse}
 	kind, fromPod, _ := parseFrom(o.From)
 	if kind != "" {
 		in.Kinds = []string{kind}

@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -63,6 +64,13 @@ type Facts struct {
 	KubeProxyPodsErr error
 	// ServerVersion is the API server's git version, e.g. "v1.37.2".
 	ServerVersion string
+	// NetworkPolicies are those of the Service's namespace; InUse says
+	// whether the cluster has any NetworkPolicy at all (so a missing one
+	// is worth a remark). Err is set when listing them was not allowed;
+	// the trace goes on without.
+	NetworkPolicies      []networkingv1.NetworkPolicy
+	NetworkPoliciesInUse bool
+	NetworkPoliciesErr   error
 }
 
 // Collect reads the facts for the Service namespace/name. Bound its time
@@ -97,6 +105,8 @@ func Collect(ctx context.Context, c kubernetes.Interface, namespace, name string
 	} else if err != nil {
 		return nil, err
 	}
+
+	f.NetworkPolicies, f.NetworkPoliciesInUse, f.NetworkPoliciesErr = listNetworkPolicies(ctx, c, namespace)
 
 	v, err := c.Discovery().ServerVersionWithContext(ctx)
 	if err != nil {
@@ -377,4 +387,24 @@ func forEachBounded(ctx context.Context, n int, fn func(ctx context.Context, i i
 		}
 	}
 	return first
+}
+
+// listNetworkPolicies reads the namespace's NetworkPolicies, and whether the
+// cluster uses any (one item is enough to know). Errors are returned, not
+// fatal: the trace works without them.
+func listNetworkPolicies(ctx context.Context, c kubernetes.Interface, namespace string) ([]networkingv1.NetworkPolicy, bool, error) {
+	list, err := c.NetworkingV1().NetworkPolicies(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, false, request{verb: "list", group: networkingv1.GroupName, resource: "networkpolicies", namespace: namespace,
+			what: fmt.Sprintf("networkpolicies in namespace %q", namespace)}.wrap(err)
+	}
+	if len(list.Items) > 0 {
+		return list.Items, true, nil
+	}
+	any, err := c.NetworkingV1().NetworkPolicies(metav1.NamespaceAll).List(ctx, metav1.ListOptions{Limit: 1})
+	if err != nil {
+		// Cluster-wide listing is often not allowed; the namespace had none.
+		return nil, false, nil
+	}
+	return nil, len(any.Items) > 0, nil
 }

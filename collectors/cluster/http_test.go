@@ -131,6 +131,10 @@ func TestCollectOverHTTP(t *testing.T) {
 		"GET /version": func(w http.ResponseWriter, r *http.Request) {
 			_ = json.NewEncoder(w).Encode(version.Info{Major: "1", Minor: "37", GitVersion: testVersion})
 		},
+		// NetworkPolicies may be forbidden: the trace goes on without them.
+		"GET /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies": func(w http.ResponseWriter, r *http.Request) {
+			writeStatus(w, forbidden("alice", "list", "networking.k8s.io", "networkpolicies", "shop", "").(*apierrors.StatusError))
+		},
 		"POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews": func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
 			// The client sends protobuf or JSON, per r.Header's Content-Type.
@@ -213,6 +217,7 @@ func TestCollectOverHTTP(t *testing.T) {
 		"GET /api/v1/nodes?" + q("continue", "page-2", "limit", "500"),
 		"GET /api/v1/nodes?" + q("limit", "500"),
 		"GET /apis/discovery.k8s.io/v1/namespaces/shop/endpointslices?" + q("labelSelector", "kubernetes.io/service-name=web"),
+		"GET /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies?",
 		"GET /version?",
 	}
 	if diff := cmp.Diff(wantSeen, seen); diff != "" {

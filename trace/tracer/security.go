@@ -8,6 +8,9 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
@@ -38,6 +41,7 @@ func securityFindings(p *trace.Path, in Input) []trace.Finding {
 		}
 	}
 	out = append(out, podFindings(p, in)...)
+	out = append(out, networkPolicyFindings(p, in)...)
 	out = append(out, localhostNodePorts(p, in)...)
 	return out
 }
@@ -140,4 +144,50 @@ func localhostNodePorts(p *trace.Path, in Input) []trace.Finding {
 		}
 	}
 	return out
+}
+
+// networkPolicyFindings: in a cluster that uses NetworkPolicies, backend pods
+// no ingress policy selects accept connections from anywhere.
+func networkPolicyFindings(p *trace.Path, in Input) []trace.Finding {
+	if !in.NetworkPoliciesInUse {
+		return nil
+	}
+	var open []string
+	keys := make([]string, 0, len(in.Pods))
+	for k := range in.Pods {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		pod := in.Pods[key]
+		if pod == nil {
+			continue
+		}
+		selected := false
+		for _, np := range in.NetworkPolicies {
+			if np.Namespace != "" && np.Namespace != pod.Namespace || !appliesToIngress(np) {
+				continue
+			}
+			sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+			if err == nil && sel.Matches(labels.Set(pod.Labels)) {
+				selected = true
+				break
+			}
+		}
+		if !selected {
+			open = append(open, key)
+		}
+	}
+	if len(open) == 0 {
+		return nil
+	}
+	return []trace.Finding{{Severity: "warning", Code: "PodsWithoutNetworkPolicy",
+		Message: fmt.Sprintf("no ingress NetworkPolicy selects %s behind %s/%s, although the cluster uses NetworkPolicies: any pod can connect to them", strings.Join(open, ", "), p.Service.Namespace, p.Service.Name)}}
+}
+
+func appliesToIngress(np networkingv1.NetworkPolicy) bool {
+	if len(np.Spec.PolicyTypes) == 0 {
+		return true // Ingress is implied
+	}
+	return slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
 }

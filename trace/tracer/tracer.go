@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
@@ -42,6 +43,10 @@ type Input struct {
 	// PodSource, when valid, is the client pod's address for ClusterIP
 	// entries (instead of an address from the node's pod CIDR).
 	PodSource netip.Addr
+	// NetworkPolicies of the Service's namespace, and whether the cluster
+	// uses NetworkPolicies at all (otherwise a missing one says nothing).
+	NetworkPolicies      []networkingv1.NetworkPolicy
+	NetworkPoliciesInUse bool
 }
 
 // Node is one node and its collected dataplane.

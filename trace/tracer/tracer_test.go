@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -426,5 +427,40 @@ func TestCollectorWarningsBecomeFindings(t *testing.T) {
 	c := findingCodes(p)
 	if c["RulesInSeveralBackends"] != 1 || c["LegacyTablesPresent"] != 1 {
 		t.Errorf("findings %v", c)
+	}
+}
+
+func TestNetworkPolicyFindings(t *testing.T) {
+	pods := map[string]*corev1.Pod{
+		"ns1/web-a": {ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "web-a", Labels: map[string]string{"app": "web"}}},
+		"ns1/web-b": {ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "web-b", Labels: map[string]string{"app": "other"}}},
+	}
+	web := networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "web"},
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}}
+	egressOnly := networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "egress"},
+		Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}}}
+	base := Input{Service: lbService(), Slices: slice("10.180.0.1"), Pods: pods,
+		Nodes: []Node{{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB)}}}}
+	for _, tc := range []struct {
+		inUse    bool
+		policies []networkingv1.NetworkPolicy
+		want     string // pods named in the finding, "" for none
+	}{
+		{false, nil, ""},
+		{true, nil, "ns1/web-a, ns1/web-b"},
+		{true, []networkingv1.NetworkPolicy{web, egressOnly}, "ns1/web-b"},
+	} {
+		in := base
+		in.NetworkPolicies, in.NetworkPoliciesInUse = tc.policies, tc.inUse
+		p, _ := Build(in)
+		var got string
+		for _, f := range p.Findings {
+			if f.Code == "PodsWithoutNetworkPolicy" {
+				got = f.Message
+			}
+		}
+		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want+" behind") {
+			t.Errorf("inUse=%v policies=%d: %q, want pods %q", tc.inUse, len(tc.policies), got, tc.want)
+		}
 	}
 }
