@@ -304,8 +304,33 @@ func pathGraph(p *trace.Path) (*gographviz.Graph, error) {
 		for _, ep := range n.Paths {
 			addEntryPath(g, n.Name, clusterID, ep)
 		}
+		// The node's warnings and errors, as a note in its cluster.
+		if text := findingsNote(p.Findings, n.Name); text != "" {
+			g.node(clusterID, "node "+n.Name+" findings", map[string]string{
+				"label": text, "shape": "note", "color": dotRed, "fontcolor": dotRed, "fontname": "Helvetica", "fontsize": "10",
+			})
+		}
+	}
+	// Findings about the Service as a whole, as a note outside the nodes.
+	if text := findingsNote(p.Findings, ""); text != "" {
+		g.node("", "service findings", map[string]string{
+			"label": text, "shape": "note", "color": dotRed, "fontcolor": dotRed, "fontname": "Helvetica", "fontsize": "10",
+		})
 	}
 	return g.build()
+}
+
+// findingsNote lists the warnings and errors for node ("" for those about
+// no node in particular), one per line, or "" when there are none.
+func findingsNote(findings []trace.Finding, node string) string {
+	var lines []string
+	for _, f := range findings {
+		if f.Node != node || f.Severity == "info" {
+			continue
+		}
+		lines = append(lines, f.Severity+" "+f.Code+":\n"+wrapLabel(f.Message, 48))
+	}
+	return strings.Join(lines, "\n\n")
 }
 
 // addEntryPath draws one entry on one node: entry → chains → pods or verdict.
