@@ -335,6 +335,15 @@ func CollectAll(ctx context.Context, c kubernetes.Interface, restConfig *rest.Co
 		return nil, err
 	}
 	opts.skipDryRun = true
+	return forEachNode(ctx, nodes, parallel, progress, func(node string, progress func(string)) (*Result, error) {
+		return Collect(ctx, c, restConfig, node, opts, progress)
+	}), ctx.Err()
+}
+
+// forEachNode runs collect for every node, at most parallel at once, and
+// returns the results in the order of nodes. progress is serialised across
+// the goroutines; a node not started before ctx ends gets ctx's error.
+func forEachNode(ctx context.Context, nodes []string, parallel int, progress func(string), collect func(node string, progress func(string)) (*Result, error)) []NodeResult {
 	if parallel <= 0 {
 		parallel = DefaultParallel
 	}
@@ -362,11 +371,11 @@ func CollectAll(ctx context.Context, c kubernetes.Interface, restConfig *rest.Co
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i].Result, out[i].Err = Collect(ctx, c, restConfig, node, opts, safeProgress)
+			out[i].Result, out[i].Err = collect(node, safeProgress)
 		}()
 	}
 	wg.Wait()
-	return out, ctx.Err()
+	return out
 }
 
 // Cleanup deletes every debug pod in namespace ("" is all namespaces) and

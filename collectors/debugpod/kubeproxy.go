@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -159,36 +158,7 @@ func CollectAllFromKubeProxy(ctx context.Context, c kubernetes.Interface, restCo
 	if len(nodes) == 0 {
 		return nil, nil
 	}
-	if parallel <= 0 {
-		parallel = DefaultParallel
-	}
-	var mu sync.Mutex
-	safeProgress := func(s string) {
-		if progress == nil {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		progress(s)
-	}
-	out := make([]NodeResult, len(nodes))
-	sem := make(chan struct{}, parallel)
-	var wg sync.WaitGroup
-	for i, node := range nodes {
-		out[i].Node = node
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			out[i].Err = ctx.Err()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			out[i].Result, out[i].Err = collectFromKubeProxy(ctx, c, restConfig, node, kubeProxyPods, opts, safeProgress)
-		}()
-	}
-	wg.Wait()
-	return out, ctx.Err()
+	return forEachNode(ctx, nodes, parallel, progress, func(node string, progress func(string)) (*Result, error) {
+		return collectFromKubeProxy(ctx, c, restConfig, node, kubeProxyPods, opts, progress)
+	}), ctx.Err()
 }

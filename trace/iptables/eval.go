@@ -69,58 +69,19 @@ func Simulate(d *Dump, pkt trace.Packet, opts Options) (*trace.Simulation, error
 		proto:  pkt.Protocol,
 		in:     pkt.InInterface,
 	}
-	var final []*state
-	if w.isLocal(start.src) {
+	local := w.isLocal(start.src)
+	sim.Origin = "forwarded"
+	if local {
 		sim.Origin = "local"
 		start.local = true
-		after, err := w.hook("OUTPUT", []*state{start})
-		if err != nil {
-			return nil, err
-		}
-		if after, err = w.hook("POSTROUTING", after); err != nil {
-			return nil, err
-		}
-		for _, s := range after {
-			if w.isLocal(s.dst) {
-				// Delivered over loopback: the filter INPUT chains see it too.
-				in, err := w.hook("INPUT", []*state{s})
-				if err != nil {
-					return nil, err
-				}
-				final = append(final, in...)
-				continue
-			}
-			final = append(final, s)
-		}
-	} else {
-		sim.Origin = "forwarded"
-		if pkt.InInterface == "" {
-			w.note("the incoming interface is unknown: rules with -i NAME are taken not to match and ! -i NAME to match (pass the interface to change this)")
-		}
-		after, err := w.hook("PREROUTING", []*state{start})
-		if err != nil {
-			return nil, err
-		}
-		var toInput, toForward []*state
-		for _, s := range after {
-			if w.isLocal(s.dst) {
-				toInput = append(toInput, s)
-			} else {
-				toForward = append(toForward, s)
-			}
-		}
-		in, err := w.hook("INPUT", toInput)
-		if err != nil {
-			return nil, err
-		}
-		fwd, err := w.hook("FORWARD", toForward)
-		if err != nil {
-			return nil, err
-		}
-		if fwd, err = w.hook("POSTROUTING", fwd); err != nil {
-			return nil, err
-		}
-		final = append(in, fwd...)
+	} else if pkt.InInterface == "" {
+		w.note("the incoming interface is unknown: rules with -i NAME are taken not to match and ! -i NAME to match (pass the interface to change this)")
+	}
+	hookNames := map[trace.Hook]string{trace.HookPrerouting: "PREROUTING", trace.HookInput: "INPUT", trace.HookForward: "FORWARD", trace.HookOutput: "OUTPUT", trace.HookPostrouting: "POSTROUTING"}
+	final, err := trace.WalkHooks(local, start, func(s *state) netip.Addr { return s.dst }, w.isLocal,
+		func(h trace.Hook, states []*state) ([]*state, error) { return w.hook(hookNames[h], states) })
+	if err != nil {
+		return nil, err
 	}
 	final = append(final, w.done...)
 	for _, s := range final {

@@ -76,56 +76,18 @@ func Simulate(rs *Ruleset, pkt trace.Packet, opts Options) (*trace.Simulation, e
 		w.note("tables %s were read but not evaluated: only kube-proxy's tables are simulated", strings.Join(skipped, ", "))
 	}
 	start := &state{Branch: trace.Branch{Prob: 1}, src: pkt.Source.Unmap(), dst: pkt.Destination.Unmap(), dport: pkt.DestinationPort, proto: pkt.Protocol, in: pkt.InInterface}
-	var final []*state
-	if w.isLocal(start.src) {
+	local := w.isLocal(start.src)
+	sim.Origin = "forwarded"
+	if local {
 		sim.Origin = "local"
-		after, err := w.hook("output", []*state{start})
-		if err != nil {
-			return nil, err
-		}
-		if after, err = w.hook("postrouting", after); err != nil {
-			return nil, err
-		}
-		for _, s := range after {
-			if w.isLocal(s.dst) {
-				in, err := w.hook("input", []*state{s})
-				if err != nil {
-					return nil, err
-				}
-				final = append(final, in...)
-				continue
-			}
-			final = append(final, s)
-		}
-	} else {
-		sim.Origin = "forwarded"
-		if pkt.InInterface == "" {
-			w.unknownIface = true
-		}
-		after, err := w.hook("prerouting", []*state{start})
-		if err != nil {
-			return nil, err
-		}
-		var toInput, toForward []*state
-		for _, s := range after {
-			if w.isLocal(s.dst) {
-				toInput = append(toInput, s)
-			} else {
-				toForward = append(toForward, s)
-			}
-		}
-		in, err := w.hook("input", toInput)
-		if err != nil {
-			return nil, err
-		}
-		fwd, err := w.hook("forward", toForward)
-		if err != nil {
-			return nil, err
-		}
-		if fwd, err = w.hook("postrouting", fwd); err != nil {
-			return nil, err
-		}
-		final = append(in, fwd...)
+	} else if pkt.InInterface == "" {
+		w.unknownIface = true
+	}
+	hookNames := map[trace.Hook]string{trace.HookPrerouting: "prerouting", trace.HookInput: "input", trace.HookForward: "forward", trace.HookOutput: "output", trace.HookPostrouting: "postrouting"}
+	final, err := trace.WalkHooks(local, start, func(s *state) netip.Addr { return s.dst }, w.isLocal,
+		func(h trace.Hook, states []*state) ([]*state, error) { return w.hook(hookNames[h], states) })
+	if err != nil {
+		return nil, err
 	}
 	final = append(final, w.done...)
 	for _, s := range final {
