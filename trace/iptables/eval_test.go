@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/internal/kpfixture"
 )
 
 func mustParse(t *testing.T, s string) *Dump {
@@ -187,7 +188,7 @@ COMMIT
 			if tc.note != "" && !strings.Contains(strings.Join(sim.Notes, "\n"), tc.note) {
 				t.Errorf("notes %q lack %q", sim.Notes, tc.note)
 			}
-			checkProbabilities(t, tc.name, sim)
+			kpfixture.CheckProbabilities(t, tc.name, sim)
 		})
 	}
 }
@@ -301,23 +302,5 @@ COMMIT
 	b.WriteString("COMMIT\n")
 	if _, err := Simulate(mustParse(t, b.String()), pkt("10.0.0.5", "10.0.0.6", 80), Options{MaxBranches: 1000}); err == nil || !strings.Contains(err.Error(), "more than 1000 random branches") {
 		t.Errorf("branch bound: %v", err)
-	}
-}
-
-// checkProbabilities: branches are disjoint and cover every packet.
-func checkProbabilities(t *testing.T, name string, sim *trace.Simulation) {
-	t.Helper()
-	total, eps := 0.0, 0.0
-	for _, o := range sim.Outcomes {
-		total += o.Probability
-	}
-	for _, e := range sim.Endpoints {
-		eps += e.Probability
-	}
-	if total < 1-1e-9 || total > 1+1e-9 {
-		t.Errorf("%q: outcome probabilities sum to %v", name, total)
-	}
-	if sim.Verdict == trace.VerdictDNAT && (eps < 1-1e-9 || eps > 1+1e-9) {
-		t.Errorf("%q: endpoint probabilities sum to %v", name, eps)
 	}
 }

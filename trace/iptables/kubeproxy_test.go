@@ -1,14 +1,13 @@
 package iptables
 
 import (
-	"encoding/json"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/internal/kpfixture"
 )
 
 // The fixtures under testdata/iptables/kube-proxy were recorded from
@@ -18,49 +17,9 @@ import (
 // see hack/kpfixtures. Each flows.json holds kube-proxy's expected answer for
 // every packet. The simulator must give the same answer on every case.
 
-type flowFixture struct {
-	KubernetesVersion string   `json:"kubernetesVersion"`
-	Test              string   `json:"test"`
-	Line              int      `json:"line"` // kube-proxy's getLine() at the call, 0 if none
-	IPv6              bool     `json:"ipv6"`
-	NodeIPs           []string `json:"nodeIPs"`
-	// ExpectationSource says where the expected outcomes come from when
-	// they are not kube-proxy's own packet-flow cases (the 1.22 set).
-	ExpectationSource string `json:"expectationSource,omitempty"`
-	Flows             []struct {
-		Name     string `json:"name"`
-		SourceIP string `json:"sourceIP"`
-		Protocol string `json:"protocol"`
-		DestIP   string `json:"destIP"`
-		DestPort int    `json:"destPort"`
-		Output   string `json:"output"`
-		Masq     bool   `json:"masq"`
-		Why      string `json:"why"`
-	} `json:"flows"`
-}
-
-func loadFlowFixtures(t *testing.T) map[string]flowFixture {
+func loadFlowFixtures(t *testing.T) map[string]kpfixture.Fixture {
 	t.Helper()
-	files, err := filepath.Glob("../../testdata/iptables/kube-proxy/*/*/flows.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no kube-proxy fixtures found under testdata/iptables/kube-proxy (run make fixtures)")
-	}
-	out := map[string]flowFixture{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var fx flowFixture
-		if err := json.Unmarshal(b, &fx); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		out[filepath.Dir(f)] = fx
-	}
-	return out
+	return kpfixture.Load(t, "../../testdata/iptables/kube-proxy/*/*/flows.json")
 }
 
 func parseFixture(t *testing.T, path string) *Dump {
@@ -84,10 +43,7 @@ func TestAgreesWithKubeProxyPacketFlowTests(t *testing.T) {
 	fixtures := loadFlowFixtures(t)
 	flows := 0
 	for dir, fx := range fixtures {
-		var local []netip.Addr
-		for _, ip := range fx.NodeIPs {
-			local = append(local, netip.MustParseAddr(ip))
-		}
+		local := fx.LocalAddrs()
 		for _, backend := range []string{"iptables-nft.save", "iptables-legacy.save"} {
 			path := filepath.Join(dir, backend)
 			if _, err := os.Stat(path); err != nil {
@@ -98,16 +54,7 @@ func TestAgreesWithKubeProxyPacketFlowTests(t *testing.T) {
 			name := strings.TrimPrefix(dir, "../../testdata/iptables/kube-proxy/") + "/" + backend
 			t.Run(name, func(t *testing.T) {
 				for _, fl := range fx.Flows {
-					proto := fl.Protocol
-					if proto == "" {
-						proto = "tcp"
-					}
-					pkt := trace.Packet{
-						Source:          netip.MustParseAddr(fl.SourceIP),
-						Destination:     netip.MustParseAddr(fl.DestIP),
-						DestinationPort: uint16(fl.DestPort),
-						Protocol:        proto,
-					}
+					pkt := fl.Packet()
 					flows++
 					sim, err := Simulate(d, pkt, Options{LocalAddrs: local})
 					if err != nil {
@@ -119,10 +66,10 @@ func TestAgreesWithKubeProxyPacketFlowTests(t *testing.T) {
 						for _, r := range sim.Rules {
 							rules = append(rules, r.String())
 						}
-						t.Errorf("%s (line %d) %q: %s\n got  %q masq=%v\n want %q masq=%v %s\nrules:\n  %s",
+						t.Errorf("%s (line %s) %q: %s\n got  %q masq=%v\n want %q masq=%v %s\nrules:\n  %s",
 							fx.Test, fx.Line, fl.Name, pkt, got, sim.Masquerade, fl.Output, fl.Masq, fl.Why, strings.Join(rules, "\n  "))
 					}
-					checkProbabilities(t, fl.Name, sim)
+					kpfixture.CheckProbabilities(t, fl.Name, sim)
 				}
 			})
 		}
@@ -239,18 +186,9 @@ func TestVariantsBehaveLikeThePlainDump(t *testing.T) {
 			if tc.counters && counted == 0 {
 				t.Error("no rule kept its counters")
 			}
-			var local []netip.Addr
-			for _, ip := range fx.NodeIPs {
-				local = append(local, netip.MustParseAddr(ip))
-			}
+			local := fx.LocalAddrs()
 			for _, fl := range fx.Flows {
-				pkt := trace.Packet{
-					Source:          netip.MustParseAddr(fl.SourceIP),
-					Destination:     netip.MustParseAddr(fl.DestIP),
-					DestinationPort: uint16(fl.DestPort),
-					Protocol:        fl.Protocol,
-				}
-				sim, err := Simulate(d, pkt, Options{LocalAddrs: local})
+				sim, err := Simulate(d, fl.Packet(), Options{LocalAddrs: local})
 				if err != nil {
 					t.Fatalf("%q: %v", fl.Name, err)
 				}
