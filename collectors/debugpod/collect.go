@@ -117,7 +117,7 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 		return nil, fmt.Errorf("node %q: debug pod %q: %w", node, ref, err)
 	}
 
-	progress(fmt.Sprintf("node %s: dumping rules", node))
+	progress(fmt.Sprintf("node %s: debug pod %s is running; dumping rules", node, ref))
 	var stdout, stderr bytes.Buffer
 	err = ex.Exec(ctx, opts.Namespace, pod.Name, ContainerName, ScriptCommand, &stdout, &stderr)
 	switch {
@@ -133,6 +133,11 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 		return nil, fmt.Errorf("node %q: exec in debug pod %q: %w", node, ref, err)
 	}
 	res.Pod = ref
+	total := 0
+	for _, d := range res.Dumps {
+		total += len(d.Data)
+	}
+	progress(fmt.Sprintf("node %s: %d bytes of rules (%s)", node, total, res.Backend))
 	return res, nil
 }
 
