@@ -19,7 +19,7 @@ test: ## unit and integration tests (the README's test command)
 test-race: ## concurrent packages under the race detector (needs cgo)
 	CGO_ENABLED=1 $(GO) test -race ./trace/... ./collectors/...
 
-FUZZ_PKGS := ./trace/iptables ./trace/nftables ./render
+FUZZ_PKGS := ./trace/iptables ./trace/nftables ./render ./collectors/debugpod
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@for pkg in $(FUZZ_PKGS); do \
@@ -56,3 +56,8 @@ ci: lint test test-race fuzz
 .PHONY: release-check
 release-check: ## goreleaser check + snapshot build of every platform, krew manifests validated (tools pinned in hack/tools, built once into ~/.cache)
 	bash hack/release-check.sh
+
+.PHONY: e2e
+e2e: ## end-to-end: real etcd, kube-apiserver and kube-proxy in network namespaces (root, slow the first time)
+	test/e2e/build.sh
+	cd test/e2e && $(GO) test -count=1 -v -timeout 30m ./... -args -e2e
