@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/internal/kpfixture"
 )
 
@@ -40,41 +41,14 @@ func parseFixture(t *testing.T, path string) *Dump {
 }
 
 func TestAgreesWithKubeProxyPacketFlowTests(t *testing.T) {
-	fixtures := loadFlowFixtures(t)
-	flows := 0
-	for dir, fx := range fixtures {
-		local := fx.LocalAddrs()
-		for _, backend := range []string{"iptables-nft.save", "iptables-legacy.save"} {
-			path := filepath.Join(dir, backend)
-			if _, err := os.Stat(path); err != nil {
-				t.Errorf("%s: missing %s", dir, backend)
-				continue
-			}
+	fixtures, flows := kpfixture.Agree(t, "../../testdata/iptables/kube-proxy", []string{"iptables-nft.save", "iptables-legacy.save"},
+		func(t *testing.T, path string) kpfixture.Simulator {
 			d := parseFixture(t, path)
-			name := strings.TrimPrefix(dir, "../../testdata/iptables/kube-proxy/") + "/" + backend
-			t.Run(name, func(t *testing.T) {
-				for _, fl := range fx.Flows {
-					pkt := fl.Packet()
-					flows++
-					sim, err := Simulate(d, pkt, Options{LocalAddrs: local})
-					if err != nil {
-						t.Errorf("%q: %v", fl.Name, err)
-						continue
-					}
-					if got := sim.EndpointList(); got != fl.Output || sim.Masquerade != fl.Masq {
-						var rules []string
-						for _, r := range sim.Rules {
-							rules = append(rules, r.String())
-						}
-						t.Errorf("%s (line %s) %q: %s\n got  %q masq=%v\n want %q masq=%v %s\nrules:\n  %s",
-							fx.Test, fx.Line, fl.Name, pkt, got, sim.Masquerade, fl.Output, fl.Masq, fl.Why, strings.Join(rules, "\n  "))
-					}
-					kpfixture.CheckProbabilities(t, fl.Name, sim)
-				}
-			})
-		}
-	}
-	t.Logf("%d fixtures, %d packet flows checked", len(fixtures), flows)
+			return func(pkt trace.Packet, local []netip.Addr) (*trace.Simulation, error) {
+				return Simulate(d, pkt, Options{LocalAddrs: local})
+			}
+		})
+	t.Logf("%d fixtures, %d packet flows checked", fixtures, flows)
 }
 
 // TestChainNamesInRealDumps recomputes every KUBE-SVC-* and KUBE-SEP-* name

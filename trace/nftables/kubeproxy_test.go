@@ -1,11 +1,11 @@
 package nftables
 
 import (
+	"net/netip"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
+	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/internal/kpfixture"
 )
 
@@ -34,39 +34,12 @@ func parseFile(t *testing.T, path string) *Ruleset {
 }
 
 func TestAgreesWithKubeProxyPacketFlowTests(t *testing.T) {
-	fixtures := kpfixture.Load(t, "../../testdata/nftables/kube-proxy/*/*/flows.json")
-	flows := 0
-	for dir, fx := range fixtures {
-		local := fx.LocalAddrs()
-		for _, file := range []string{"ruleset.nft", "ruleset.json"} {
-			path := filepath.Join(dir, file)
-			if _, err := os.Stat(path); err != nil {
-				t.Errorf("%s: missing %s", dir, file)
-				continue
-			}
+	fixtures, flows := kpfixture.Agree(t, "../../testdata/nftables/kube-proxy", []string{"ruleset.nft", "ruleset.json"},
+		func(t *testing.T, path string) kpfixture.Simulator {
 			rs := parseFile(t, path)
-			name := strings.TrimPrefix(dir, "../../testdata/nftables/kube-proxy/") + "/" + file
-			t.Run(name, func(t *testing.T) {
-				for _, fl := range fx.Flows {
-					pkt := fl.Packet()
-					flows++
-					sim, err := Simulate(rs, pkt, Options{LocalAddrs: local})
-					if err != nil {
-						t.Errorf("%q: %v", fl.Name, err)
-						continue
-					}
-					if got := sim.EndpointList(); got != fl.Output || sim.Masquerade != fl.Masq {
-						var rules []string
-						for _, r := range sim.Rules {
-							rules = append(rules, r.String())
-						}
-						t.Errorf("%s %s %q: %s\n got  %q masq=%v\n want %q masq=%v\nnotes: %v\nrules:\n  %s",
-							fx.Test, fx.Line, fl.Name, pkt, got, sim.Masquerade, fl.Output, fl.Masq, sim.Notes, strings.Join(rules, "\n  "))
-					}
-					kpfixture.CheckProbabilities(t, fl.Name, sim)
-				}
-			})
-		}
-	}
-	t.Logf("%d fixtures, %d packet flows checked", len(fixtures), flows)
+			return func(pkt trace.Packet, local []netip.Addr) (*trace.Simulation, error) {
+				return Simulate(rs, pkt, Options{LocalAddrs: local})
+			}
+		})
+	t.Logf("%d fixtures, %d packet flows checked", fixtures, flows)
 }

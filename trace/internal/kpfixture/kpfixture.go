@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
@@ -110,4 +111,50 @@ func CheckProbabilities(t *testing.T, name string, sim *trace.Simulation) {
 	if sim.Verdict == trace.VerdictDNAT && math.Abs(eps-1) > 1e-9 {
 		t.Errorf("%q: endpoint probabilities sum to %v", name, eps)
 	}
+}
+
+// Simulator walks one packet through a parsed ruleset.
+type Simulator func(pkt trace.Packet, local []netip.Addr) (*trace.Simulation, error)
+
+// Agree checks every fixture under root against kube-proxy's expectations:
+// for each of files present in a fixture's directory, parse makes a
+// Simulator, and every flow must come out as kube-proxy said (endpoints or
+// verdict, and the masquerade bit), with probabilities that add up. It
+// returns how many fixtures and flows were checked.
+func Agree(t *testing.T, root string, files []string, parse func(t *testing.T, path string) Simulator) (fixtures, flows int) {
+	t.Helper()
+	all := Load(t, filepath.Join(root, "*", "*", "flows.json"))
+	for dir, fx := range all {
+		local := fx.LocalAddrs()
+		for _, file := range files {
+			path := filepath.Join(dir, file)
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s: missing %s", dir, file)
+				continue
+			}
+			sim := parse(t, path)
+			rel, _ := filepath.Rel(root, path)
+			t.Run(rel, func(t *testing.T) {
+				for _, fl := range fx.Flows {
+					pkt := fl.Packet()
+					flows++
+					got, err := sim(pkt, local)
+					if err != nil {
+						t.Errorf("%q: %v", fl.Name, err)
+						continue
+					}
+					if out := got.EndpointList(); out != fl.Output || got.Masquerade != fl.Masq {
+						var rules []string
+						for _, r := range got.Rules {
+							rules = append(rules, r.String())
+						}
+						t.Errorf("%s (line %s) %q: %s\n got  %q masq=%v\n want %q masq=%v %s\nnotes: %v\nrules:\n  %s",
+							fx.Test, fx.Line, fl.Name, pkt, out, got.Masquerade, fl.Output, fl.Masq, fl.Why, got.Notes, strings.Join(rules, "\n  "))
+					}
+					CheckProbabilities(t, fl.Name, got)
+				}
+			})
+		}
+	}
+	return len(all), flows
 }
