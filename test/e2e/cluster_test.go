@@ -50,9 +50,17 @@ type cluster struct {
 
 func newCluster(t *testing.T, bin string) *cluster {
 	t.Helper()
+	return newClusterTagged(t, bin, "")
+}
+
+// newClusterTagged is newCluster with tag in every netns name
+// (tsvc-e2e-<pid>-<tag>...), so several clusters of one run never share a
+// name even if one's teardown is slow.
+func newClusterTagged(t *testing.T, bin, tag string) *cluster {
+	t.Helper()
 	c := &cluster{
 		t:      t,
-		prefix: fmt.Sprintf("tsvc-e2e-%d-", os.Getpid()),
+		prefix: fmt.Sprintf("tsvc-e2e-%d-%s", os.Getpid(), tag),
 		dir:    t.TempDir(),
 		bin:    bin,
 	}
@@ -151,6 +159,13 @@ func (c *cluster) sh(ns, line string) string {
 // it is killed by PID at cleanup and its log tail shown if the test failed.
 func (c *cluster) start(name, ns, path string, args ...string) {
 	c.t.Helper()
+	c.startEnv(name, ns, nil, path, args...)
+}
+
+// startEnv is start with extra environment variables (KEY=value), which
+// override the test's own.
+func (c *cluster) startEnv(name, ns string, env []string, path string, args ...string) {
+	c.t.Helper()
 	logPath := filepath.Join(c.dir, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -158,6 +173,9 @@ func (c *cluster) start(name, ns, path string, args ...string) {
 	}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, path}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
@@ -211,14 +229,22 @@ func (c *cluster) bridgePort(suffix, cidr string) string {
 
 type node struct {
 	name, ns, ip, podCIDR string
+	mode                  string // iptables, nftables or iptables-legacy
 	pods                  int
 }
 
 // addNode creates a node namespace on the bridge, its Node object (with
-// InternalIP and podCIDR), and starts kube-proxy in the given mode.
+// InternalIP and podCIDR), and starts kube-proxy in the given mode:
+// iptables, nftables, or iptables-legacy (kube-proxy's iptables mode with
+// the legacy binaries first on its PATH).
 func (c *cluster) addNode(name, ip, podCIDR, mode string) *node {
 	c.t.Helper()
-	n := &node{name: name, ns: c.bridgePort(name, ip+"/24"), ip: ip, podCIDR: podCIDR}
+	n := &node{name: name, ns: c.bridgePort(name, ip+"/24"), ip: ip, podCIDR: podCIDR, mode: mode}
+	proxyMode, env := mode, []string(nil)
+	if mode == "iptables-legacy" {
+		proxyMode = "iptables"
+		env = []string{"PATH=" + c.legacyBin() + string(os.PathListSeparator) + os.Getenv("PATH")}
+	}
 	c.run("ip", "-n", n.ns, "route", "add", "default", "via", bridgeIP)
 	c.sh(n.ns, "sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0 net.ipv4.icmp_ratelimit=0")
 	c.create("/api/v1/nodes", fmt.Sprintf(`{"apiVersion":"v1","kind":"Node",
@@ -228,10 +254,10 @@ func (c *cluster) addNode(name, ip, podCIDR, mode string) *node {
 		  "conditions":[{"type":"Ready","status":"True","reason":"E2E","message":"stand-in"}]}}`,
 		name, name, podCIDR, podCIDR, ip, name))
 	kc := c.kubeconfig("kube-proxy", "https://"+bridgeIP+":6443")
-	c.start("kube-proxy-"+name, n.ns, filepath.Join(c.bin, "kube-proxy"),
+	c.startEnv("kube-proxy-"+name, n.ns, env, filepath.Join(c.bin, "kube-proxy"),
 		"--kubeconfig="+kc,
 		"--hostname-override="+name,
-		"--proxy-mode="+mode,
+		"--proxy-mode="+proxyMode,
 		"--cluster-cidr="+clusterCIDR,
 		"--conntrack-max-per-core=0",
 		"--metrics-bind-address=127.0.0.1:10249",
@@ -239,6 +265,62 @@ func (c *cluster) addNode(name, ip, podCIDR, mode string) *node {
 		"-v=2",
 	)
 	return n
+}
+
+// legacyBin returns a directory (made once per cluster) where iptables,
+// iptables-save, iptables-restore and their ip6tables twins are symlinks to
+// the -legacy binaries.
+func (c *cluster) legacyBin() string {
+	c.t.Helper()
+	dir := filepath.Join(c.dir, "legacy-bin")
+	if _, err := os.Stat(dir); err == nil {
+		return dir
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, fam := range []string{"iptables", "ip6tables"} {
+		for _, suffix := range []string{"", "-save", "-restore"} {
+			target, err := exec.LookPath(fam + "-legacy" + suffix)
+			if err != nil {
+				c.t.Skipf("%s-legacy%s not on PATH", fam, suffix)
+			}
+			if err := os.Symlink(target, filepath.Join(dir, fam+suffix)); err != nil {
+				c.t.Fatal(err)
+			}
+		}
+	}
+	return dir
+}
+
+// routePodCIDR routes to's pod CIDR from from's namespace via to's node IP,
+// as a CNI would, so that from can forward to pods on to.
+func (c *cluster) routePodCIDR(from, to *node) {
+	c.t.Helper()
+	c.run("ip", "-n", from.ns, "route", "add", to.podCIDR, "via", to.ip)
+}
+
+// rules returns the node's live proxy rules the way the plugin's debug pod
+// would collect them: iptables-save through the backend kube-proxy uses, or
+// nft list ruleset.
+func (c *cluster) rules(n *node) []byte {
+	c.t.Helper()
+	var tool []string
+	switch n.mode {
+	case "iptables":
+		tool = []string{"iptables-nft-save"}
+	case "iptables-legacy":
+		tool = []string{"iptables-legacy-save"}
+	case "nftables":
+		tool = []string{"nft", "list", "ruleset"}
+	default:
+		c.t.Fatalf("node %s: unknown mode %q", n.name, n.mode)
+	}
+	out, err := exec.Command("ip", append([]string{"netns", "exec", n.ns}, tool...)...).Output()
+	if err != nil {
+		c.t.Fatalf("%s in %s: %v", strings.Join(tool, " "), n.ns, err)
+	}
+	return out
 }
 
 // addPod creates a pod namespace routed from the node (pod /32, default via
