@@ -15,10 +15,10 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 
 	"github.com/mattn/go-isatty"
@@ -73,6 +73,7 @@ type TraceOptions struct {
 	source      netip.Addr
 
 	restConfig *rest.Config
+	objects    []runtime.Object // --objects: the API, saved
 	// collectLive gathers the rules of nodes without a --dump (debug pods);
 	// replaced in tests.
 	collectLive func(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult
@@ -134,9 +135,7 @@ func (o *TraceOptions) Complete(args []string) error {
 		if err != nil {
 			return err
 		}
-		// The saved objects behind an in-memory API: the same collector
-		// code reads them as it reads a cluster.
-		o.client = fake.NewClientset(objs...)
+		o.objects = objs
 		o.namespace = "default"
 		if o.configFlags.Namespace != nil && *o.configFlags.Namespace != "" {
 			o.namespace = *o.configFlags.Namespace
@@ -211,7 +210,13 @@ func parseFrom(from string) (kind string, pod [2]string, err error) {
 func (o *TraceOptions) Run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	facts, err := cluster.Collect(ctx, o.client, o.namespace, o.Name)
+	var facts *cluster.Facts
+	var err error
+	if o.objects != nil {
+		facts, err = cluster.FactsFromObjects(o.objects, o.namespace, o.Name)
+	} else {
+		facts, err = cluster.Collect(ctx, o.client, o.namespace, o.Name)
+	}
 	if err != nil {
 		return err
 	}
@@ -222,7 +227,7 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 		in.Kinds = []string{kind}
 	}
 	if fromPod[1] != "" {
-		pod, err := o.client.CoreV1().Pods(fromPod[0]).Get(ctx, fromPod[1], metav1.GetOptions{})
+		pod, err := o.getPod(ctx, fromPod[0], fromPod[1])
 		if err != nil {
 			return fmt.Errorf("--from pod/%s/%s: %w", fromPod[0], fromPod[1], err)
 		}
@@ -543,4 +548,17 @@ func saveDumps(dir string, r *debugpod.Result) error {
 		}
 	}
 	return nil
+}
+
+// getPod reads a pod from the API, or from the saved objects offline.
+func (o *TraceOptions) getPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	if o.objects == nil {
+		return o.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	}
+	for _, obj := range o.objects {
+		if p, ok := obj.(*corev1.Pod); ok && p.Namespace == namespace && p.Name == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("pod %s/%s is not in the saved objects", namespace, name)
 }

@@ -74,7 +74,7 @@ func TestBenchRatio(t *testing.T) {
 
 	// One build at a time: the plugin, then the generator (test/bench cannot
 	// import trace/iptables/internal/dumpgen, so its test writes the dump).
-	goRun(t, root, goTool, "build", "-o", bin, "./cmd/kubectl-trace_svc")
+	goRun(t, root, goTool, releaseBuild(bin)...)
 	goRun(t, root, goTool, "test", "-count=1", "-run", "^TestWriteDumpFile$", "./trace/iptables/internal/dumpgen", "-args",
 		"-dumpgen.out="+dump, "-dumpgen.services="+strconv.Itoa(*services), "-dumpgen.endpoints="+strconv.Itoa(*endpoints))
 	var tgt target
@@ -178,6 +178,13 @@ func TestBenchRatio(t *testing.T) {
 	if simRSS > tgt.Bytes {
 		t.Errorf("simulate peak RSS %.1f MB exceeds the dump's size %.1f MB", mb(simRSS), mb(tgt.Bytes))
 	}
+}
+
+// releaseBuild builds the plugin the way releases are built
+// (.goreleaser.yaml: CGO_ENABLED=0, -trimpath, -s -w), so the numbers are
+// those of the binary users run.
+func releaseBuild(bin string) []string {
+	return []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/kubectl-trace_svc"}
 }
 
 func goRun(t *testing.T, dir, goTool string, args ...string) {
@@ -287,7 +294,7 @@ func TestBenchRatioNFT(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "kubectl-trace_svc")
 	ruleset := filepath.Join(dir, "node.nft")
-	goRun(t, root, goTool, "build", "-o", bin, "./cmd/kubectl-trace_svc")
+	goRun(t, root, goTool, releaseBuild(bin)...)
 	goRun(t, root, goTool, "test", "-count=1", "-run", "^TestWriteRulesetFile$", "./trace/nftables/internal/nftgen", "-args", "-nftgen.out="+ruleset)
 	var tgt struct {
 		ClusterIP      netip.Addr `json:"clusterIP"`
