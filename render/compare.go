@@ -28,8 +28,11 @@ func PathCompare(w io.Writer, p *trace.Path) error {
 		nodes = append(nodes, n.Name)
 		firstNodePort := map[string]bool{}
 		for _, ep := range n.Paths {
-			key, label := ep.Entry.Kind+" "+netip.AddrPortFrom(ep.Entry.Address, ep.Entry.Port).String()+"/"+ep.Entry.Protocol, ""
-			label = fmt.Sprintf("%s %s/%s", ep.Entry.Kind, netip.AddrPortFrom(ep.Entry.Address, ep.Entry.Port), ep.Entry.Protocol)
+			label := fmt.Sprintf("%s %s/%s", ep.Entry.Kind, netip.AddrPortFrom(ep.Entry.Address, ep.Entry.Port), ep.Entry.Protocol)
+			if ep.Entry.Kind == "ClusterIP" && ep.Entry.From != "" {
+				label += " from " + strings.TrimSuffix(ep.Entry.From, " on this node")
+			}
+			key := label
 			if ep.Entry.Kind == "NodePort" {
 				k := fmt.Sprintf("%d/%s", ep.Entry.Port, ep.Entry.Protocol)
 				if firstNodePort[k] {

@@ -272,6 +272,11 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 		}
 		in.Nodes = append(in.Nodes, o.nodeRules(ctx, n))
 	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// Ctrl-C: the collectors have deleted their debug pods; a partial
+		// result would read as a finished trace, so there is none.
+		return errors.New("interrupted: collection stopped and its debug pods were deleted; nothing was traced")
+	}
 	p, err := tracer.Build(in)
 	if err != nil {
 		return err

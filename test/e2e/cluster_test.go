@@ -46,6 +46,12 @@ type cluster struct {
 	api             *http.Client
 	apiURL          string
 	nextVeth        int
+
+	// kubeletBin, when set before addNode, is the stand-in kubelet
+	// (cmd/kubelet) started in each node's namespace; kubeletHold is the
+	// file that, while it exists, keeps new debug pods Pending.
+	kubeletBin  string
+	kubeletHold string
 }
 
 func newCluster(t *testing.T, bin string) *cluster {
@@ -97,6 +103,10 @@ func newClusterTagged(t *testing.T, bin, tag string) *cluster {
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--disable-admission-plugins=ServiceAccount",
 		"--allow-privileged=true",
+		"--kubelet-client-certificate="+p("apiserver-kubelet-client.crt"),
+		"--kubelet-client-key="+p("apiserver-kubelet-client.key"),
+		"--kubelet-certificate-authority="+p("ca.crt"),
+		"--kubelet-preferred-address-types=InternalIP",
 	)
 
 	// The relay: a listener on the root namespace's loopback whose
@@ -264,7 +274,30 @@ func (c *cluster) addNode(name, ip, podCIDR, mode string) *node {
 		"--healthz-bind-address=127.0.0.1:10256",
 		"-v=2",
 	)
+	if c.kubeletBin != "" {
+		c.startKubelet(n)
+	}
 	return n
+}
+
+// startKubelet issues node's kubelet serving cert (SAN = node IP) and
+// starts the stand-in kubelet in the node's namespace; it talks to the
+// apiserver with the admin cert and keeps the Node Ready with its port.
+func (c *cluster) startKubelet(n *node) {
+	c.t.Helper()
+	name := "kubelet-" + n.name
+	c.issue(name, "/O=system:nodes/CN=system:node:"+n.name, "extendedKeyUsage=serverAuth\nsubjectAltName=IP:"+n.ip)
+	if c.kubeletHold == "" {
+		c.kubeletHold = filepath.Join(c.dir, "kubelet-hold")
+	}
+	d := c.dir
+	c.start(name, n.ns, c.kubeletBin,
+		"-node="+n.name, "-ip="+n.ip, "-port=10250",
+		"-server=https://"+bridgeIP+":6443",
+		"-ca="+d+"/ca.crt", "-cert="+d+"/admin.crt", "-key="+d+"/admin.key",
+		"-tls-cert="+d+"/"+name+".crt", "-tls-key="+d+"/"+name+".key",
+		"-hold="+c.kubeletHold,
+	)
 }
 
 // legacyBin returns a directory (made once per cluster) where iptables,
@@ -405,20 +438,30 @@ func (c *cluster) pki() {
 	ec := []string{"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"}
 	c.run("openssl", append(append([]string{"req", "-x509"}, ec...),
 		"-keyout", d+"/ca.key", "-out", d+"/ca.crt", "-days", "2", "-subj", "/CN=tsvc-e2e-ca")...)
-	issue := func(name, subj, ext string) {
-		extFile := filepath.Join(d, name+".ext")
-		os.WriteFile(extFile, []byte("[v3]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"+ext+"\n"), 0o600)
-		c.run("openssl", append(append([]string{"req"}, ec...),
-			"-keyout", d+"/"+name+".key", "-out", d+"/"+name+".csr", "-subj", subj)...)
-		c.run("openssl", "x509", "-req", "-in", d+"/"+name+".csr", "-CA", d+"/ca.crt", "-CAkey", d+"/ca.key",
-			"-CAcreateserial", "-days", "2", "-out", d+"/"+name+".crt", "-extfile", extFile, "-extensions", "v3")
-	}
+	issue := c.issue
 	issue("apiserver", "/CN=kube-apiserver", "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:"+bridgeIP+",IP:"+firstSvcIP+
 		",DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:localhost")
 	issue("admin", "/O=system:masters/CN=tsvc-e2e-admin", "extendedKeyUsage=clientAuth")
 	issue("kube-proxy", "/CN=system:kube-proxy", "extendedKeyUsage=clientAuth")
+	// The client cert the apiserver presents to kubelets (exec, logs).
+	issue("apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", "extendedKeyUsage=clientAuth")
 	c.run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", d+"/sa.key")
 	c.run("openssl", "pkey", "-in", d+"/sa.key", "-pubout", "-out", d+"/sa.pub")
+}
+
+// issue signs, with the cluster CA, a key and cert name.key, name.crt in
+// the cluster's directory with subject subj and the extra v3 extension
+// lines ext.
+func (c *cluster) issue(name, subj, ext string) {
+	c.t.Helper()
+	d := c.dir
+	ec := []string{"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"}
+	extFile := filepath.Join(d, name+".ext")
+	os.WriteFile(extFile, []byte("[v3]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"+ext+"\n"), 0o600)
+	c.run("openssl", append(append([]string{"req"}, ec...),
+		"-keyout", d+"/"+name+".key", "-out", d+"/"+name+".csr", "-subj", subj)...)
+	c.run("openssl", "x509", "-req", "-in", d+"/"+name+".csr", "-CA", d+"/ca.crt", "-CAkey", d+"/ca.key",
+		"-CAcreateserial", "-days", "2", "-out", d+"/"+name+".crt", "-extfile", extFile, "-extensions", "v3")
 }
 
 func (c *cluster) kubeconfig(user, server string) string {

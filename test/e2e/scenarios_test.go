@@ -274,13 +274,15 @@ type traced struct {
 	raw []byte
 }
 
-// tracePlugin runs the built plugin on a Service with a saved dump per node.
-func tracePlugin(t *testing.T, c *cluster, plugin, svc string, dumps map[string]string) *traced {
+// tracePlugin runs the built plugin on a Service with a saved dump per node
+// (none: it collects the rules through node debug pods) and extra flags.
+func tracePlugin(t *testing.T, c *cluster, plugin, svc string, dumps map[string]string, extra ...string) *traced {
 	t.Helper()
 	args := []string{svc, "-n", e2eNS, "--kubeconfig", c.adminKubeconfig, "-o", "json"}
 	for n, f := range dumps {
 		args = append(args, "--dump", n+"="+f)
 	}
+	args = append(args, extra...)
 	cmd := exec.Command(plugin, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -21,6 +21,10 @@ func chainFindings(p *trace.Path, in Input) []trace.Finding {
 	if p.Service.Headless || p.Service.Type == "ExternalName" || p.Service.InternalTrafficPolicy == "Local" {
 		return nil
 	}
+	families := map[bool]bool{} // v6 → the Service has a cluster IP of that family
+	for _, ip := range p.Service.ClusterIPs {
+		families[ip.Is6()] = true
+	}
 	for _, n := range in.Nodes {
 		if n.Err != nil {
 			continue
@@ -29,22 +33,31 @@ func chainFindings(p *trace.Path, in Input) []trace.Finding {
 			if !hasReady(p, sp) {
 				continue
 			}
-			for _, rs := range n.Rulesets {
+			for v6 := range families {
+				// Only the dumps of the family count (an ip6tables dump
+				// rightly lacks an IPv4 Service's chains); the chain must be
+				// in one of them.
 				var name string
-				var found bool
-				switch {
-				case rs.IPTables != nil:
-					name = iptables.ServiceChain(iptables.PrefixService, iptables.ServicePortName(p.Service.Namespace, p.Service.Name, sp.Name), sp.Protocol)
-					found = rs.IPTables.Chain("nat", name) != nil
-				case rs.NFT != nil:
-					name = nftables.PrefixService + nftables.ServiceChainBase(p.Service.Namespace, p.Service.Name, sp.Protocol, sp.Name)
-					for _, t := range rs.NFT.Tables {
-						if t.Name == nftables.KubeProxyTable && t.Chains[name] != nil {
-							found = true
+				found, looked := false, false
+				for _, rs := range n.Rulesets {
+					switch {
+					case rs.IPTables != nil && rs.IPTables.IPv6() == v6:
+						looked = true
+						name = iptables.ServiceChain(iptables.PrefixService, iptables.ServicePortName(p.Service.Namespace, p.Service.Name, sp.Name), sp.Protocol)
+						found = found || rs.IPTables.Chain("nat", name) != nil
+					case rs.NFT != nil:
+						fam := map[bool]string{false: "ip", true: "ip6"}[v6]
+						for _, t := range rs.NFT.Tables {
+							if t.Name != nftables.KubeProxyTable || (t.Family != fam && t.Family != "inet") {
+								continue
+							}
+							looked = true
+							name = nftables.PrefixService + nftables.ServiceChainBase(p.Service.Namespace, p.Service.Name, sp.Protocol, sp.Name)
+							found = found || t.Chains[name] != nil
 						}
 					}
 				}
-				if name != "" && !found {
+				if looked && !found {
 					out = append(out, trace.Finding{Severity: "error", Code: "ServiceChainMissing", Node: n.Node.Name,
 						Message: fmt.Sprintf("node %s has no %s for %s/%s port %s/%s although the API lists ready endpoints: its kube-proxy has not programmed the Service (is it running, and in which mode?)", n.Node.Name, name, p.Service.Namespace, p.Service.Name, portLabel(sp), sp.Protocol)})
 				}

@@ -27,6 +27,14 @@ import (
 // allow by accident.
 var DefaultClient = netip.MustParseAddr("203.0.113.10")
 
+// What an entry's client stands for (trace.Entry.From).
+const (
+	FromExternal = "external client"
+	FromPod      = "pod on this node"
+	FromNode     = "this node"
+	FromGivenPod = "the given pod"
+)
+
 // Input is everything the Path is built from.
 type Input struct {
 	Service *corev1.Service
@@ -326,31 +334,32 @@ func entries(svc trace.ServiceInfo, n *corev1.Node, client, clientV6 netip.Addr)
 	for _, sp := range svc.Ports {
 		for _, lb := range svc.LoadBalancerIngress {
 			if lb.IP.IsValid() {
-				out = append(out, trace.Entry{Kind: "LoadBalancer", Address: lb.IP, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(lb.IP), From: "external client"})
+				out = append(out, trace.Entry{Kind: "LoadBalancer", Address: lb.IP, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(lb.IP), From: FromExternal})
 			}
 		}
 		for _, ip := range svc.ExternalIPs {
-			out = append(out, trace.Entry{Kind: "ExternalIP", Address: ip, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(ip), From: "external client"})
+			out = append(out, trace.Entry{Kind: "ExternalIP", Address: ip, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(ip), From: FromExternal})
 		}
 		if sp.NodePort != 0 {
 			for _, a := range addrs {
-				out = append(out, trace.Entry{Kind: "NodePort", Address: a, Port: sp.NodePort, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(a), From: "external client"})
+				out = append(out, trace.Entry{Kind: "NodePort", Address: a, Port: sp.NodePort, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(a), From: FromExternal})
 			}
 		}
+		// The cluster IP from a pod on the node (when its pod CIDR is
+		// known) and from the node itself (host-network pods, kubelet
+		// probes): kube-proxy treats the two differently (masquerade).
 		for _, ip := range svc.ClusterIPs {
 			e := trace.Entry{Kind: "ClusterIP", Address: ip, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name}
 			if src := podSource(n, ip.Is6()); src.IsValid() {
-				e.Source, e.From = src, "pod on this node"
-			} else {
-				for _, a := range addrs {
-					if a.Is6() == ip.Is6() {
-						e.Source, e.From = a, "this node"
-						break
-					}
-				}
-			}
-			if e.Source.IsValid() {
+				e.Source, e.From = src, FromPod
 				out = append(out, e)
+			}
+			for _, a := range addrs {
+				if a.Is6() == ip.Is6() {
+					e.Source, e.From = a, FromNode
+					out = append(out, e)
+					break
+				}
 			}
 		}
 	}
@@ -385,8 +394,12 @@ func buildNode(p *trace.Path, in Input, n Node) trace.NodePaths {
 		if len(in.Kinds) > 0 && !slices.Contains(in.Kinds, e.Kind) {
 			continue
 		}
-		if e.Kind == "ClusterIP" && in.PodSource.IsValid() && in.PodSource.Is6() == e.Address.Is6() {
-			e.Source, e.From = in.PodSource, "the given pod"
+		if e.Kind == "ClusterIP" && in.PodSource.IsValid() {
+			// One request from the given pod: it replaces the pod entry.
+			if e.From != FromPod || in.PodSource.Is6() != e.Address.Is6() {
+				continue
+			}
+			e.Source, e.From = in.PodSource, FromGivenPod
 		}
 		rs := pickRuleset(n.Rulesets, e.Address.Is6())
 		if rs == nil {
@@ -711,7 +724,7 @@ func compareNodes(p *trace.Path) []trace.Finding {
 				}
 			}
 			sort.Strings(eps)
-			k := key{ep.Entry.Kind + " " + ep.Entry.Address.String(), ep.Entry.ServicePort}
+			k := key{ep.Entry.Kind + " " + ep.Entry.Address.String() + " from " + ep.Entry.From, ep.Entry.ServicePort}
 			if ep.Entry.Kind == "NodePort" {
 				k = key{"NodePort", ep.Entry.ServicePort}
 			}

@@ -163,8 +163,19 @@ func TestBuildAgainstRealRules(t *testing.T) {
 					t.Errorf("%s: no chains", want.kind)
 				}
 			}
-			if cp := findPath(t, n, "ClusterIP", "172.30.0.41"); cp.Entry.Source.String() != "10.0.0.2" || cp.Entry.From != "pod on this node" {
+			if cp := findPath(t, n, "ClusterIP", "172.30.0.41"); cp.Entry.Source.String() != "10.0.0.2" || cp.Entry.From != FromPod {
 				t.Errorf("ClusterIP entry source %s (%s)", cp.Entry.Source, cp.Entry.From)
+			}
+			// From the node itself kube-proxy masquerades (the source is
+			// outside the cluster CIDR): kube-proxy's "node to cluster IP".
+			var fromNode *trace.EntryPath
+			for i, ep := range n.Paths {
+				if ep.Entry.Kind == "ClusterIP" && ep.Entry.From == FromNode {
+					fromNode = &n.Paths[i]
+				}
+			}
+			if fromNode == nil || fromNode.Entry.Source.String() != "192.168.0.2" || fromNode.Verdict != trace.VerdictDNAT || !fromNode.Masquerade {
+				t.Errorf("ClusterIP from the node: %+v", fromNode)
 			}
 			for _, f := range p.Findings {
 				if f.Severity != "info" {
@@ -462,5 +473,24 @@ func TestNetworkPolicyFindings(t *testing.T) {
 		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want+" behind") {
 			t.Errorf("inUse=%v policies=%d: %q, want pods %q", tc.inUse, len(tc.policies), got, tc.want)
 		}
+	}
+}
+
+// TestChainCheckPerFamily: a node's ip6tables dump rightly lacks an IPv4
+// Service's chains (found by the e2e suite through real debug pods).
+func TestChainCheckPerFamily(t *testing.T) {
+	v6 := load(t, "../../testdata/iptables/kube-proxy/v1.37.2/TestNodePorts_ipv6__localhost-nodeports_enabled/iptables-nft.save")
+	p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{
+		Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB), v6},
+	}}})
+	if c := findingCodes(p); c["ServiceChainMissing"] != 0 {
+		t.Errorf("IPv4 Service with an extra IPv6 dump: %v", c)
+	}
+	// Only the IPv6 dump: the IPv4 chain cannot be checked, nothing is claimed.
+	p, _ = Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{
+		Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{v6},
+	}}})
+	if c := findingCodes(p); c["ServiceChainMissing"] != 0 {
+		t.Errorf("IPv4 Service with only an IPv6 dump: %v", c)
 	}
 }
