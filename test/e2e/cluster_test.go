@@ -52,6 +52,10 @@ type cluster struct {
 	// file that, while it exists, keeps new debug pods Pending.
 	kubeletBin  string
 	kubeletHold string
+
+	// procs holds each process start launched, by name, so a test can
+	// stop one early (stop).
+	procs map[string]*exec.Cmd
 }
 
 func newCluster(t *testing.T, bin string) *cluster {
@@ -190,6 +194,10 @@ func (c *cluster) startEnv(name, ns string, env []string, path string, args ...s
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
 	}
+	if c.procs == nil {
+		c.procs = map[string]*exec.Cmd{}
+	}
+	c.procs[name] = cmd
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(exited) }()
 	c.t.Cleanup(func() {
@@ -204,6 +212,29 @@ func (c *cluster) startEnv(name, ns string, env []string, path string, args ...s
 			c.t.Logf("--- %s log tail ---\n%s", name, tail(logPath, 30))
 		}
 	})
+}
+
+// stop kills, by the PID start recorded, the process started under name
+// (e.g. "kube-proxy-node2") before cleanup would.
+func (c *cluster) stop(name string) {
+	c.t.Helper()
+	cmd := c.procs[name]
+	if cmd == nil {
+		c.t.Fatalf("stop %s: no such process started", name)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		c.t.Fatalf("kill %s (pid %d): %v", name, cmd.Process.Pid, err)
+	}
+	// Wait until it is gone (reaped by start's goroutine), so nothing it
+	// would still do can race with what the test changes next.
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(cmd.Process.Pid, 0) == nil {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s (pid %d) still alive after SIGKILL", name, cmd.Process.Pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Logf("killed %s (pid %d)", name, cmd.Process.Pid)
 }
 
 func tail(path string, n int) string {
