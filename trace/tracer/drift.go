@@ -35,36 +35,84 @@ func chainFindings(p *trace.Path, in Input) []trace.Finding {
 			}
 			for v6 := range families {
 				// Only the dumps of the family count (an ip6tables dump
-				// rightly lacks an IPv4 Service's chains); the chain must be
+				// rightly lacks an IPv4 Service's chains); a chain must be
 				// in one of them.
-				var name string
-				found, looked := false, false
-				for _, rs := range n.Rulesets {
-					switch {
-					case rs.IPTables != nil && rs.IPTables.IPv6() == v6:
-						looked = true
-						name = iptables.ServiceChain(iptables.PrefixService, iptables.ServicePortName(p.Service.Namespace, p.Service.Name, sp.Name), sp.Protocol)
-						found = found || rs.IPTables.Chain("nat", name) != nil
-					case rs.NFT != nil:
-						fam := map[bool]string{false: "ip", true: "ip6"}[v6]
-						for _, t := range rs.NFT.Tables {
-							if t.Name != nftables.KubeProxyTable || (t.Family != fam && t.Family != "inet") {
-								continue
+				for _, want := range expectedChains(p.Service, sp) {
+					name, looked, found := "", false, false
+					for _, rs := range n.Rulesets {
+						switch {
+						case rs.IPTables != nil && rs.IPTables.IPv6() == v6:
+							if want.kind != "service" && !newIPTablesLayout(rs.IPTables) {
+								continue // ≤1.23 used KUBE-FW/KUBE-XLB for every LB
 							}
 							looked = true
-							name = nftables.PrefixService + nftables.ServiceChainBase(p.Service.Namespace, p.Service.Name, sp.Protocol, sp.Name)
-							found = found || t.Chains[name] != nil
+							name = iptables.ServiceChain(want.iptablesPrefix, iptables.ServicePortName(p.Service.Namespace, p.Service.Name, sp.Name), sp.Protocol)
+							found = found || rs.IPTables.Chain("nat", name) != nil
+						case rs.NFT != nil:
+							fam := map[bool]string{false: "ip", true: "ip6"}[v6]
+							for _, t := range rs.NFT.Tables {
+								if t.Name != nftables.KubeProxyTable || (t.Family != fam && t.Family != "inet") {
+									continue
+								}
+								looked = true
+								name = want.nftPrefix + nftables.ServiceChainBase(p.Service.Namespace, p.Service.Name, sp.Protocol, sp.Name)
+								found = found || t.Chains[name] != nil
+							}
 						}
 					}
-				}
-				if looked && !found {
-					out = append(out, trace.Finding{Severity: "error", Code: "ServiceChainMissing", Node: n.Node.Name,
-						Message: fmt.Sprintf("node %s has no %s for %s/%s port %s/%s although the API lists ready endpoints: its kube-proxy has not programmed the Service (is it running, and in which mode?)", n.Node.Name, name, p.Service.Namespace, p.Service.Name, portLabel(sp), sp.Protocol)})
+					if looked && !found {
+						out = append(out, trace.Finding{Severity: "error", Code: want.code, Node: n.Node.Name,
+							Message: fmt.Sprintf("node %s has no %s for %s/%s port %s/%s although the API lists ready endpoints (%s): its kube-proxy has not programmed the Service (is it running, and in which mode?)", n.Node.Name, name, p.Service.Namespace, p.Service.Name, portLabel(sp), sp.Protocol, want.why)})
+					}
 				}
 			}
 		}
 	}
 	return out
+}
+
+// wantChain is a chain kube-proxy (≥1.24 iptables, nftables) writes for a
+// Service port with endpoints.
+type wantChain struct {
+	kind, code, why           string
+	iptablesPrefix, nftPrefix string
+}
+
+// expectedChains follows kube-proxy's proxier: the service chain always;
+// the external chain when the port is reachable from outside (node port,
+// external IPs, load balancer IPs); the firewall chain when load balancer
+// IPs have loadBalancerSourceRanges.
+func expectedChains(svc trace.ServiceInfo, sp trace.ServicePort) []wantChain {
+	out := []wantChain{{"service", "ServiceChainMissing", "its service chain", iptables.PrefixService, nftables.PrefixService}}
+	vips := 0
+	for _, lb := range svc.LoadBalancerIngress {
+		if lb.IP.IsValid() && lb.IPMode != "Proxy" {
+			vips++
+		}
+	}
+	if sp.NodePort != 0 || len(svc.ExternalIPs) > 0 || vips > 0 {
+		out = append(out, wantChain{"external", "ExternalChainMissing", "it is reachable from outside the cluster", iptables.PrefixExternal, nftables.PrefixExternal})
+	}
+	if vips > 0 && len(svc.LoadBalancerSourceRanges) > 0 {
+		out = append(out, wantChain{"firewall", "FirewallChainMissing", "loadBalancerSourceRanges fence its load balancer IPs", iptables.PrefixFirewall, nftables.PrefixFirewall})
+	}
+	return out
+}
+
+// newIPTablesLayout tells a dump written by kube-proxy ≥1.24 (KUBE-EXT-*
+// chains, KUBE-PROXY-FIREWALL) from one by an older version.
+func newIPTablesLayout(d *iptables.Dump) bool {
+	if d.Chain("filter", "KUBE-PROXY-FIREWALL") != nil {
+		return true
+	}
+	if nat := d.Table("nat"); nat != nil {
+		for _, c := range nat.Chains() {
+			if strings.HasPrefix(c.Name, iptables.PrefixExternal) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func portLabel(sp trace.ServicePort) string {

@@ -494,3 +494,29 @@ func TestChainCheckPerFamily(t *testing.T) {
 		t.Errorf("IPv4 Service with only an IPv6 dump: %v", c)
 	}
 }
+
+// TestExternalAndFirewallChains: kube-proxy's TestNodePorts rules were
+// written for a NodePort Service; traced as a LoadBalancer with source
+// ranges, the firewall chain is missing (and only that), in both modes.
+func TestExternalAndFirewallChains(t *testing.T) {
+	for _, dump := range []string{
+		"../../testdata/iptables/kube-proxy/v1.37.2/TestNodePorts_ipv4__localhost-nodeports_enabled/iptables-nft.save",
+		"../../testdata/nftables/kube-proxy/v1.37.2/TestNodePorts_ipv4/ruleset.nft",
+	} {
+		p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{
+			Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, dump)},
+		}}})
+		c := findingCodes(p)
+		if c["FirewallChainMissing"] != 1 || c["ExternalChainMissing"] != 0 || c["ServiceChainMissing"] != 0 {
+			t.Errorf("%s: %v", dump, c)
+		}
+	}
+	// kube-proxy 1.22 always used KUBE-FW/KUBE-XLB: no KUBE-EXT is expected.
+	old := load(t, "../../testdata/iptables/kube-proxy/v1.22.17/TestKPFixtures122/iptables-nft.save")
+	p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{
+		Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{old},
+	}}})
+	if c := findingCodes(p); c["ExternalChainMissing"]+c["FirewallChainMissing"] != 0 {
+		t.Errorf("1.22 layout: %v", c)
+	}
+}
