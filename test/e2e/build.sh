@@ -18,6 +18,21 @@ mkdir -p "$BIN"
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
 
+# The tools the suite runs, from Debian packages when missing (root only).
+need=()
+for pkg in iptables nftables conntrack curl openssl iproute2 nfacct; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if [[ ${#need[@]} -gt 0 ]]; then
+	if [[ $(id -u) -ne 0 ]]; then
+		log "missing packages ${need[*]}: run as root or install them"
+	else
+		log "installing ${need[*]}"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	fi
+fi
+
 build_etcd() {
 	if [[ -x $BIN/etcd ]]; then log "etcd present"; return; fi
 	local dir=$CACHE/scratch/etcd-$ETCD_VERSION
