@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
 	"github.com/trace-svc/kubectl-trace-svc/render"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
@@ -183,15 +182,11 @@ func (o *SimulateOptions) Validate() error {
 
 // Run reads the ruleset, simulates the packet and prints the result.
 func (o *SimulateOptions) Run() error {
-	dump, err := file.Open(o.Ruleset, o.In)
+	rs, dump, err := readDump(o.Ruleset, o.Format, o.In)
 	if err != nil {
 		return err
 	}
 	defer dump.Close()
-	rs, err := ruleset.Parse(dump, o.Format)
-	if err != nil {
-		return fmt.Errorf("read ruleset %s: %w", dump.Name, err)
-	}
 	for _, w := range rs.Warnings {
 		fmt.Fprintf(o.ErrOut, "warning: %s: %s\n", dump.Name, w)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -74,6 +75,7 @@ type TraceOptions struct {
 
 	restConfig *rest.Config
 	objects    []runtime.Object // --objects: the API, saved
+	open       []*file.Dump     // saved dumps in use, closed when Run returns
 	// collectLive gathers the rules of nodes without a --dump (debug pods);
 	// replaced in tests.
 	collectLive func(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult
@@ -210,6 +212,11 @@ func parseFrom(from string) (kind string, pod [2]string, err error) {
 func (o *TraceOptions) Run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
+	defer func() {
+		for _, d := range o.open {
+			_ = d.Close()
+		}
+	}()
 	var facts *cluster.Facts
 	var err error
 	if o.objects != nil {
@@ -401,11 +408,12 @@ func (o *TraceOptions) pickNodes(f *cluster.Facts) ([]*corev1.Node, error) {
 func (o *TraceOptions) nodeRules(ctx context.Context, n *corev1.Node) tracer.Node {
 	tn := tracer.Node{Node: n}
 	for _, path := range o.dumps[n.Name] {
-		rs, err := readDump(path, o.In)
+		rs, d, err := readDump(path, "auto", o.In)
 		if err != nil {
 			tn.Err = err
 			return tn
 		}
+		o.open = append(o.open, d)
 		tn.Warnings = append(tn.Warnings, rs.Warnings...)
 		tn.Rulesets = append(tn.Rulesets, rs)
 		switch rs.Format {
@@ -418,20 +426,20 @@ func (o *TraceOptions) nodeRules(ctx context.Context, n *corev1.Node) tracer.Nod
 	return tn
 }
 
-// readDump opens and parses one saved dump. The file stays open for the
-// iptables engine, which reads rule text back on demand, until the process
-// ends.
-func readDump(path string, stdin interface{ Read([]byte) (int, error) }) (*ruleset.Ruleset, error) {
+// readDump opens and parses one saved dump in format ("auto" detects it).
+// The dump stays open, because the iptables engine reads rule text back on
+// demand; the caller closes it when done with the ruleset.
+func readDump(path, format string, stdin io.Reader) (*ruleset.Ruleset, *file.Dump, error) {
 	d, err := file.Open(path, stdin)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	rs, err := ruleset.Parse(d, "auto")
+	rs, err := ruleset.Parse(d, format)
 	if err != nil {
 		_ = d.Close()
-		return nil, fmt.Errorf("read ruleset %s: %w", d.Name, err)
+		return nil, nil, fmt.Errorf("read ruleset %s: %w", d.Name, err)
 	}
-	return rs, nil
+	return rs, d, nil
 }
 
 // collectNodes collects the rules of nodes with the --collector.
