@@ -25,9 +25,17 @@ func chainFindings(p *trace.Path, in Input) []trace.Finding {
 	for _, ip := range p.Service.ClusterIPs {
 		families[ip.Is6()] = true
 	}
+	// The layout test may walk every nat chain of an old dump; ask it once
+	// per dump, not once per port × family × expected chain.
+	newLayout := map[*iptables.Dump]bool{}
 	for _, n := range in.Nodes {
 		if n.Err != nil {
 			continue
+		}
+		for _, rs := range n.Rulesets {
+			if rs.IPTables != nil {
+				newLayout[rs.IPTables] = newIPTablesLayout(rs.IPTables)
+			}
 		}
 		for _, sp := range p.Service.Ports {
 			if !hasReady(p, sp) {
@@ -42,7 +50,7 @@ func chainFindings(p *trace.Path, in Input) []trace.Finding {
 					for _, rs := range n.Rulesets {
 						switch {
 						case rs.IPTables != nil && rs.IPTables.IPv6() == v6:
-							if want.kind != "service" && !newIPTablesLayout(rs.IPTables) {
+							if want.kind != "service" && !newLayout[rs.IPTables] {
 								continue // ≤1.23 used KUBE-FW/KUBE-XLB for every LB
 							}
 							looked = true
