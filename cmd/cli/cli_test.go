@@ -114,7 +114,7 @@ func TestSimulateFlagErrors(t *testing.T) {
 		{"bad color", with("--color", "sometimes"), `--color "sometimes" is not one of auto, always, never`},
 		{"mixed families", with("--dst", "fd00::1"), "--src 10.0.0.2 and --dst fd00::1 are of different IP families"},
 		{"bad affinity", with("--affinity-endpoint", "10.0.0.1"), `--affinity-endpoint "10.0.0.1" is not IP:PORT`},
-		{"missing file", with("--ruleset", "does-not-exist.iptables"), "open ruleset: open does-not-exist.iptables: no such file or directory"},
+		{"missing file", with("--ruleset", "does-not-exist.iptables"), `cannot open ruleset "does-not-exist.iptables": no such file or directory; pass a file saved with iptables-save or nft list ruleset, or - to read standard input`},
 		{"malformed dump", with("--ruleset", "testdata/truncated.iptables"), `read ruleset "testdata/truncated.iptables": line 5: the dump ends inside table "nat" (started at line 2) without COMMIT; it was probably cut off — collect it again`},
 		{"ipv6 packet on ipv4 dump", append(with("--src", "fd00::2"), "--dst", "fd00::1"), "the packet is IPv6 but the dump was written by iptables-save v1.8.9 (nf_tables); simulate IPv6 packets on ip6tables-save output"},
 		{"unknown flag", append(base, "--frobnicate"), "unknown flag: --frobnicate"},

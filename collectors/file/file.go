@@ -34,12 +34,12 @@ func Open(path string, stdin io.Reader) (*Dump, error) {
 	d := &Dump{Name: fmt.Sprintf("%q", path), size: -1}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("open ruleset: %w", err)
+		return nil, cannotOpen(d.Name, err)
 	}
 	info, err := f.Stat()
 	if err != nil {
 		_ = f.Close()
-		return nil, fmt.Errorf("open ruleset: %w", err)
+		return nil, cannotOpen(d.Name, err)
 	}
 	if info.IsDir() {
 		_ = f.Close()
@@ -50,6 +50,16 @@ func Open(path string, stdin io.Reader) (*Dump, error) {
 	}
 	d.file, d.br = f, bufio.NewReaderSize(f, HeadSize)
 	return d, nil
+}
+
+// cannotOpen says which ruleset could not be opened, why (without repeating
+// the path os.PathError carries) and what to pass instead.
+func cannotOpen(name string, err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("cannot open ruleset %s: %w; pass a file saved with iptables-save or nft list ruleset, or - to read standard input", name, err)
 }
 
 // Head returns up to HeadSize bytes from the start without consuming them.

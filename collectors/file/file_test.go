@@ -62,7 +62,7 @@ func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct{ path, want string }{
 		{dir, "is a directory; pass the file with the iptables-save or nft list ruleset output"},
-		{filepath.Join(dir, "missing"), "open ruleset: open " + filepath.Join(dir, "missing") + ": no such file or directory"},
+		{filepath.Join(dir, "missing"), "cannot open ruleset \"" + filepath.Join(dir, "missing") + "\": no such file or directory; pass a file saved with iptables-save or nft list ruleset, or - to read standard input"},
 	} {
 		if _, err := Open(tc.path, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Open(%s) = %v, want %q", tc.path, err, tc.want)
