@@ -278,3 +278,11 @@ func TestVersion(t *testing.T) {
 		t.Errorf("bad -o accepted: %v", err)
 	}
 }
+
+func TestTooManyServices(t *testing.T) {
+	_, _, err := run(t, "web", "api")
+	want := "trace-svc traces one Service at a time (NAME, or NAMESPACE/NAME), but got 2 arguments: web api; run it once per Service"
+	if err == nil || err.Error() != want {
+		t.Fatalf("error = %v, want %q", err, want)
+	}
+}

@@ -3,6 +3,8 @@
 package cli
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,7 +36,7 @@ with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects
   kubectl trace-svc simulate --ruleset node-1.iptables --node-ip 192.168.0.2 --src 10.0.0.2 --dst 10.96.0.10 --dport 53 --proto udp`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		Args:          cobra.MaximumNArgs(1),
+		Args:          oneServiceAtMost,
 	}
 	traceOpts := &TraceOptions{Output: "tree", Color: "auto", Timeout: 2 * time.Minute, Collector: "debugpod",
 		DebugNamespace: debugpod.DefaultNamespace, Parallel: debugpod.DefaultParallel, IOStreams: streams}
@@ -73,4 +75,13 @@ with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects
 	// Last, so that flags of every subcommand above get completion too.
 	registerCompletions(root, configFlags)
 	return root
+}
+
+// oneServiceAtMost replaces cobra's "accepts at most 1 arg(s)" with a
+// sentence that says what the argument is and how to trace several.
+func oneServiceAtMost(_ *cobra.Command, args []string) error {
+	if len(args) > 1 {
+		return fmt.Errorf("trace-svc traces one Service at a time (NAME, or NAMESPACE/NAME), but got %d arguments: %s; run it once per Service", len(args), strings.Join(args, " "))
+	}
+	return nil
 }
