@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -266,8 +264,8 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 		for _, r := range collect(ctx, facts, live) {
 			collected[r.Node] = r
 			if o.SaveDumps != "" && r.Result != nil {
-				if err := saveDumps(o.SaveDumps, r.Result); err != nil {
-					return err
+				if err := r.Result.Save(o.SaveDumps); err != nil {
+					return fmt.Errorf("--save-dumps: %w", err)
 				}
 			}
 		}
@@ -543,24 +541,6 @@ func (o *TraceOptions) liveRules(n *corev1.Node, r debugpod.NodeResult) tracer.N
 		tn.Err = fmt.Errorf("no kube-proxy rules were found on node %s (in iptables-nft, iptables-legacy or nftables): kube-proxy may not run there, or a replacement such as an eBPF dataplane handles Services", n.Name)
 	}
 	return tn
-}
-
-// saveDumps writes every non-empty dump a debug pod returned as
-// DIR/NODE.NAME (for example node-1.iptables-nft-save, node-1.nft).
-func saveDumps(dir string, r *debugpod.Result) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("--save-dumps: %w", err)
-	}
-	for _, d := range r.Dumps {
-		if len(d.Data) == 0 {
-			continue
-		}
-		path := filepath.Join(dir, r.Node+"."+d.Name)
-		if err := os.WriteFile(path, d.Data, 0o644); err != nil {
-			return fmt.Errorf("--save-dumps: %w", err)
-		}
-	}
-	return nil
 }
 
 // getPod reads a pod from the API, or from the saved objects offline.

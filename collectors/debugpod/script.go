@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -125,6 +127,23 @@ type Result struct {
 	// reachable.
 	ProxyMode string
 	Warnings  []string
+}
+
+// Save writes every non-empty dump as DIR/NODE.NAME (for example
+// node-1.iptables-nft-save, node-1.nft), the names --dump reads back.
+func (r *Result) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range r.Dumps {
+		if len(d.Data) == 0 {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, r.Node+"."+d.Name), d.Data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Dump returns the dump called name.
