@@ -253,41 +253,11 @@ type slicePod struct{ ip, name string }
 // ready pods on node1, port 8080.
 func (c *cluster) putSlice(svc string, pods []slicePod) {
 	c.t.Helper()
-	var eps []string
+	var eps []sliceEP
 	for _, p := range pods {
-		eps = append(eps, fmt.Sprintf(`{"addresses":[%q],"conditions":{"ready":true,"serving":true,"terminating":false},
-		  "nodeName":"node1","targetRef":{"kind":"Pod","namespace":%q,"name":%q}}`, p.ip, e2eNS, p.name))
+		eps = append(eps, sliceEP{ip: p.ip, name: p.name, ready: true, serving: true})
 	}
-	name := svc + "-1"
-	path := "/apis/discovery.k8s.io/v1/namespaces/" + e2eNS + "/endpointslices"
-	obj := func(rv string) string {
-		meta := fmt.Sprintf(`"name":%q,"labels":{"kubernetes.io/service-name":%q,"endpointslice.kubernetes.io/managed-by":"e2e.local"}`, name, svc)
-		if rv != "" {
-			meta += fmt.Sprintf(`,"resourceVersion":%q`, rv)
-		}
-		return fmt.Sprintf(`{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{%s},
-		"addressType":"IPv4","endpoints":[%s],"ports":[{"name":"http","port":8080,"protocol":"TCP"}]}`, meta, strings.Join(eps, ","))
-	}
-	code, body, err := c.do("GET", path+"/"+name, nil)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if code == 404 {
-		c.create(path, obj(""))
-		return
-	}
-	var cur struct {
-		Metadata struct {
-			ResourceVersion string `json:"resourceVersion"`
-		} `json:"metadata"`
-	}
-	if code != 200 || json.Unmarshal(body, &cur) != nil {
-		c.t.Fatalf("GET %s/%s: %d\n%s", path, name, code, body)
-	}
-	code, body, err = c.do("PUT", path+"/"+name, []byte(obj(cur.Metadata.ResourceVersion)))
-	if err != nil || code != 200 {
-		c.t.Fatalf("PUT %s/%s: %d %v\n%s", path, name, code, err, body)
-	}
+	c.putSliceStates(svc, eps)
 }
 
 // answerName returns the name the echo pod gave in its answer.
@@ -321,29 +291,8 @@ func (tp *traced) findings(t *testing.T) []finding {
 // lbPath returns the plugin's LoadBalancer path to ip on node.
 func (tp *traced) lbPath(t *testing.T, nodeName, ip string) entryPath {
 	t.Helper()
-	var raw struct {
-		Nodes []struct {
-			Name  string      `json:"name"`
-			Error string      `json:"error"`
-			Paths []entryPath `json:"paths"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal(tp.raw, &raw); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range raw.Nodes {
-		if n.Name != nodeName {
-			continue
-		}
-		if n.Error != "" {
-			t.Fatalf("plugin: %s: %s", nodeName, n.Error)
-		}
-		for _, p := range n.Paths {
-			if p.Entry.Kind == "LoadBalancer" && p.Entry.Address == netip.MustParseAddr(ip) {
-				return p
-			}
-		}
-	}
-	t.Fatalf("plugin: no LoadBalancer path to %s on %s in:\n%s", ip, nodeName, tp.raw)
-	return entryPath{}
+	p, _ := tp.find(t, nodeName, "LoadBalancer path to "+ip, func(p entryPath) bool {
+		return p.Entry.Kind == "LoadBalancer" && p.Entry.Address == netip.MustParseAddr(ip)
+	})
+	return p
 }

@@ -202,29 +202,8 @@ func (c *cluster) serviceClusterIP(name string) string {
 // node.
 func (tp *traced) entryPath(t *testing.T, nodeName, kind, from, addr string) entryPath {
 	t.Helper()
-	var raw struct {
-		Nodes []struct {
-			Name  string      `json:"name"`
-			Error string      `json:"error"`
-			Paths []entryPath `json:"paths"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal(tp.raw, &raw); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range raw.Nodes {
-		if n.Name != nodeName {
-			continue
-		}
-		if n.Error != "" {
-			t.Fatalf("plugin: %s: %s", nodeName, n.Error)
-		}
-		for _, p := range n.Paths {
-			if p.Entry.Kind == kind && p.Entry.From == from && p.Entry.Address == netip.MustParseAddr(addr) {
-				return p
-			}
-		}
-	}
-	t.Fatalf("plugin: no %s path from %q to %s on %s in:\n%s", kind, from, addr, nodeName, tp.raw)
-	return entryPath{}
+	p, _ := tp.find(t, nodeName, fmt.Sprintf("%s path from %q to %s", kind, from, addr), func(p entryPath) bool {
+		return p.Entry.Kind == kind && p.Entry.From == from && p.Entry.Address == netip.MustParseAddr(addr)
+	})
+	return p
 }

@@ -52,54 +52,14 @@ func TestPolicies(t *testing.T) {
 	}
 }
 
-// polPath is a plugin path with its affinity entries.
-type polPath struct {
-	Entry struct {
-		Kind    string     `json:"kind"`
-		Address netip.Addr `json:"address"`
-		Port    uint16     `json:"port"`
-		From    string     `json:"from"`
-	} `json:"entry"`
-	Affinity []json.RawMessage `json:"affinity"`
-}
-
 // portPath returns the plugin's path of kind from "from" to addr:port on
 // node, and its affinity entries.
 func (tp *traced) portPath(t *testing.T, nodeName, kind, from, addr string, port int) (entryPath, []json.RawMessage) {
 	t.Helper()
-	var raw struct {
-		Nodes []struct {
-			Name  string            `json:"name"`
-			Error string            `json:"error"`
-			Paths []json.RawMessage `json:"paths"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal(tp.raw, &raw); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range raw.Nodes {
-		if n.Name != nodeName {
-			continue
-		}
-		if n.Error != "" {
-			t.Fatalf("plugin: %s: %s", nodeName, n.Error)
-		}
-		for _, r := range n.Paths {
-			var pp polPath
-			if err := json.Unmarshal(r, &pp); err != nil {
-				t.Fatal(err)
-			}
-			if pp.Entry.Kind == kind && pp.Entry.From == from && pp.Entry.Address == netip.MustParseAddr(addr) && int(pp.Entry.Port) == port {
-				var p entryPath
-				if err := json.Unmarshal(r, &p); err != nil {
-					t.Fatal(err)
-				}
-				return p, pp.Affinity
-			}
-		}
-	}
-	t.Fatalf("plugin: no %s path from %q to %s:%d on %s in:\n%s", kind, from, addr, port, nodeName, tp.raw)
-	return entryPath{}, nil
+	p, _ := tp.find(t, nodeName, fmt.Sprintf("%s path from %q to %s:%d", kind, from, addr, port), func(p entryPath) bool {
+		return p.Entry.Kind == kind && p.Entry.From == from && p.Entry.Address == netip.MustParseAddr(addr) && int(p.Entry.Port) == port
+	})
+	return p, p.Affinity
 }
 
 func runPolicies(t *testing.T, bin, plugin, echo, mode, tag string) {

@@ -310,9 +310,10 @@ type entryPath = struct {
 		Port    uint16     `json:"port"`
 		From    string     `json:"from"`
 	} `json:"entry"`
-	Verdict    string `json:"verdict"`
-	Masquerade bool   `json:"masquerade"`
-	Why        string `json:"why"`
+	Verdict    string            `json:"verdict"`
+	Masquerade bool              `json:"masquerade"`
+	Why        string            `json:"why"`
+	Affinity   []json.RawMessage `json:"affinity"`
 	Endpoints  []struct {
 		IP         netip.Addr `json:"ip"`
 		Port       uint16     `json:"port"`
@@ -323,9 +324,9 @@ type entryPath = struct {
 	} `json:"endpoints"`
 }
 
-// path returns the plugin's path for an external client reaching node's
-// address ip on nodePort, checking the node's proxy mode on the way.
-func (tp *traced) path(t *testing.T, nodeName, mode, ip string, nodePort int) entryPath {
+// find returns the first path on node that match accepts, and the node's
+// proxy mode; the node must have been traced without error.
+func (tp *traced) find(t *testing.T, nodeName, what string, match func(entryPath) bool) (entryPath, string) {
 	t.Helper()
 	var raw struct {
 		Nodes []struct {
@@ -338,7 +339,6 @@ func (tp *traced) path(t *testing.T, nodeName, mode, ip string, nodePort int) en
 	if err := json.Unmarshal(tp.raw, &raw); err != nil {
 		t.Fatal(err)
 	}
-	wantMode := strings.TrimSuffix(mode, "-legacy")
 	for _, n := range raw.Nodes {
 		if n.Name != nodeName {
 			continue
@@ -346,16 +346,26 @@ func (tp *traced) path(t *testing.T, nodeName, mode, ip string, nodePort int) en
 		if n.Error != "" {
 			t.Fatalf("plugin: %s: %s", nodeName, n.Error)
 		}
-		if n.ProxyMode != wantMode {
-			t.Errorf("plugin: %s proxyMode %q, want %q", nodeName, n.ProxyMode, wantMode)
-		}
 		for _, p := range n.Paths {
-			if p.Entry.Kind == "NodePort" && p.Entry.From == "external client" &&
-				p.Entry.Address == netip.MustParseAddr(ip) && int(p.Entry.Port) == nodePort {
-				return p
+			if match(p) {
+				return p, n.ProxyMode
 			}
 		}
 	}
-	t.Fatalf("plugin: no NodePort path from an external client to %s %s:%d in:\n%s", nodeName, ip, nodePort, tp.raw)
-	return entryPath{}
+	t.Fatalf("plugin: no %s on %s in:\n%s", what, nodeName, tp.raw)
+	return entryPath{}, ""
+}
+
+// path returns the plugin's path for an external client reaching node's
+// address ip on nodePort, checking the node's proxy mode on the way.
+func (tp *traced) path(t *testing.T, nodeName, mode, ip string, nodePort int) entryPath {
+	t.Helper()
+	p, got := tp.find(t, nodeName, fmt.Sprintf("NodePort path from an external client to %s:%d", ip, nodePort), func(p entryPath) bool {
+		return p.Entry.Kind == "NodePort" && p.Entry.From == "external client" &&
+			p.Entry.Address == netip.MustParseAddr(ip) && int(p.Entry.Port) == nodePort
+	})
+	if want := strings.TrimSuffix(mode, "-legacy"); got != want {
+		t.Errorf("plugin: %s proxyMode %q, want %q", nodeName, got, want)
+	}
+	return p
 }

@@ -17,7 +17,8 @@ type sliceEP struct {
 	ready, serving, terminating bool
 }
 
-// putSliceStates is putSlice with explicit endpoint conditions.
+// putSliceStates creates, or replaces, the EndpointSlice <svc>-1 with the
+// given endpoints on node1, port 8080, each with its own conditions.
 func (c *cluster) putSliceStates(svc string, eps []sliceEP) {
 	c.t.Helper()
 	var items []string
