@@ -56,21 +56,31 @@ type cluster struct {
 	// procs holds each process start launched, by name, so a test can
 	// stop one early (stop).
 	procs map[string]*exec.Cmd
+
+	plugin string  // kubectl-trace_svc
+	echo   string  // the pods' HTTP server
+	mode   string  // kube-proxy's mode on every node
+	nodes  []*node // in the order added
 }
 
-func newCluster(t *testing.T, bin string) *cluster {
+// cluster starts a control plane whose nodes run kube-proxy in mode and a
+// stand-in kubelet, with the namespace e2e created.
+func (s suite) cluster(t *testing.T, tag, mode string) *cluster {
 	t.Helper()
-	return newClusterTagged(t, bin, "")
+	c := newClusterTagged(t, s.bin, tag)
+	c.plugin, c.echo, c.kubeletBin, c.mode = s.plugin, s.echo, s.kubelet, mode
+	c.create("/api/v1/namespaces", `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"e2e"}}`)
+	return c
 }
 
-// newClusterTagged is newCluster with tag in every netns name
-// (tsvc-e2e-<pid>-<tag>...), so several clusters of one run never share a
-// name even if one's teardown is slow.
+// newClusterTagged starts etcd and kube-apiserver in a namespace named
+// with tag (tsvc-e2e-<pid>-<tag>cp), so several clusters of one run never
+// share a name even if one's teardown is slow.
 func newClusterTagged(t *testing.T, bin, tag string) *cluster {
 	t.Helper()
 	c := &cluster{
 		t:      t,
-		prefix: fmt.Sprintf("tsvc-e2e-%d-%s", os.Getpid(), tag),
+		prefix: fmt.Sprintf("%s%d-%s", netnsPrefix, os.Getpid(), tag),
 		dir:    t.TempDir(),
 		bin:    bin,
 	}
@@ -275,14 +285,15 @@ type node struct {
 }
 
 // addNode creates a node namespace on the bridge, its Node object (with
-// InternalIP and podCIDR), and starts kube-proxy in the given mode:
+// InternalIP and podCIDR), and starts kube-proxy in the cluster's mode:
 // iptables, nftables, or iptables-legacy (kube-proxy's iptables mode with
-// the legacy binaries first on its PATH).
-func (c *cluster) addNode(name, ip, podCIDR, mode string) *node {
+// the legacy binaries first on its PATH), and the stand-in kubelet.
+func (c *cluster) addNode(name, ip, podCIDR string) *node {
 	c.t.Helper()
-	n := &node{name: name, ns: c.bridgePort(name, ip+"/24"), ip: ip, podCIDR: podCIDR, mode: mode}
-	proxyMode, env := mode, []string(nil)
-	if mode == "iptables-legacy" {
+	n := &node{name: name, ns: c.bridgePort(name, ip+"/24"), ip: ip, podCIDR: podCIDR, mode: c.mode}
+	c.nodes = append(c.nodes, n)
+	proxyMode, env := n.mode, []string(nil)
+	if n.mode == "iptables-legacy" {
 		proxyMode = "iptables"
 		env = []string{"PATH=" + c.legacyBin() + string(os.PathListSeparator) + os.Getenv("PATH")}
 	}
@@ -388,9 +399,10 @@ func (c *cluster) rules(n *node) []byte {
 }
 
 // addPod creates a pod namespace routed from the node (pod /32, default via
-// a link-local gateway answered by proxy_arp), starts the echo server in it,
-// and creates the Pod object bound to the node with its status set.
-func (c *cluster) addPod(n *node, namespace, name, ip string, labels map[string]string, echo string) {
+// a link-local gateway answered by proxy_arp), starts the echo server in it
+// on ports 8080 and 9090, and creates the Pod object bound to the node with
+// its status set. It returns the pod's network namespace.
+func (c *cluster) addPod(n *node, namespace, name, ip string, labels map[string]string) string {
 	c.t.Helper()
 	n.pods++
 	ns := c.netns(n.name + "-" + name)
@@ -402,17 +414,18 @@ func (c *cluster) addPod(n *node, namespace, name, ip string, labels map[string]
 	c.run("ip", "-n", ns, "addr", "add", ip+"/32", "dev", "eth0")
 	c.run("ip", "-n", ns, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
 	c.run("ip", "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
-	c.start("pod-"+name, ns, echo, "-name", name, "-listen", ":8080")
+	c.start("pod-"+name, ns, c.echo, "-name", name, "-listen", ":8080,:9090")
 
 	lb, _ := json.Marshal(labels)
 	c.create("/api/v1/namespaces/"+namespace+"/pods", fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod",
 		"metadata":{"name":%q,"labels":%s},
-		"spec":{"nodeName":%q,"containers":[{"name":"echo","image":"e2e.local/echo","ports":[{"containerPort":8080}]}]}}`,
+		"spec":{"nodeName":%q,"containers":[{"name":"echo","image":"e2e.local/echo","ports":[{"name":"http","containerPort":8080},{"name":"metrics","containerPort":9090}]}]}}`,
 		name, lb, n.name))
 	now := time.Now().UTC().Format(time.RFC3339)
 	c.patchStatus("/api/v1/namespaces/"+namespace+"/pods/"+name+"/status", fmt.Sprintf(`{"status":{
 		"phase":"Running","hostIP":%q,"podIP":%q,"podIPs":[{"ip":%q}],"startTime":%q,
 		"conditions":[{"type":"Ready","status":"True","lastTransitionTime":%q}]}}`, n.ip, ip, ip, now, now))
+	return ns
 }
 
 // addClient creates a client namespace on the bridge.

@@ -3,19 +3,27 @@
 // namespace on this machine, and checks the plugin's predictions against the
 // packets that actually flow.
 //
+// Every test runs once per kube-proxy mode (iptables, nftables, and iptables
+// with the legacy binaries). The plugin runs as a user runs it: with a
+// kubeconfig and no saved dumps, so it collects each node's rules through a
+// node debug pod, which the stand-in kubelet (cmd/kubelet) serves; -o json
+// gives the prediction the packets are checked against, and -o tree and
+// -o dot must show the same paths.
+//
 // Opt-in: needs root and either -e2e or E2E=1, and the binaries from
 // build.sh (make e2e does both).
 package e2e
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -24,6 +32,63 @@ var (
 	e2eFlag    = flag.Bool("e2e", false, "run the end-to-end suite (needs root and the binaries from build.sh)")
 	k8sVersion = flag.String("k8s-version", "v1.37.2", "version of the kube-apiserver and kube-proxy binaries to use")
 )
+
+// netnsPrefix starts every network namespace the suite creates, followed by
+// the test process's PID: tsvc-e2e-<pid>-<tag>...
+const netnsPrefix = "tsvc-e2e-"
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if enabled() && os.Geteuid() == 0 {
+		sweepStaleNamespaces()
+	}
+	code := m.Run()
+	if toolsDir != "" {
+		os.RemoveAll(toolsDir)
+	}
+	os.Exit(code)
+}
+
+func enabled() bool { return *e2eFlag || os.Getenv("E2E") == "1" }
+
+// sweepStaleNamespaces deletes the namespaces of earlier runs whose test
+// process is gone (killed with SIGKILL, so its cleanups never ran), after
+// killing, by PID, what still runs inside them. The names are the suite's
+// own (netnsPrefix + a dead PID), so nothing else is touched.
+func sweepStaleNamespaces() {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	re := regexp.MustCompile("^" + regexp.QuoteMeta(netnsPrefix) + `(\d+)-`)
+	for _, e := range entries {
+		m := re.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		if pid, _ := strconv.Atoi(m[1]); pid == os.Getpid() || processAlive(pid) {
+			continue
+		}
+		out, _ := exec.Command("ip", "netns", "pids", e.Name()).Output()
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				if p, err := os.FindProcess(pid); err == nil {
+					p.Kill()
+				}
+			}
+		}
+		if out, err := exec.Command("ip", "netns", "del", e.Name()).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: could not delete stale namespace %s: %v: %s\n", e.Name(), err, out)
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "e2e: deleted stale namespace %s (its test run, pid %s, is gone)\n", e.Name(), m[1])
+	}
+}
+
+func processAlive(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
+}
 
 // binDir is where build.sh puts etcd, kube-apiserver and kube-proxy.
 func binDir() string {
@@ -35,9 +100,27 @@ func binDir() string {
 	return filepath.Join(cache, "kubectl-trace-svc", "e2e", "bin", *k8sVersion)
 }
 
-func requireE2E(t *testing.T) string {
+// suite is what every test needs: the cluster binaries and the tools built
+// from this checkout.
+type suite struct {
+	bin     string // etcd, kube-apiserver, kube-proxy
+	plugin  string // kubectl-trace_svc, built from the working tree
+	echo    string // the pods' HTTP server
+	kubelet string // the stand-in kubelet
+}
+
+var (
+	toolsDir  string
+	toolsOnce sync.Once
+	toolsErr  error
+	tools     suite
+)
+
+// setup skips the test unless the suite can run here, and builds the tools
+// once per run.
+func setup(t *testing.T) suite {
 	t.Helper()
-	if !*e2eFlag && os.Getenv("E2E") != "1" {
+	if !enabled() {
 		t.Skip("end-to-end suite is opt-in: make e2e, or go test ./... -args -e2e (or E2E=1)")
 	}
 	if os.Geteuid() != 0 {
@@ -49,191 +132,80 @@ func requireE2E(t *testing.T) string {
 			t.Skipf("%s missing in %s: run test/e2e/build.sh first (make e2e does)", b, bin)
 		}
 	}
-	for _, tool := range []string{"ip", "iptables-save", "openssl", "curl"} {
+	for _, tool := range []string{"ip", "iptables-save", "openssl", "curl", "conntrack"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not on PATH", tool)
+			t.Skipf("%s not on PATH (test/e2e/build.sh installs it)", tool)
 		}
 	}
-	return bin
+	toolsOnce.Do(func() {
+		start := time.Now()
+		toolsDir, toolsErr = os.MkdirTemp("", "tsvc-e2e-tools-")
+		if toolsErr != nil {
+			return
+		}
+		tools = suite{
+			bin:     bin,
+			plugin:  filepath.Join(toolsDir, "kubectl-trace_svc"),
+			echo:    filepath.Join(toolsDir, "echoserver"),
+			kubelet: filepath.Join(toolsDir, "kubelet"),
+		}
+		for _, b := range []struct{ dir, out, pkg string }{
+			{"../..", tools.plugin, "./cmd/kubectl-trace_svc"},
+			{".", tools.echo, "./cmd/echoserver"},
+			{".", tools.kubelet, "./cmd/kubelet"},
+		} {
+			if toolsErr = goBuild(b.dir, b.out, b.pkg); toolsErr != nil {
+				return
+			}
+		}
+		fmt.Fprintf(os.Stderr, "e2e: built the plugin, echo server and kubelet in %v\n", time.Since(start).Round(time.Millisecond))
+	})
+	if toolsErr != nil {
+		t.Fatal(toolsErr)
+	}
+	return tools
 }
 
 // goBuild builds a package of the module rooted at dir into out.
-func goBuild(t *testing.T, dir, out, pkg string) {
-	t.Helper()
+func goBuild(dir, out, pkg string) error {
 	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
+	return nil
 }
 
-// The JSON model, only the fields checked here.
-type tracePath struct {
-	Nodes []struct {
-		Name      string `json:"name"`
-		ProxyMode string `json:"proxyMode"`
-		Error     string `json:"error"`
-		Paths     []struct {
-			Entry struct {
-				Kind    string     `json:"kind"`
-				Address netip.Addr `json:"address"`
-				Port    uint16     `json:"port"`
-				From    string     `json:"from"`
-			} `json:"entry"`
-			Verdict    string `json:"verdict"`
-			Masquerade bool   `json:"masquerade"`
-			Endpoints  []struct {
-				IP         netip.Addr `json:"ip"`
-				Port       uint16     `json:"port"`
-				Masquerade bool       `json:"masquerade"`
-				Pod        *struct {
-					Name string `json:"name"`
-				} `json:"pod"`
-			} `json:"endpoints"`
-		} `json:"paths"`
-	} `json:"nodes"`
-	Findings []struct {
-		Severity string `json:"severity"`
-		Code     string `json:"code"`
-		Message  string `json:"message"`
-	} `json:"findings"`
+// modes are kube-proxy's modes the suite runs each test in, with the short
+// tag that goes into the test's namespace names.
+var modes = []struct{ name, tag string }{
+	{"iptables", "ipt"},
+	{"nftables", "nft"},
+	{"iptables-legacy", "leg"},
 }
 
-// TestNodePortIptables: one node with kube-proxy in iptables mode, one pod,
-// a NodePort Service. A client outside the node reaches the pod through the
-// node's IP and nodePort, and the plugin, reading that node's real
-// iptables-save, predicts DNAT to the pod with masquerade — which the pod
-// confirms by seeing the node's address as the remote address.
-func TestNodePortIptables(t *testing.T) {
-	bin := requireE2E(t)
-	start := time.Now()
-
-	tools := t.TempDir()
-	plugin := filepath.Join(tools, "kubectl-trace_svc")
-	echo := filepath.Join(tools, "echoserver")
-	goBuild(t, "../..", plugin, "./cmd/kubectl-trace_svc")
-	goBuild(t, ".", echo, "./cmd/echoserver")
-	t.Logf("built plugin and echo server in %v", time.Since(start).Round(time.Millisecond))
-
-	c := newCluster(t, bin)
-	t.Logf("control plane ready in %v (netns prefix %s)", time.Since(start).Round(time.Millisecond), c.prefix)
-
-	const ns, svcName, podName, podIP = "e2e", "echo", "echo-0", "10.244.1.2"
-	c.create("/api/v1/namespaces", `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"e2e"}}`)
-	n1 := c.addNode("node1", "10.250.0.11", "10.244.1.0/24", "iptables")
-	c.addPod(n1, ns, podName, podIP, map[string]string{"app": "echo"}, echo)
-	client := c.addClient("client", clientIP)
-
-	svc := c.create("/api/v1/namespaces/"+ns+"/services", `{"apiVersion":"v1","kind":"Service",
-		"metadata":{"name":"echo"},
-		"spec":{"type":"NodePort","selector":{"app":"echo"},
-		  "ports":[{"name":"http","port":80,"targetPort":8080,"protocol":"TCP"}]}}`)
-	nodePort := int(svc["spec"].(map[string]any)["ports"].([]any)[0].(map[string]any)["nodePort"].(float64))
-	c.create("/apis/discovery.k8s.io/v1/namespaces/"+ns+"/endpointslices", fmt.Sprintf(`{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice",
-		"metadata":{"name":"echo-1","labels":{"kubernetes.io/service-name":"echo","endpointslice.kubernetes.io/managed-by":"e2e.local"}},
-		"addressType":"IPv4",
-		"endpoints":[{"addresses":[%q],"conditions":{"ready":true,"serving":true,"terminating":false},
-		  "nodeName":"node1","targetRef":{"kind":"Pod","namespace":%q,"name":%q}}],
-		"ports":[{"name":"http","port":8080,"protocol":"TCP"}]}`, podIP, ns, podName))
-
-	// (a) The packets: client -> node1:nodePort, retried until kube-proxy
-	// has written its rules.
-	target := fmt.Sprintf("http://%s:%d/", n1.ip, nodePort)
-	var answer string
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		out, err := exec.Command("ip", "netns", "exec", client, "curl", "-sS", "--max-time", "3", target).CombinedOutput()
-		if err == nil {
-			answer = strings.TrimSpace(string(out))
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("curl %s from the client namespace: %v\n%s", target, err, out)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Logf("curl %s -> %q (%v since start)", target, answer, time.Since(start).Round(time.Millisecond))
-	if !strings.HasPrefix(answer, "name="+podName+" ") {
-		t.Errorf("answer %q does not come from pod %s", answer, podName)
-	}
-	sawRemote := ""
-	if i := strings.Index(answer, "remote="); i >= 0 {
-		sawRemote = answer[i+len("remote="):]
-	}
-	remote, err := netip.ParseAddrPort(sawRemote)
-	if err != nil {
-		t.Fatalf("pod's answer %q has no remote address: %v", answer, err)
-	}
-
-	// (b) The prediction, from the node's real rules.
-	dump := filepath.Join(c.dir, "node1.iptables-save")
-	rules, err := exec.Command("ip", "netns", "exec", n1.ns, "iptables-save").Output()
-	if err != nil {
-		t.Fatalf("iptables-save in %s: %v", n1.ns, err)
-	}
-	if err := os.WriteFile(dump, rules, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(plugin, svcName, "-n", ns, "--kubeconfig", c.adminKubeconfig,
-		"--dump", "node1="+dump, "-o", "json")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kubectl-trace_svc: %v\nstderr: %s\nstdout: %s", err, stderr.String(), out)
-	}
-	if stderr.Len() > 0 {
-		t.Logf("kubectl-trace_svc stderr:\n%s", stderr.String())
-	}
-	var got tracePath
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("decode plugin output: %v\n%s", err, out)
-	}
-	for _, f := range got.Findings {
-		t.Logf("finding %s %s: %s", f.Severity, f.Code, f.Message)
-	}
-
-	found := false
-	for _, n := range got.Nodes {
-		if n.Name != "node1" {
-			continue
-		}
-		if n.Error != "" {
-			t.Fatalf("node1: %s", n.Error)
-		}
-		if n.ProxyMode != "iptables" {
-			t.Errorf("node1 proxyMode = %q, want iptables", n.ProxyMode)
-		}
-		for _, p := range n.Paths {
-			if p.Entry.Kind != "NodePort" || p.Entry.Address != netip.MustParseAddr(n1.ip) || int(p.Entry.Port) != nodePort {
-				continue
+// eachMode runs fn as a subtest per kube-proxy mode, each with its own
+// cluster (tagged tag-<mode>-) whose nodes run kube-proxy in that mode.
+func (s suite) eachMode(t *testing.T, tag string, fn func(t *testing.T, c *cluster, mode string)) {
+	t.Helper()
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			need := map[string][]string{
+				"iptables":        {"iptables-nft-save"},
+				"nftables":        {"nft"},
+				"iptables-legacy": {"iptables-legacy-save"},
+			}[m.name]
+			for _, tool := range need {
+				if _, err := exec.LookPath(tool); err != nil {
+					t.Skipf("%s not on PATH: %s mode cannot run here", tool, m.name)
+				}
 			}
-			found = true
-			t.Logf("plugin: %s %s:%d from %s -> %s masquerade=%v endpoints=%d",
-				p.Entry.Kind, p.Entry.Address, p.Entry.Port, p.Entry.From, p.Verdict, p.Masquerade, len(p.Endpoints))
-			if p.Verdict != "DNAT" {
-				t.Errorf("NodePort verdict = %q, want DNAT", p.Verdict)
-			}
-			if !p.Masquerade {
-				t.Errorf("NodePort path masquerade = false, want true")
-			}
-			if len(p.Endpoints) != 1 || p.Endpoints[0].IP != netip.MustParseAddr(podIP) || p.Endpoints[0].Port != 8080 {
-				t.Errorf("NodePort endpoints = %+v, want only %s:8080", p.Endpoints, podIP)
-			} else if p.Endpoints[0].Pod == nil || p.Endpoints[0].Pod.Name != podName {
-				t.Errorf("endpoint %s not joined with pod %s: %+v", podIP, podName, p.Endpoints[0].Pod)
-			}
-			// The packets agree: masquerade means the pod saw the node.
-			if p.Masquerade && remote.Addr() != netip.MustParseAddr(n1.ip) {
-				t.Errorf("plugin predicts masquerade but the pod saw %s, not node1's %s", remote.Addr(), n1.ip)
-			}
-		}
+			start := time.Now()
+			c := s.cluster(t, tag+"-"+m.tag+"-", m.name)
+			t.Logf("control plane ready in %v (netns prefix %s)", time.Since(start).Round(time.Millisecond), c.prefix)
+			fn(t, c, m.name)
+			t.Logf("%s done in %v", m.name, time.Since(start).Round(time.Millisecond))
+		})
 	}
-	if !found {
-		t.Fatalf("no NodePort path for node1 %s:%d in the plugin's output:\n%s", n1.ip, nodePort, out)
-	}
-	if remote.Addr() != netip.MustParseAddr(n1.ip) {
-		t.Errorf("pod saw remote %s, want node1's %s (SNAT)", remote.Addr(), n1.ip)
-	}
-	t.Logf("done in %v", time.Since(start).Round(time.Millisecond))
 }
