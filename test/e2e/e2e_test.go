@@ -39,23 +39,42 @@ const netnsPrefix = "tsvc-e2e-"
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	runDir := ""
 	if enabled() && os.Geteuid() == 0 {
-		sweepStaleNamespaces()
+		sweepStale()
+		// Every file of this run (tools, certificates, etcd's data, logs,
+		// dumps) goes under one directory named for this process, so a
+		// later run can sweep it if this one is killed.
+		runDir = filepath.Join(os.TempDir(), fmt.Sprintf("%s%d", netnsPrefix, os.Getpid()))
+		if err := os.MkdirAll(runDir, 0o700); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			os.Exit(1)
+		}
+		os.Setenv("TMPDIR", runDir)
 	}
 	code := m.Run()
-	if toolsDir != "" {
-		os.RemoveAll(toolsDir)
+	if runDir != "" {
+		os.RemoveAll(runDir)
 	}
 	os.Exit(code)
 }
 
 func enabled() bool { return *e2eFlag || os.Getenv("E2E") == "1" }
 
-// sweepStaleNamespaces deletes the namespaces of earlier runs whose test
-// process is gone (killed with SIGKILL, so its cleanups never ran), after
-// killing, by PID, what still runs inside them. The names are the suite's
-// own (netnsPrefix + a dead PID), so nothing else is touched.
-func sweepStaleNamespaces() {
+// sweepStale deletes what earlier runs left when their test process was
+// killed (SIGKILL: no cleanup ran): their network namespaces, after
+// killing by PID what still runs inside them, and their directory. The
+// names are the suite's own (netnsPrefix + a PID no longer running), so
+// nothing else is touched.
+func sweepStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), netnsPrefix+"*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), netnsPrefix))
+		if err == nil && !processAlive(pid) {
+			os.RemoveAll(d)
+			fmt.Fprintf(os.Stderr, "e2e: deleted stale directory %s (its test run, pid %d, is gone)\n", d, pid)
+		}
+	}
 	entries, err := os.ReadDir("/run/netns")
 	if err != nil {
 		return
@@ -110,7 +129,7 @@ type suite struct {
 }
 
 var (
-	toolsDir  string
+	toolsDir  string // under the run's directory, removed with it
 	toolsOnce sync.Once
 	toolsErr  error
 	tools     suite
@@ -139,7 +158,7 @@ func setup(t *testing.T) suite {
 	}
 	toolsOnce.Do(func() {
 		start := time.Now()
-		toolsDir, toolsErr = os.MkdirTemp("", "tsvc-e2e-tools-")
+		toolsDir, toolsErr = os.MkdirTemp("", "tools-")
 		if toolsErr != nil {
 			return
 		}

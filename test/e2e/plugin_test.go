@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -123,6 +124,8 @@ func (c *cluster) traceDumps(t *testing.T, svc string, dumps map[string]string, 
 func (c *cluster) runPlugin(t *testing.T, args ...string) []byte {
 	t.Helper()
 	cmd := exec.Command(c.plugin, args...)
+	// Dies with the test process, like everything else the suite starts.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
