@@ -175,35 +175,70 @@ func wantInRules(want ...string) func(string) string {
 // same (comments aside) for three polls, and returns them: before that, a
 // refused or hanging connection would prove nothing (a Service can be
 // synced before its EndpointSlice; kube-proxy batches changes for up to
-// 1 s).
+// 1 s). When that takes long, the log says what kept it waiting.
 func (c *cluster) settle(checks map[*node]func(string) string) map[*node]string {
 	c.t.Helper()
 	start := time.Now()
-	deadline := start.Add(60 * time.Second)
+	deadline := start.Add(2 * time.Minute)
 	prev, stable := map[*node]string{}, 0
+	why := ""
 	for {
-		missing, changed := "", false
+		missing, changed := "", ""
 		cur := map[*node]string{}
 		for n, check := range checks {
 			r := string(c.rules(n))
 			cur[n] = r
-			changed = changed || withoutComments(r) != withoutComments(prev[n])
+			switch a, b := withoutComments(prev[n]), withoutComments(r); {
+			case prev[n] == "":
+				changed += " " + n.name + ": first look"
+			case a != b:
+				changed += fmt.Sprintf(" %s: %s", n.name, firstDiff(a, b))
+			}
 			if m := check(r); m != "" {
 				missing += " " + n.name + ":" + m
 			}
 		}
+		switch {
+		case missing != "":
+			why = "missing" + missing
+		case changed != "":
+			why = "still changing," + changed
+		}
 		prev = cur
-		if missing != "" || changed {
+		if missing != "" || changed != "" {
 			stable = 0
 		} else if stable++; stable == 3 {
-			c.t.Logf("rules settled in %v", time.Since(start).Round(time.Millisecond))
+			took := time.Since(start).Round(time.Millisecond)
+			if took > 10*time.Second {
+				c.t.Logf("rules settled in %v (last wait: %s)", took, why)
+			} else {
+				c.t.Logf("rules settled in %v", took)
+			}
 			return cur
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("kube-proxy rules not settled (missing:%s)", missing)
+			c.t.Fatalf("kube-proxy rules not settled after %v (%s)", time.Since(start).Round(time.Second), why)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// firstDiff names the first line where two rulesets differ.
+func firstDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < len(al) || i < len(bl); i++ {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y {
+			return fmt.Sprintf("line %d %q -> %q", i+1, x, y)
+		}
+	}
+	return "same"
 }
 
 // withoutComments drops the lines starting with # (iptables-save's

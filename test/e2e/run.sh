@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs the end-to-end suite: the built plugin against a real etcd,
+# kube-apiserver and kube-proxy in network namespaces, checked by real
+# packets, in kube-proxy's iptables, nftables and iptables-legacy modes.
+#
+#   test/e2e/run.sh            run it where it can run (root on Linux);
+#                              elsewhere say plainly why it is skipped, exit 0
+#   test/e2e/run.sh --require  the same, but a skip is a failure
+#   E2E=0 test/e2e/run.sh      skip on purpose (said so)
+#
+# `make test` (the README's test command) calls the first form, `make e2e`
+# the second. The first run builds etcd, kube-apiserver and kube-proxy from
+# the Go module proxy (build.sh, ~10 minutes on 2 cores); later runs reuse
+# them. Every namespace and process the suite starts is removed when it
+# ends, also when a test fails; namespaces of an earlier run that was
+# killed are swept when the next one starts.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+require=false
+[[ ${1:-} == --require ]] && require=true
+
+skip() {
+	echo "e2e: SKIPPED — $*" >&2
+	if $require; then exit 1; fi
+	exit 0
+}
+
+[[ ${E2E:-} == 0 ]] && skip "E2E=0 was set."
+[[ $(uname -s) == Linux ]] || skip "the end-to-end suite needs Linux (network namespaces, netfilter); this is $(uname -s)."
+[[ $(id -u) -eq 0 ]] || skip "the end-to-end suite needs root (it creates network namespaces and netfilter rules); you are uid $(id -u). Run: sudo make e2e"
+[[ -d /run/netns || -w /run ]] || skip "/run is not writable, so ip netns cannot work here."
+
+begin=$(date +%s)
+./build.sh
+built=$(date +%s)
+echo "e2e: cluster binaries ready in $((built - begin)) s"
+
+log=$(mktemp -t tsvc-e2e-log.XXXXXX)
+trap 'rm -f "$log"' EXIT
+set +e
+CGO_ENABLED=0 GOFLAGS=-mod=mod go test -count=1 -v -timeout 60m . -args -e2e 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+end=$(date +%s)
+
+echo
+echo "e2e: results per test and kube-proxy mode:"
+grep -E '^\s*--- (PASS|FAIL|SKIP): Test[A-Za-z]+/[a-z-]+ ' "$log" | sed 's/^\s*/  /' || true
+if grep -qE -- '--- SKIP' "$log"; then
+	echo "e2e: some tests were skipped, and why:"
+	grep -E -A1 -- '--- SKIP' "$log" | grep -vE -- '^(--|\s*--- SKIP)' | sed 's/^\s*/  /' | sort -u
+	if $require && [[ $rc -eq 0 ]]; then rc=1; fi
+fi
+echo "e2e: suite took $((end - built)) s (plus $((built - begin)) s for the cluster binaries); exit $rc"
+exit "$rc"
