@@ -10,7 +10,8 @@ import (
 //
 //	(1) a ClusterIP-only Service with internalTrafficPolicy Local: from
 //	    node2's pod (no local endpoint) the cluster IP is blocked (dropped
-//	    or rejected) as predicted; from node1's pod DNAT to echo-0, unmasqueraded;
+//	    or rejected) as predicted; from node1's pod DNAT to echo-0,
+//	    unmasqueraded; from each node itself, what the plugin predicts;
 //	(2) sessionAffinity ClientIP with two endpoints: 10 curls through
 //	    node1's node port reach one pod, and the plugin lists the affinity
 //	    check on that path;
@@ -65,6 +66,12 @@ func TestPolicies(t *testing.T) {
 			wantReached(t, got, p, clientPod1IP, node1IP)
 			wantConntrack(t, n1, clientPod1IP, itpIP, 80, p)
 			t.Logf("node1: curl %s:80 -> %v; plugin %s", itpIP, got, p.Verdict)
+
+			tp := c.trace(t, itpSvc)
+			for _, n := range []*node{n1, n2} {
+				p := tp.portPath(t, n.name, "ClusterIP", "this node", itpIP, 80)
+				t.Logf("from %s itself: %s:80 %s; plugin %s %s", n.name, itpIP, packetsAgree(t, n.ns, itpIP, 80, p, n.ip, n.ip), p.Verdict, p.Why)
+			}
 		})
 
 		t.Run("2-session-affinity-clientip", func(t *testing.T) {

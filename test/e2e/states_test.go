@@ -79,7 +79,8 @@ func TestStatesEndpoints(t *testing.T) {
 // TestLBLocalPolicy: a LoadBalancer Service with externalTrafficPolicy
 // Local, its address routed from the client first to node2 (no endpoint:
 // dropped, the plugin predicts DROP), then to node1 (DNAT without
-// masquerade: the pod sees the client).
+// masquerade: the pod sees the client). From node2 itself, the cluster IP
+// still reaches the pods on node1, masqueraded, as predicted.
 func TestLBLocalPolicy(t *testing.T) {
 	setup(t).eachMode(t, "lbl", func(t *testing.T, c *cluster, mode string) {
 		n1, n2 := c.twoNodes()
@@ -118,6 +119,15 @@ func TestLBLocalPolicy(t *testing.T) {
 			wantReached(t, got, p, clientIP, node1IP)
 			wantConntrack(t, n1, clientIP, lbIP, 80, p)
 			t.Logf("curl %s:80 via node1 -> %v; plugin %s masquerade=%v", lbIP, got, p.Verdict, p.Masquerade)
+		})
+
+		t.Run("clusterip-from-node2", func(t *testing.T) {
+			ip := c.serviceClusterIP(svc)
+			p := tp.portPath(t, "node2", "ClusterIP", "this node", ip, 80)
+			if p.Verdict != "DNAT" || !p.Masquerade {
+				t.Errorf("plugin: cluster IP from node2: %s masquerade=%v, want DNAT with masquerade (why: %s)", p.Verdict, p.Masquerade, p.Why)
+			}
+			t.Logf("from node2 itself: %s:80 %s; plugin %s masquerade=%v", ip, packetsAgree(t, n2.ns, ip, 80, p, node2IP, node2IP), p.Verdict, p.Masquerade)
 		})
 	})
 }

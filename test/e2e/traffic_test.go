@@ -177,3 +177,23 @@ func blocked(t *testing.T, fromNS, ip string, port int) (string, curlResult) {
 	t.Fatalf("curl %s:%d from %s: exit %d after %v, want a drop (28) or a refusal (7): %s", ip, port, fromNS, res.exit, res.took, res.out)
 	return "", res
 }
+
+// packetsAgree opens a connection from fromNS to ip:port and checks it does
+// what p predicts: reaches one of p's endpoints with the predicted source
+// address (DNAT), hangs (DROP), or is refused at once (REJECT). clientAddr
+// is fromNS's address, nodeAddr the one masquerade would give it.
+func packetsAgree(t *testing.T, fromNS, ip string, port int, p entryPath, clientAddr, nodeAddr string) string {
+	t.Helper()
+	switch p.Verdict {
+	case "DNAT":
+		got := mustReach(t, fromNS, ip, port)
+		wantReached(t, got, p, clientAddr, nodeAddr)
+		return "reached " + got.String()
+	case "DROP":
+		return fmt.Sprintf("hung for %v", mustHang(t, fromNS, ip, port).took)
+	case "REJECT":
+		return fmt.Sprintf("refused in %v", mustRefuse(t, fromNS, ip, port).took)
+	}
+	t.Errorf("plugin predicts %s for %s:%d (why: %s): not something packets can check", p.Verdict, ip, port, p.Why)
+	return ""
+}
