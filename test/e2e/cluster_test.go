@@ -87,6 +87,11 @@ func newClusterTagged(t *testing.T, bin, tag string) *cluster {
 	c.cp = c.netns("cp")
 	c.sh(c.cp, "ip link set lo up")
 	c.sh(c.cp, "ip link add br0 type bridge")
+	// A bridge without an address of its own takes the lowest of its
+	// ports' and changes it as ports are added: nodes that had resolved
+	// the apiserver's IP then sent to a MAC nobody answers until their ARP
+	// entry went stale — kube-proxy's first LIST hung for 13 to 53 s.
+	c.sh(c.cp, "ip link set br0 address 02:00:0a:fa:00:01")
 	c.sh(c.cp, "ip addr add "+bridgeCIDR+" dev br0")
 	c.sh(c.cp, "ip link set br0 up")
 	c.pki()
@@ -391,9 +396,13 @@ func (c *cluster) rules(n *node) []byte {
 	default:
 		c.t.Fatalf("node %s: unknown mode %q", n.name, n.mode)
 	}
+	begin := time.Now()
 	out, err := exec.Command("ip", append([]string{"netns", "exec", n.ns}, tool...)...).Output()
 	if err != nil {
 		c.t.Fatalf("%s in %s: %v", strings.Join(tool, " "), n.ns, err)
+	}
+	if took := time.Since(begin); took > 2*time.Second {
+		c.t.Logf("%s on %s took %v", strings.Join(tool, " "), n.name, took.Round(time.Millisecond))
 	}
 	return out
 }

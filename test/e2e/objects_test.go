@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -182,12 +184,15 @@ func (c *cluster) settle(checks map[*node]func(string) string) map[*node]string 
 	start := time.Now()
 	deadline := start.Add(2 * time.Minute)
 	prev, stable := map[*node]string{}, 0
-	why := ""
+	why, polls, reading := "", 0, time.Duration(0)
 	for {
+		polls++
 		missing, changed := "", ""
 		cur := map[*node]string{}
 		for n, check := range checks {
+			begin := time.Now()
 			r := string(c.rules(n))
+			reading += time.Since(begin)
 			cur[n] = r
 			switch a, b := withoutComments(prev[n]), withoutComments(r); {
 			case prev[n] == "":
@@ -211,7 +216,13 @@ func (c *cluster) settle(checks map[*node]func(string) string) map[*node]string 
 		} else if stable++; stable == 3 {
 			took := time.Since(start).Round(time.Millisecond)
 			if took > 10*time.Second {
-				c.t.Logf("rules settled in %v (last wait: %s)", took, why)
+				c.t.Logf("rules settled in %v: %d polls, %v reading rules (last wait: %s)", took, polls, reading.Round(time.Millisecond), why)
+				for n := range checks {
+					c.t.Logf("--- kube-proxy-%s log (head, flags left out) ---\n%s", n.name, head(filepath.Join(c.dir, "kube-proxy-"+n.name+".log"), 40))
+				}
+				c.t.Logf("--- slow requests in the control plane's logs ---\n%s\n%s",
+					grepLog(filepath.Join(c.dir, "etcd.log"), "took too long", 5),
+					grepLog(filepath.Join(c.dir, "kube-apiserver.log"), "Trace[", 10))
 			} else {
 				c.t.Logf("rules settled in %v", took)
 			}
@@ -270,4 +281,32 @@ func (tp *traced) findingsOn(node string) map[string]finding {
 		}
 	}
 	return m
+}
+
+// head returns the first n lines of a kube-proxy log, its flag dump left
+// out.
+func head(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, "FLAG: --") {
+			out = append(out, l)
+		}
+		if len(out) == n {
+			break
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// grepLog returns up to n lines of a log that contain s.
+func grepLog(path, s string, n int) string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, s) && len(out) < n {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
