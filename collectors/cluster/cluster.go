@@ -289,17 +289,12 @@ func (f *Facts) listPodsBySelector(ctx context.Context, c kubernetes.Interface) 
 // kube-proxy programs it), and no label narrows the nodes to a Service's.
 // It is read in pages so that a big cluster does not come in one response.
 func listNodes(ctx context.Context, c kubernetes.Interface) ([]corev1.Node, error) {
-	var nodes []corev1.Node
-	err := listPages(func(opts metav1.ListOptions) (string, error) {
+	nodes, err := listPages(func(opts metav1.ListOptions) ([]corev1.Node, string, error) {
 		list, err := c.CoreV1().Nodes().List(ctx, opts)
 		if err != nil {
-			return "", err
+			return nil, "", err
 		}
-		if opts.Continue == "" {
-			nodes = nodes[:0]
-		}
-		nodes = append(nodes, list.Items...)
-		return list.Continue, nil
+		return list.Items, list.Continue, nil
 	}, metav1.ListOptions{})
 	if err != nil {
 		return nil, request{verb: "list", resource: "nodes", what: "nodes"}.wrap(err)
@@ -310,17 +305,12 @@ func listNodes(ctx context.Context, c kubernetes.Interface) ([]corev1.Node, erro
 
 // listKubeProxyPods lists the kube-proxy pods (one per node, so also paged).
 func listKubeProxyPods(ctx context.Context, c kubernetes.Interface) ([]corev1.Pod, error) {
-	var pods []corev1.Pod
-	err := listPages(func(opts metav1.ListOptions) (string, error) {
+	pods, err := listPages(func(opts metav1.ListOptions) ([]corev1.Pod, string, error) {
 		list, err := c.CoreV1().Pods(KubeProxyNamespace).List(ctx, opts)
 		if err != nil {
-			return "", err
+			return nil, "", err
 		}
-		if opts.Continue == "" {
-			pods = pods[:0]
-		}
-		pods = append(pods, list.Items...)
-		return list.Continue, nil
+		return list.Items, list.Continue, nil
 	}, metav1.ListOptions{LabelSelector: KubeProxySelector})
 	if err != nil {
 		return nil, request{verb: "list", resource: "pods", namespace: KubeProxyNamespace,
@@ -330,24 +320,26 @@ func listKubeProxyPods(ctx context.Context, c kubernetes.Interface) ([]corev1.Po
 	return pods, nil
 }
 
-// listPages calls page with listPageSize-sized pages until the server has no
-// more. When a continue token expires between pages (410 Gone), it starts
-// over once with a single unpaged list. page must restart its result when
-// called with an empty Continue.
-func listPages(page func(metav1.ListOptions) (string, error), opts metav1.ListOptions) error {
+// listPages reads a list in listPageSize-sized pages (page returns one
+// page's items and the continue token) until the server has no more, and
+// returns all the items. When a continue token expires between pages (410
+// Gone), it starts over once with a single unpaged list.
+func listPages[T any](page func(metav1.ListOptions) ([]T, string, error), opts metav1.ListOptions) ([]T, error) {
 	opts.Limit = listPageSize
+	var all []T
 	for {
-		next, err := page(opts)
+		items, next, err := page(opts)
 		if apierrors.IsResourceExpired(err) && opts.Continue != "" {
 			opts.Limit, opts.Continue = 0, ""
-			_, err = page(opts)
-			return err
+			items, _, err = page(opts)
+			return items, err
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
+		all = append(all, items...)
 		if next == "" {
-			return nil
+			return all, nil
 		}
 		opts.Continue = next
 	}
