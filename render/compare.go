@@ -83,13 +83,7 @@ func entryOrder(key string) int {
 func compareCell(ep trace.EntryPath) string {
 	switch ep.Verdict {
 	case trace.VerdictDNAT:
-		n := 0
-		for _, e := range ep.Endpoints {
-			if e.InRules {
-				n++
-			}
-		}
-		s := fmt.Sprintf("DNAT %d", n)
+		s := fmt.Sprintf("DNAT %d", len(ep.EndpointsInRules()))
 		if ep.Masquerade {
 			s += " masq"
 		}

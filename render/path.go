@@ -532,11 +532,9 @@ func (v *pathView) entry(ep trace.EntryPath) *tree.Tree {
 		pw = max(pw, utf8.RuneCountInString(endpointShare(pe)))
 	}
 	someMasq, allMasq := false, true
-	for _, pe := range ep.Endpoints {
-		if pe.InRules {
-			someMasq = someMasq || pe.Masquerade
-			allMasq = allMasq && pe.Masquerade
-		}
+	for _, pe := range ep.EndpointsInRules() {
+		someMasq = someMasq || pe.Masquerade
+		allMasq = allMasq && pe.Masquerade
 	}
 	for _, pe := range ep.Endpoints {
 		t.Child(v.endpoint(pe, pw, width, someMasq && !allMasq))
@@ -584,12 +582,7 @@ func (v *pathView) verdict(ep trace.EntryPath) *words {
 	ws := (&words{}).keep(&st, string(ep.Verdict))
 	switch ep.Verdict {
 	case trace.VerdictDNAT:
-		n := 0
-		for _, pe := range ep.Endpoints {
-			if pe.InRules {
-				n++
-			}
-		}
+		n := len(ep.EndpointsInRules())
 		ws.add(nil, fmt.Sprintf("to %d %s", n, plural(n, "endpoint", "endpoints")))
 		ws.glue(nil, ",")
 		switch {

@@ -130,6 +130,18 @@ type EntryPath struct {
 	Affinity []AffinityRule `json:"affinity,omitempty"`
 }
 
+// EndpointsInRules returns the endpoints the node's rules send the packet
+// to, leaving out those only the API lists (drift).
+func (ep EntryPath) EndpointsInRules() []PathEndpoint {
+	var out []PathEndpoint
+	for _, e := range ep.Endpoints {
+		if e.InRules {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // PathEndpoint is one endpoint a path can reach, joined with the API's view.
 type PathEndpoint struct {
 	IP          netip.Addr `json:"ip"`

@@ -149,29 +149,22 @@ func balanceFindings(p *trace.Path) []trace.Finding {
 			if ep.Verdict != trace.VerdictDNAT {
 				continue
 			}
-			var shares []float64
-			for _, e := range ep.Endpoints {
-				if e.InRules {
-					shares = append(shares, e.Probability)
-				}
-			}
-			if len(shares) < 2 {
+			inRules := ep.EndpointsInRules()
+			if len(inRules) < 2 {
 				continue
 			}
-			even := 1 / float64(len(shares))
+			even := 1 / float64(len(inRules))
 			worst := 0.0
-			for _, s := range shares {
-				worst = math.Max(worst, math.Abs(s-even))
+			for _, e := range inRules {
+				worst = math.Max(worst, math.Abs(e.Probability-even))
 			}
 			if worst > 0.01 {
 				var parts []string
-				for _, e := range ep.Endpoints {
-					if e.InRules {
-						parts = append(parts, fmt.Sprintf("%s:%d %.1f%%", e.IP, e.Port, 100*e.Probability))
-					}
+				for _, e := range inRules {
+					parts = append(parts, fmt.Sprintf("%s:%d %.1f%%", e.IP, e.Port, 100*e.Probability))
 				}
 				out = append(out, trace.Finding{Severity: "warning", Code: "UnevenProbabilities", Node: n.Name,
-					Message: fmt.Sprintf("node %s spreads %s %s:%d unevenly (%s), where kube-proxy writes 1/%d each", n.Name, ep.Entry.Kind, ep.Entry.Address, ep.Entry.Port, strings.Join(parts, ", "), len(shares))})
+					Message: fmt.Sprintf("node %s spreads %s %s:%d unevenly (%s), where kube-proxy writes 1/%d each", n.Name, ep.Entry.Kind, ep.Entry.Address, ep.Entry.Port, strings.Join(parts, ", "), len(inRules))})
 			}
 		}
 	}

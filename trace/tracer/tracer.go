@@ -718,10 +718,8 @@ func compareNodes(p *trace.Path) []trace.Finding {
 				}
 			}
 			var eps []string
-			for _, e := range ep.Endpoints {
-				if e.InRules {
-					eps = append(eps, fmt.Sprintf("%s:%d", e.IP, e.Port))
-				}
+			for _, e := range ep.EndpointsInRules() {
+				eps = append(eps, fmt.Sprintf("%s:%d", e.IP, e.Port))
 			}
 			sort.Strings(eps)
 			k := key{ep.Entry.Kind + " " + ep.Entry.Address.String() + " from " + ep.Entry.From, ep.Entry.ServicePort}
