@@ -2,9 +2,9 @@ package tracer
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -75,12 +75,7 @@ func unenforcedRanges(p *trace.Path) []trace.Finding {
 func podFindings(p *trace.Path, in Input) []trace.Finding {
 	seen := map[string]bool{}
 	var out []trace.Finding
-	keys := make([]string, 0, len(in.Pods))
-	for k := range in.Pods {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
+	for _, key := range slices.Sorted(maps.Keys(in.Pods)) {
 		pod := in.Pods[key]
 		if pod == nil || seen[key] {
 			continue
@@ -153,12 +148,7 @@ func networkPolicyFindings(p *trace.Path, in Input) []trace.Finding {
 		return nil
 	}
 	var open []string
-	keys := make([]string, 0, len(in.Pods))
-	for k := range in.Pods {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
+	for _, key := range slices.Sorted(maps.Keys(in.Pods)) {
 		pod := in.Pods[key]
 		if pod == nil {
 			continue
