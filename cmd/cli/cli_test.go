@@ -286,3 +286,18 @@ func TestTooManyServices(t *testing.T) {
 		t.Fatalf("error = %v, want %q", err, want)
 	}
 }
+
+// TestMissingKubeconfig: a kubeconfig path that does not exist gets a
+// sentence with the ways out, not only the stat error.
+func TestMissingKubeconfig(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope")
+	_, _, err := run(t, "web", "--kubeconfig", missing)
+	if err == nil {
+		t.Fatal("no error for a missing kubeconfig")
+	}
+	for _, want := range []string{"cannot read the kubeconfig", missing, "--kubeconfig", "KUBECONFIG", "--objects"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"slices"
 	"sort"
@@ -144,6 +145,9 @@ func (o *TraceOptions) Complete(args []string) error {
 	}
 	ns, _, err := o.configFlags.ToRawKubeConfigLoader().Namespace()
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cannot read the kubeconfig: %w; pass --kubeconfig with an existing file, set KUBECONFIG, or pass --objects to trace offline", err)
+		}
 		return fmt.Errorf("cannot tell the namespace from the kubeconfig: %w", err)
 	}
 	o.namespace = ns

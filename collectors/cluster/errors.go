@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -155,6 +157,18 @@ func (r request) wrap(err error) error {
 	}
 	if apierrors.IsForbidden(err) {
 		return r.forbidden(err)
+	}
+	// No answer at all (refused, no route, TLS, timeout): say so, and where
+	// to look, rather than client-go's raw "Get https://...: dial tcp ...".
+	// An interrupt (Ctrl-C) is not a reachability problem.
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) && !errors.Is(err, context.Canceled) {
+		server := urlErr.URL
+		if u, perr := url.Parse(urlErr.URL); perr == nil {
+			server = u.Scheme + "://" + u.Host
+		}
+		return fmt.Errorf("cannot talk to the API server at %s to %s %s: %w; check the kubeconfig's current context (or pass --context or --kubeconfig) and that the cluster is reachable from here",
+			server, r.verb, r.what, urlErr.Err)
 	}
 	return fmt.Errorf("%s %s: %w", r.verb, r.what, err)
 }

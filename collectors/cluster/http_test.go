@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -228,5 +229,33 @@ func TestCollectOverHTTP(t *testing.T) {
 	err = CheckAccess(ctx, c, TraceAccessChecks("shop", "trace-svc"))
 	if err == nil || !strings.HasPrefix(err.Error(), "missing permissions: list nodes at the cluster scope; ") {
 		t.Errorf("CheckAccess() = %v", err)
+	}
+}
+
+// TestCollectNoAPIServer: nothing listens where the kubeconfig points. The
+// error says the API server cannot be reached, where, and what to check —
+// not client-go's raw "Get https://...: dial tcp ...".
+func TestCollectNoAPIServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	c, err := kubernetes.NewForConfig(&rest.Config{Host: "http://" + addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Collect(context.Background(), c, "shop", "web")
+	if err == nil {
+		t.Fatal("Collect against a closed port succeeded")
+	}
+	for _, want := range []string{"cannot talk to the API server at http://" + addr + " to get service \"shop/web\"", "connection refused", "--context or --kubeconfig"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "Get \"http") {
+		t.Errorf("error %q repeats client-go's raw request", err)
 	}
 }
