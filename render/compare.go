@@ -29,11 +29,11 @@ func PathCompare(w io.Writer, p *trace.Path) error {
 		firstNodePort := map[string]bool{}
 		for _, ep := range n.Paths {
 			label := fmt.Sprintf("%s %s/%s", ep.Entry.Kind, netip.AddrPortFrom(ep.Entry.Address, ep.Entry.Port), ep.Entry.Protocol)
-			if ep.Entry.Kind == "ClusterIP" && ep.Entry.From != "" {
+			if ep.Entry.Kind == trace.EntryClusterIP && ep.Entry.From != "" {
 				label += " from " + strings.TrimSuffix(ep.Entry.From, " on this node")
 			}
 			key := label
-			if ep.Entry.Kind == "NodePort" {
+			if ep.Entry.Kind == trace.EntryNodePort {
 				k := fmt.Sprintf("%d/%s", ep.Entry.Port, ep.Entry.Protocol)
 				if firstNodePort[k] {
 					continue // the node's first address stands for the node
@@ -72,7 +72,7 @@ func PathCompare(w io.Writer, p *trace.Path) error {
 }
 
 func entryOrder(key string) int {
-	for i, k := range []string{"LoadBalancer", "ExternalIP", "NodePort", "ClusterIP"} {
+	for i, k := range trace.EntryKinds {
 		if strings.HasPrefix(key, k) {
 			return i
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -126,6 +125,8 @@ type pathView struct {
 	pal  palette
 	r    *lipgloss.Renderer
 	wide bool
+	// chains describes the chains of the node being drawn.
+	chains map[string]trace.ChainInfo
 }
 
 // newTree returns a subtree whose branches are drawn dim with the view's
@@ -465,6 +466,7 @@ func (v *pathView) node(n trace.NodePaths) *tree.Tree {
 		}
 	}
 	t := v.newTree(v.wrap(head, treeWidth, 2))
+	v.chains = n.ChainInfo
 	if n.Error != "" {
 		msg := (&words{}).add(&pal.bad, "error:").add(&pal.bad, n.Error)
 		t.Child(v.wrap(msg, treeWidth-indentStep, 0))
@@ -677,25 +679,18 @@ func plural(n int, one, many string) string {
 
 // --- chain names -------------------------------------------------------------
 
-var (
-	// KUBE-SVC-XPGD46QRK7WJZT7O: prefix and the 16-character hash.
-	iptablesHashChain = regexp.MustCompile(`^(KUBE-[A-Z]+-)([A-Z2-7]{16})$`)
-	// service-ULMVA6XW-ns1/svc1/tcp/p80: prefix, 8-character hash, the rest.
-	nftHashChain = regexp.MustCompile(`^([a-z]+-)([A-Z2-7]{8})-(.+)$`)
-)
-
 // maxChainName is the longest chain name printed in full when not wide.
 const maxChainName = 28
 
-// ShortChain shortens kube-proxy's hashed chain names for a narrow view:
-// KUBE-SVC-XPGD46QRK7WJZT7O → KUBE-SVC-XPGD46QR…, service-ULMVA6XW-ns1/svc1/tcp/p80
-// → service-ULMVA6XW…. Other names longer than 28 characters are cut.
-func ShortChain(name string) string {
-	if m := iptablesHashChain.FindStringSubmatch(name); m != nil {
-		return m[1] + m[2][:8] + "…"
+// chainName is the name to print: in full when wide; else the short form
+// the node's engine gave (kube-proxy's hashes cut: KUBE-SVC-XPGD46QR…,
+// service-ULMVA6XW…), and any other name longer than 28 characters cut.
+func (v *pathView) chainName(name string) string {
+	if v.wide {
+		return name
 	}
-	if m := nftHashChain.FindStringSubmatch(name); m != nil {
-		return m[1] + m[2] + "…"
+	if s := v.chains[name].Short; s != "" {
+		return s
 	}
 	if r := []rune(name); len(r) > maxChainName {
 		return string(r[:maxChainName-1]) + "…"
@@ -703,16 +698,7 @@ func ShortChain(name string) string {
 	return name
 }
 
-func (v *pathView) chainName(name string) string {
-	if v.wide {
-		return name
-	}
-	return ShortChain(name)
-}
-
 // --- findings ----------------------------------------------------------------
-
-var severityRank = map[string]int{"error": 0, "warning": 1, "info": 2}
 
 func (v *pathView) findings(fs []trace.Finding) string {
 	pal := v.pal
@@ -721,21 +707,21 @@ func (v *pathView) findings(fs []trace.Finding) string {
 	}
 	sorted := append([]trace.Finding(nil), fs...)
 	sort.SliceStable(sorted, func(i, j int) bool {
-		return rank(sorted[i].Severity) < rank(sorted[j].Severity)
+		return sorted[i].Severity.Rank() > sorted[j].Severity.Rank()
 	})
 	t := v.newTree(pal.bold.Render("Findings"))
 	const width = treeWidth - indentStep
 	for _, f := range sorted {
 		st := pal.dim
 		switch f.Severity {
-		case "error":
+		case trace.SeverityError:
 			st = pal.bad
-		case "warning":
+		case trace.SeverityWarning:
 			st = pal.warn
-		case "info":
+		case trace.SeverityInfo:
 			st = pal.accent
 		}
-		head := (&words{}).keep(&st, fmt.Sprintf("%-7s", f.Severity)).keep(&pal.bold, f.Code)
+		head := (&words{}).keep(&st, fmt.Sprintf("%-7s", f.Severity)).keep(&pal.bold, string(f.Code))
 		if f.Node != "" {
 			head.add(&pal.dim, "·").keep(nil, f.Node)
 		}
@@ -743,11 +729,4 @@ func (v *pathView) findings(fs []trace.Finding) string {
 		t.Child(v.wrap(head, width, 8) + "\n" + v.wrap(msg, width, 8))
 	}
 	return t.String() + "\n"
-}
-
-func rank(sev string) int {
-	if r, ok := severityRank[sev]; ok {
-		return r
-	}
-	return len(severityRank)
 }

@@ -302,7 +302,7 @@ func pathGraph(p *trace.Path) (*gographviz.Graph, error) {
 			})
 		}
 		for _, ep := range n.Paths {
-			addEntryPath(g, n.Name, clusterID, ep)
+			addEntryPath(g, n, clusterID, ep)
 		}
 		// The node's warnings and errors, as a note in its cluster.
 		if text := findingsNote(p.Findings, n.Name); text != "" {
@@ -325,16 +325,17 @@ func pathGraph(p *trace.Path) (*gographviz.Graph, error) {
 func findingsNote(findings []trace.Finding, node string) string {
 	var lines []string
 	for _, f := range findings {
-		if f.Node != node || f.Severity == "info" {
+		if f.Node != node || f.Severity == trace.SeverityInfo {
 			continue
 		}
-		lines = append(lines, f.Severity+" "+f.Code+":\n"+wrapLabel(f.Message, 48))
+		lines = append(lines, string(f.Severity)+" "+string(f.Code)+":\n"+wrapLabel(f.Message, 48))
 	}
 	return strings.Join(lines, "\n\n")
 }
 
 // addEntryPath draws one entry on one node: entry → chains → pods or verdict.
-func addEntryPath(g *dotGraph, node, clusterID string, ep trace.EntryPath) {
+func addEntryPath(g *dotGraph, n trace.NodePaths, clusterID string, ep trace.EntryPath) {
+	node := n.Name
 	e := ep.Entry
 	entryLabel := e.Kind + "\n" + entryAddr(e)
 	if e.ServicePort != "" {
@@ -356,7 +357,7 @@ func addEntryPath(g *dotGraph, node, clusterID string, ep trace.EntryPath) {
 	}
 	var entryID string
 	switch e.Kind {
-	case "LoadBalancer", "ExternalIP":
+	case trace.EntryLoadBalancer, trace.EntryExternalIP:
 		// Outside the nodes: the same address reaches every node.
 		entryID = "entry " + e.Kind + " " + entryAddr(e) + " from " + from
 		entryAttrs["shape"] = "cds"
@@ -367,7 +368,7 @@ func addEntryPath(g *dotGraph, node, clusterID string, ep trace.EntryPath) {
 		g.node(clusterID, entryID, entryAttrs)
 	}
 
-	chains := drawnChains(ep)
+	chains := drawnChains(ep, n.ChainInfo)
 	prev := entryID
 	for _, c := range chains {
 		id := "node " + node + " chain " + c
@@ -402,15 +403,17 @@ func addEntryPath(g *dotGraph, node, clusterID string, ep trace.EntryPath) {
 }
 
 // drawnChains are the chains walked up to the choice of endpoint: endpoint
-// chains and mark/postrouting helpers left out; for a DROP or REJECT, up to
-// the chain whose rule decided it.
-func drawnChains(ep trace.EntryPath) []string {
+// chains and mark/postrouting helpers left out (as the node's engine
+// classified them); for a DROP or REJECT, up to the chain whose rule decided
+// it.
+func drawnChains(ep trace.EntryPath, info map[string]trace.ChainInfo) []string {
 	var out []string
 	for _, c := range ep.Chains {
-		if isEndpointChain(c) {
+		kind := info[c].Kind
+		if kind == trace.ChainEndpoint {
 			break
 		}
-		if isHelperChain(c) {
+		if kind.Helper() {
 			continue
 		}
 		out = append(out, c)
@@ -420,20 +423,6 @@ func drawnChains(ep trace.EntryPath) []string {
 		}
 	}
 	return out
-}
-
-func isEndpointChain(c string) bool {
-	return strings.HasPrefix(c, "KUBE-SEP-") || strings.HasPrefix(c, "endpoint-")
-}
-
-// isHelperChain: chains that mark or finish a packet rather than route it.
-func isHelperChain(c string) bool {
-	switch c {
-	case "KUBE-MARK-MASQ", "mark-for-masquerade", "KUBE-POSTROUTING", "POSTROUTING",
-		"nat-postrouting", "masquerading":
-		return true
-	}
-	return false
 }
 
 func addEndpoint(g *dotGraph, from string, pe trace.PathEndpoint) {

@@ -180,24 +180,6 @@ func stripANSI(s string) string {
 	return b.String()
 }
 
-func TestShortChain(t *testing.T) {
-	for in, want := range map[string]string{
-		"KUBE-SVC-XPGD46QRK7WJZT7O":                          "KUBE-SVC-XPGD46QR…",
-		"KUBE-SEP-SXIVWICOYRO3J4NJ":                          "KUBE-SEP-SXIVWICO…",
-		"KUBE-SERVICES":                                      "KUBE-SERVICES",
-		"KUBE-EXTERNAL-SERVICES":                             "KUBE-EXTERNAL-SERVICES",
-		"service-ULMVA6XW-ns1/svc1/tcp/p80":                  "service-ULMVA6XW…",
-		"endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80":  "endpoint-5OJB2KTY…",
-		"external-6KJ5P52A-ns1/svc1/tcp/":                    "external-6KJ5P52A…",
-		"filter-prerouting-pre-dnat":                         "filter-prerouting-pre-dnat",
-		"a-chain-name-nobody-would-write-but-that-is-long-1": "a-chain-name-nobody-would-w…",
-	} {
-		if got := ShortChain(in); got != want {
-			t.Errorf("ShortChain(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestPathJSON(t *testing.T) {
 	p := pathNodeError()
 	var b bytes.Buffer
@@ -614,6 +596,51 @@ func fxRule(table, chain string, line int, text string) trace.RuleRef {
 	return trace.RuleRef{Table: table, Chain: chain, Line: line, Rule: text}
 }
 
+// fxChains describes every chain a fixture's paths name the way the engines
+// classify kube-proxy's chain names (trace/ruleset does it for real dumps).
+func fxChains(p *trace.Path) *trace.Path {
+	kinds := map[string]trace.ChainKind{
+		"PREROUTING": trace.ChainHook, "OUTPUT": trace.ChainHook, "FORWARD": trace.ChainHook, "INPUT": trace.ChainHook,
+		"POSTROUTING": trace.ChainPostrouting, "KUBE-POSTROUTING": trace.ChainPostrouting,
+		"KUBE-SERVICES": trace.ChainDispatch, "KUBE-NODEPORTS": trace.ChainDispatch, "services": trace.ChainDispatch,
+		"KUBE-MARK-MASQ": trace.ChainMark, "mark-for-masquerade": trace.ChainMark,
+		"KUBE-PROXY-FIREWALL": trace.ChainFilter, "firewall-check": trace.ChainFilter,
+		"nat-prerouting": trace.ChainHook, "nat-output": trace.ChainHook, "filter-prerouting-pre-dnat": trace.ChainHook,
+		"filter-forward": trace.ChainHook, "nat-postrouting": trace.ChainPostrouting, "masquerading": trace.ChainPostrouting,
+	}
+	prefixes := []struct {
+		prefix string
+		hash   int
+		kind   trace.ChainKind
+	}{
+		{"KUBE-SVC-", 16, trace.ChainService}, {"KUBE-SVL-", 16, trace.ChainService}, {"KUBE-EXT-", 16, trace.ChainExternal},
+		{"KUBE-FW-", 16, trace.ChainFirewall}, {"KUBE-SEP-", 16, trace.ChainEndpoint},
+		{"service-", 8, trace.ChainService}, {"external-", 8, trace.ChainExternal}, {"firewall-", 8, trace.ChainFirewall}, {"endpoint-", 8, trace.ChainEndpoint},
+	}
+	info := func(name string) trace.ChainInfo {
+		if k, ok := kinds[name]; ok {
+			return trace.ChainInfo{Kind: k}
+		}
+		for _, pre := range prefixes {
+			if rest, ok := strings.CutPrefix(name, pre.prefix); ok && len(rest) >= pre.hash && rest != strings.ToLower(rest) {
+				return trace.ChainInfo{Kind: pre.kind, Short: pre.prefix + rest[:8] + "…"}
+			}
+		}
+		return trace.ChainInfo{Kind: trace.ChainOther}
+	}
+	for i := range p.Nodes {
+		for _, ep := range p.Nodes[i].Paths {
+			for _, c := range ep.Chains {
+				if p.Nodes[i].ChainInfo == nil {
+					p.Nodes[i].ChainInfo = map[string]trace.ChainInfo{}
+				}
+				p.Nodes[i].ChainInfo[c] = info(c)
+			}
+		}
+	}
+	return p
+}
+
 // pathClusterIP: a ClusterIP Service with three endpoints over two nodes,
 // traced from a pod on each node.
 func pathClusterIP() *trace.Path {
@@ -642,7 +669,7 @@ func pathClusterIP() *trace.Path {
 			}},
 		}
 	}
-	return &trace.Path{
+	return fxChains(&trace.Path{
 		Service: trace.ServiceInfo{
 			Namespace: fxNS, Name: fxSvc, Type: "ClusterIP",
 			ClusterIPs:            []netip.Addr{fxIP("10.96.45.12")},
@@ -658,7 +685,7 @@ func pathClusterIP() *trace.Path {
 			fxAPIEndpoint(b, "web-7d9f8c6b5-q8w9e", "node-2", true),
 			fxAPIEndpoint(c, "web-7d9f8c6b5-m4n7p", "node-2", true),
 		},
-	}
+	})
 }
 
 // pathLBLocal: a LoadBalancer with externalTrafficPolicy Local; node-2 has
@@ -676,7 +703,7 @@ func pathLBLocal() *trace.Path {
 		`-d 203.0.113.10/32 -p tcp -m comment --comment "shop/web:http has no local endpoints" -m tcp --dport 80 -j DROP`)
 	dropNP := fxRule("filter", "KUBE-EXTERNAL-SERVICES", 13,
 		`-p tcp -m comment --comment "shop/web:http has no local endpoints" -m addrtype --dst-type LOCAL -m tcp --dport 30080 -j DROP`)
-	return &trace.Path{
+	return fxChains(&trace.Path{
 		Service: trace.ServiceInfo{
 			Namespace: fxNS, Name: fxSvc, Type: "LoadBalancer",
 			ClusterIPs:            []netip.Addr{fxIP("10.96.45.12")},
@@ -717,7 +744,7 @@ func pathLBLocal() *trace.Path {
 				"the load balancer should see its health check node port 32100 fail and send nothing there",
 		}},
 		Endpoints: []trace.APIEndpoint{fxAPIEndpoint(a, "web-7d9f8c6b5-x2x4z", "node-1", true)},
-	}
+	})
 }
 
 // pathLBSourceRanges: an nftables-mode LoadBalancer restricted by
@@ -742,7 +769,7 @@ func pathLBSourceRanges() *trace.Path {
 			}},
 		}
 	}
-	return &trace.Path{
+	return fxChains(&trace.Path{
 		Service: trace.ServiceInfo{
 			Namespace: fxNS, Name: fxSvc, Type: "LoadBalancer",
 			ClusterIPs:               []netip.Addr{fxIP("10.96.45.12")},
@@ -760,7 +787,7 @@ func pathLBSourceRanges() *trace.Path {
 			fxAPIEndpoint("10.244.1.5:8080", "web-7d9f8c6b5-x2x4z", "node-1", true),
 			fxAPIEndpoint("10.244.2.7:8080", "web-7d9f8c6b5-q8w9e", "node-2", true),
 		},
-	}
+	})
 }
 
 // pathDrift: node-1's rules still send half the traffic to a pod that is
@@ -775,7 +802,7 @@ func pathDrift() *trace.Path {
 	staleEP := trace.PathEndpoint{IP: fxAddrPort(stale).Addr(), Port: 8080, Probability: 0.5, InRules: true}
 	missingEP := fxEndpoint(missing, "web-7d9f8c6b5-q8w9e", "node-2", "node-1", 0)
 	missingEP.InRules = false
-	return &trace.Path{
+	return fxChains(&trace.Path{
 		Service: trace.ServiceInfo{
 			Namespace: fxNS, Name: fxSvc, Type: "ClusterIP",
 			ClusterIPs: []netip.Addr{cip}, InternalTrafficPolicy: "Cluster",
@@ -819,7 +846,7 @@ func pathDrift() *trace.Path {
 			fxAPIEndpoint(a, "web-7d9f8c6b5-x2x4z", "node-1", true),
 			fxAPIEndpoint(missing, "web-7d9f8c6b5-q8w9e", "node-2", true),
 		},
-	}
+	})
 }
 
 // pathNodeError: a NodePort Service whose only endpoint is terminating
@@ -831,7 +858,7 @@ func pathNodeError() *trace.Path {
 	e.Ready, e.Serving, e.Terminating = false, true, true
 	api := fxAPIEndpoint(a, "web-7d9f8c6b5-x2x4z", "node-1", false)
 	api.Serving, api.Terminating = true, true
-	return &trace.Path{
+	return fxChains(&trace.Path{
 		Service: trace.ServiceInfo{
 			Namespace: fxNS, Name: fxSvc, Type: "NodePort",
 			ClusterIPs:            []netip.Addr{fxIP("10.96.45.12")},
@@ -860,7 +887,7 @@ func pathNodeError() *trace.Path {
 				Message: "no endpoint is ready; kube-proxy falls back to the serving terminating ones"},
 		},
 		Endpoints: []trace.APIEndpoint{api},
-	}
+	})
 }
 
 // pathDualStack: a dual-stack ClusterIP Service traced over IPv6 on an
@@ -881,7 +908,7 @@ func pathDualStack() *trace.Path {
 		return []trace.PathEndpoint{x, y}
 	}
 	api := func(addr, name, node string) trace.APIEndpoint { return fxAPIEndpoint(addr, name, node, true) }
-	return &trace.Path{
+	return fxChains(&trace.Path{
 		Service: trace.ServiceInfo{
 			Namespace: fxNS, Name: fxSvc, Type: "ClusterIP",
 			ClusterIPs:            []netip.Addr{fxIP("10.96.45.12"), cip6},
@@ -906,7 +933,7 @@ func pathDualStack() *trace.Path {
 			api(a, "web-7d9f8c6b5-x2x4z", "node-1"),
 			api(b, "web-7d9f8c6b5-q8w9e", "node-2"),
 		},
-	}
+	})
 }
 
 // pathFixtures lists every fixture by golden-file name.

@@ -92,6 +92,10 @@ type NodePaths struct {
 	// Paths is then empty.
 	Error string      `json:"error,omitempty"`
 	Paths []EntryPath `json:"paths"`
+	// ChainInfo says what part each chain named in Paths plays (hook,
+	// service, endpoint, …) and its short name, as the node's engine
+	// classifies it.
+	ChainInfo map[string]ChainInfo `json:"chainInfo,omitempty"`
 }
 
 // Entry is one way a request reaches the Service, as a packet.
@@ -167,8 +171,8 @@ type PathEndpoint struct {
 
 // Finding is something worth an operator's attention.
 type Finding struct {
-	Severity string `json:"severity"` // info, warning, error
-	Code     string `json:"code"`     // stable identifier, e.g. EndpointMissingFromRules
-	Message  string `json:"message"`
-	Node     string `json:"node,omitempty"`
+	Severity Severity `json:"severity"` // info, warning, error
+	Code     Code     `json:"code"`     // stable identifier, e.g. EndpointMissingFromRules
+	Message  string   `json:"message"`
+	Node     string   `json:"node,omitempty"`
 }

@@ -22,7 +22,7 @@ const tracePacketDump = "../../testdata/iptables/kube-proxy/v1.37.2/TestTracePac
 // nftDir holds kube-proxy's nftables rulesets (v1.37.2) as nft lists them.
 const nftDir = "../../testdata/nftables/kube-proxy/v1.37.2/"
 
-func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
+func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	streams := genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}
@@ -59,7 +59,7 @@ func TestHelpGolden(t *testing.T) {
 			name = "help-root"
 		}
 		t.Run(name, func(t *testing.T) {
-			out, _, err := run(t, args...)
+			out, _, err := runCLI(t, args...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,7 +121,7 @@ func TestSimulateFlagErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			out, _, err := run(t, tc.args...)
+			out, _, err := runCLI(t, tc.args...)
 			if err == nil {
 				t.Fatalf("no error; stdout:\n%s", out)
 			}
@@ -140,7 +140,7 @@ func TestSimulateFlagErrors(t *testing.T) {
 
 // TestSimulateJSONContract pins the fields other tools rely on.
 func TestSimulateJSONContract(t *testing.T) {
-	out, _, err := run(t, "simulate", "--ruleset", tracePacketDump, "--node-ip", "192.168.0.2,192.168.1.2",
+	out, _, err := runCLI(t, "simulate", "--ruleset", tracePacketDump, "--node-ip", "192.168.0.2,192.168.1.2",
 		"--src", "10.0.0.2", "--dst", "172.30.0.44", "--dport", "80", "-o", "json")
 	if err != nil {
 		t.Fatal(err)
@@ -250,13 +250,18 @@ func TestSimulateTreeGolden(t *testing.T) {
 		"tree-nft-firewall-drop": {"--src", "203.0.113.200", "--dst", "5.6.7.8", "--dport", "80"},
 		"tree-nft-no-endpoints":  {"--src", "10.0.0.2", "--dst", "172.30.0.46", "--dport", "80"},
 	}
+	rulesets := map[string]string{}
 	for name, args := range nftCases {
-		cases[name] = append([]string{"--ruleset", nftDir + "TestTracePacketV4/ruleset.nft"}, args...)
+		cases[name], rulesets[name] = args, nftDir+"TestTracePacketV4/ruleset.nft"
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
-			full := append([]string{"simulate", "--ruleset", tracePacketDump, "--node-ip", "192.168.0.2,192.168.1.2,192.168.99.11", "--color", "never"}, args...)
-			out, _, err := run(t, full...)
+			ruleset := tracePacketDump
+			if r, ok := rulesets[name]; ok {
+				ruleset = r
+			}
+			full := append([]string{"simulate", "--ruleset", ruleset, "--node-ip", "192.168.0.2,192.168.1.2,192.168.99.11", "--color", "never"}, args...)
+			out, _, err := runCLI(t, full...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -266,7 +271,7 @@ func TestSimulateTreeGolden(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	out, _, err := run(t, "version", "-o", "json")
+	out, _, err := runCLI(t, "version", "-o", "json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,13 +279,13 @@ func TestVersion(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Version != "dev" {
 		t.Errorf("version json = %q (%v)", out, err)
 	}
-	if _, _, err := run(t, "version", "-o", "xml"); err == nil || !strings.Contains(err.Error(), `--output "xml" is not supported`) {
+	if _, _, err := runCLI(t, "version", "-o", "xml"); err == nil || !strings.Contains(err.Error(), `--output "xml" is not supported`) {
 		t.Errorf("bad -o accepted: %v", err)
 	}
 }
 
 func TestTooManyServices(t *testing.T) {
-	_, _, err := run(t, "web", "api")
+	_, _, err := runCLI(t, "web", "api")
 	want := "trace-svc traces one Service at a time (NAME, or NAMESPACE/NAME), but got 2 arguments: web api; run it once per Service"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %v, want %q", err, want)
@@ -291,7 +296,7 @@ func TestTooManyServices(t *testing.T) {
 // sentence with the ways out, not only the stat error.
 func TestMissingKubeconfig(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nope")
-	_, _, err := run(t, "web", "--kubeconfig", missing)
+	_, _, err := runCLI(t, "web", "--kubeconfig", missing)
 	if err == nil {
 		t.Fatal("no error for a missing kubeconfig")
 	}

@@ -56,7 +56,7 @@ func TestScenarioGoldens(t *testing.T) {
 				}
 				base = append(base, sc.extra...)
 				for _, out := range []struct{ format, ext string }{{"tree", "txt"}, {"json", "json"}, {"dot", "dot"}} {
-					stdout, stderr, err := run(t, append(append([]string{}, base...), "-o", out.format)...)
+					stdout, stderr, err := runCLI(t, append(append([]string{}, base...), "-o", out.format)...)
 					if err != nil {
 						t.Fatalf("%v\n%s", err, stderr)
 					}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
 	"github.com/trace-svc/kubectl-trace-svc/render"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
@@ -22,7 +23,7 @@ var (
 // SimulateOptions holds "kubectl trace-svc simulate" flags and what Complete
 // derives from them.
 type SimulateOptions struct {
-	Ruleset          string
+	Rulesets         []string
 	Format           string
 	NodeIPs          []string
 	Source           string
@@ -93,7 +94,7 @@ always local.`,
 // AddFlags registers the flags on cmd.
 func (o *SimulateOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.Ruleset, "ruleset", o.Ruleset, "file with the node's iptables-save, ip6tables-save or nft list ruleset output (- for standard input)")
+	f.StringArrayVar(&o.Rulesets, "ruleset", o.Rulesets, "file with the node's iptables-save, ip6tables-save or nft list ruleset output (- for standard input); repeat for a node's other dumps (each IP family's)")
 	f.StringVar(&o.Format, "format", o.Format, "ruleset format: "+strings.Join(rulesetFormats, ", ")+" (auto detects it from the content)")
 	f.StringSliceVar(&o.NodeIPs, "node-ip", o.NodeIPs, "the node's own addresses, comma-separated or repeated (what --dst-type LOCAL matches)")
 	f.StringVar(&o.Source, "src", o.Source, "source IP of the packet")
@@ -154,7 +155,7 @@ func parseAddrFlag(flag, v string) (netip.Addr, error) {
 
 // Validate checks the flags for consistency.
 func (o *SimulateOptions) Validate() error {
-	if o.Ruleset == "" {
+	if len(o.Rulesets) == 0 {
 		return fmt.Errorf("--ruleset is required: pass a file with the node's iptables-save or nft list ruleset output")
 	}
 	if !slices.Contains(rulesetFormats, o.Format) {
@@ -182,17 +183,25 @@ func (o *SimulateOptions) Validate() error {
 
 // Run reads the ruleset, simulates the packet and prints the result.
 func (o *SimulateOptions) Run() error {
-	rs, dump, err := readDump(o.Ruleset, o.Format, o.In)
+	var inputs []ruleset.Input
+	for _, path := range o.Rulesets {
+		d, err := file.Open(path, o.In)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		inputs = append(inputs, ruleset.Input{Name: d.Name, Source: d, Format: o.Format})
+	}
+	dp, err := ruleset.Load(inputs...)
 	if err != nil {
 		return err
 	}
-	defer dump.Close()
-	for _, w := range rs.Warnings {
-		fmt.Fprintf(o.ErrOut, "warning: %s: %s\n", dump.Name, w)
+	for _, w := range dp.Warnings() {
+		fmt.Fprintf(o.ErrOut, "warning: %s: %s\n", w.Source, w.Message)
 	}
-	sim, err := rs.Simulate(o.packet, ruleset.Options{LocalAddrs: o.local, AffinityEndpoint: o.affinity})
+	sim, err := dp.Simulate(o.packet, ruleset.Options{LocalAddrs: o.local, AffinityEndpoint: o.affinity})
 	if err != nil {
-		return fmt.Errorf("simulate %s in %s: %w", o.packet, dump.Name, err)
+		return fmt.Errorf("simulate %s in %s: %w", o.packet, strings.Join(o.Rulesets, ", "), err)
 	}
 	switch o.Output {
 	case "json":

@@ -259,7 +259,7 @@ func TestTraceOffline(t *testing.T) {
 		"node-a=../../testdata/iptables/kube-proxy/v1.37.2/TestLoadBalancer/iptables-nft.save",
 		"node-a=../../testdata/nftables/kube-proxy/v1.37.2/TestLoadBalancer/ruleset.json",
 	} {
-		out, stderr, err := run(t, "svc1", "-n", "ns1", "--objects", "../../testdata/scenarios/loadbalancer/objects.yaml", "--dump", dump, "-o", "json")
+		out, stderr, err := runCLI(t, "svc1", "-n", "ns1", "--objects", "../../testdata/scenarios/loadbalancer/objects.yaml", "--dump", dump, "-o", "json")
 		if err != nil {
 			t.Fatalf("%v\n%s", err, stderr)
 		}
@@ -269,7 +269,7 @@ func TestTraceOffline(t *testing.T) {
 			}
 		}
 	}
-	_, _, err := run(t, "svc1", "-n", "ns1", "--objects", "trace_test.go", "--dump", lbDump)
+	_, _, err := runCLI(t, "svc1", "-n", "ns1", "--objects", "trace_test.go", "--dump", lbDump)
 	if err == nil || !strings.Contains(err.Error(), `objects file "trace_test.go"`) {
 		t.Errorf("bad objects file: %v", err)
 	}
@@ -409,5 +409,13 @@ func TestTraceCompareNodes(t *testing.T) {
 	golden(t, "trace-compare-nodes.txt", out)
 	if !strings.Contains(out, "DNAT 1") || !strings.Contains(out, "REJECT") {
 		t.Errorf("table does not show the nodes differ:\n%s", out)
+	}
+	// The table is a view of the tree; with another output it is refused
+	// rather than silently ignored.
+	for _, o := range []string{"json", "yaml", "dot"} {
+		_, _, err := runTrace(t, "svc1", "--dump", lbDump, "--dump", other, "--compare-nodes", "-o", o)
+		if err == nil || !strings.Contains(err.Error(), "--compare-nodes prints a table and cannot be combined with -o "+o) {
+			t.Errorf("--compare-nodes -o %s: %v", o, err)
+		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
 // Known conditions; errors wrap them so callers can tell with errors.Is.
@@ -102,7 +104,7 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 			if err != nil {
 				err = errors.Join(err, derr)
 			} else if res != nil {
-				res.Warnings = append(res.Warnings, derr.Error())
+				res.Warnings = append(res.Warnings, warn(trace.CodeDebugPodNotDeleted, derr.Error()))
 			}
 		} else if found {
 			progress(fmt.Sprintf("node %s: deleted debug pod %s", node, ref))
@@ -179,7 +181,7 @@ func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container st
 	}
 	fmt.Fprintf(&out, "%s done\n", Marker)
 	res := ParseOutput(node, out.Bytes(), errOut.Bytes())
-	res.Warnings = append(res.Warnings, "the image has no shell: dumps were taken one by one and kube-proxy's mode was not asked")
+	res.Warnings = append(res.Warnings, warn(trace.CodeCollectorWarning, "the image has no shell: dumps were taken one by one and kube-proxy's mode was not asked"))
 	return res, nil
 }
 

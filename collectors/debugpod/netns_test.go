@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
 )
 
@@ -201,7 +202,7 @@ func TestScriptInNetns(t *testing.T) {
 				t.Errorf("result (-want +got):\n%s\nwarnings: %q", diff, res.Warnings)
 			}
 			for _, w := range res.Warnings {
-				if strings.Contains(w, "failed") || strings.Contains(w, "ended early") || strings.Contains(w, "cut off") {
+				if w.Code == trace.CodeDumpCommandFailed || w.Code == trace.CodeDumpIncomplete {
 					t.Errorf("unexpected warning %q", w)
 				}
 			}
@@ -211,13 +212,8 @@ func TestScriptInNetns(t *testing.T) {
 				if len(bytes.TrimSpace(d.Data)) == 0 {
 					continue
 				}
-				rs, err := ruleset.Parse(d, "auto")
-				if err != nil {
+				if _, err := ruleset.Load(ruleset.Input{Name: d.Name, Source: d}); err != nil {
 					t.Errorf("parse %s: %v", d.Name, err)
-					continue
-				}
-				if rs == nil {
-					t.Errorf("parse %s: no ruleset", d.Name)
 				}
 			}
 			for _, name := range res.Chosen {
@@ -235,7 +231,7 @@ func TestScriptInNetns(t *testing.T) {
 
 func hasWarning(res *Result, substr string) bool {
 	for _, w := range res.Warnings {
-		if strings.Contains(w, substr) {
+		if strings.Contains(w.Message, substr) {
 			return true
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
 // Marker starts every line the dump script adds to the output.
@@ -126,7 +128,7 @@ type Result struct {
 	// ProxyMode is what kube-proxy's /proxyMode said; empty when it was not
 	// reachable.
 	ProxyMode string
-	Warnings  []string
+	Warnings  []trace.Warning
 }
 
 // Save writes every non-empty dump as DIR/NODE.NAME (for example
@@ -156,6 +158,9 @@ func (r *Result) Dump(name string) (Dump, bool) {
 	return Dump{}, false
 }
 
+// warn makes a typed warning.
+func warn(code trace.Code, msg string) trace.Warning { return trace.Warning{Code: code, Message: msg} }
+
 func familyOf(name string) string {
 	switch {
 	case name == DumpNFT:
@@ -181,7 +186,7 @@ func ParseOutput(node string, stdout, stderr []byte) *Result {
 	sections, order, done := splitStdout(stdout)
 	errs := splitStderr(stderr)
 	if !done {
-		res.Warnings = append(res.Warnings, "the dump script's output ended early; the dumps may be incomplete")
+		res.Warnings = append(res.Warnings, warn(trace.CodeDumpIncomplete, "the dump script's output ended early; the dumps may be incomplete"))
 	}
 	for _, name := range order {
 		s := sections[name]
@@ -194,7 +199,7 @@ func ParseOutput(node string, stdout, stderr []byte) *Result {
 		}
 		res.Dumps = append(res.Dumps, Dump{Name: name, Family: familyOf(name), Data: s.data, Stderr: s.stderr, ExitCode: s.exitCode})
 		if s.cut {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s output was cut off", name))
+			res.Warnings = append(res.Warnings, warn(trace.CodeDumpIncomplete, fmt.Sprintf("%s output was cut off", name)))
 		}
 	}
 	analyze(res)
@@ -275,7 +280,7 @@ func analyze(res *Result) {
 			if msg == "" {
 				msg = "no message"
 			}
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s failed (exit status %d): %s", d.Name, d.ExitCode, msg))
+			res.Warnings = append(res.Warnings, warn(trace.CodeDumpCommandFailed, fmt.Sprintf("%s failed (exit status %d): %s", d.Name, d.ExitCode, msg)))
 		}
 		if d.Name == DumpNFT {
 			nftKubeProxy = nftKubeProxyRE.Match(d.Data)
@@ -335,15 +340,15 @@ func analyze(res *Result) {
 
 	switch {
 	case len(holders) == 0:
-		res.Warnings = append(res.Warnings, "no kube-proxy rules found in iptables-nft, iptables-legacy or nftables (is kube-proxy running on this node, or does another service proxy replace it?)")
+		res.Warnings = append(res.Warnings, warn(trace.CodeKubeProxyRulesMissing, "no kube-proxy rules found in iptables-nft, iptables-legacy or nftables (is kube-proxy running on this node, or does another service proxy replace it?)"))
 	case len(holders) > 1:
-		res.Warnings = append(res.Warnings, fmt.Sprintf("kube-proxy rules exist in more than one backend (%s); %s is used, the others are probably left over from an earlier kube-proxy mode or a second proxy", strings.Join(holders, ", "), backend))
+		res.Warnings = append(res.Warnings, warn(trace.CodeRulesInSeveralBackends, fmt.Sprintf("kube-proxy rules exist in more than one backend (%s); %s is used, the others are probably left over from an earlier kube-proxy mode or a second proxy", strings.Join(holders, ", "), backend)))
 	}
 	if res.ProxyMode == "nftables" && !nftKubeProxy {
-		res.Warnings = append(res.Warnings, "kube-proxy reports mode nftables but the node has no kube-proxy nftables table")
+		res.Warnings = append(res.Warnings, warn(trace.CodeProxyModeMismatch, "kube-proxy reports mode nftables but the node has no kube-proxy nftables table"))
 	}
 	if res.ProxyMode == "ipvs" {
-		res.Warnings = append(res.Warnings, "kube-proxy runs in IPVS mode; the iptables dumps hold only its helper rules")
+		res.Warnings = append(res.Warnings, warn(trace.CodeIPVSMode, "kube-proxy runs in IPVS mode; the iptables dumps hold only its helper rules"))
 	}
 }
 
@@ -355,7 +360,7 @@ func iptablesHolder(wrapper string, ipt map[string]*iptFacts, res *Result) strin
 		other = BackendIPTablesNFT
 	}
 	if !ipt[wrapper].kubeProxy && ipt[other].kubeProxy {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("kubelet's chains point to %s but kube-proxy's rules are in %s; %s is used", wrapper, other, other))
+		res.Warnings = append(res.Warnings, warn(trace.CodeCollectorWarning, fmt.Sprintf("kubelet's chains point to %s but kube-proxy's rules are in %s; %s is used", wrapper, other, other)))
 		return other
 	}
 	return wrapper

@@ -40,11 +40,14 @@ type parsed struct {
 	Backend   string
 	Chosen    []string
 	ProxyMode string
-	Warnings  []string // substrings, checked in order of the result
+	Warnings  []string // "Code: message" prefixes, checked in order of the result
 }
 
 func summarize(res *Result) parsed {
-	p := parsed{Backend: res.Backend, Chosen: res.Chosen, ProxyMode: res.ProxyMode, Warnings: res.Warnings}
+	p := parsed{Backend: res.Backend, Chosen: res.Chosen, ProxyMode: res.ProxyMode}
+	for _, w := range res.Warnings {
+		p.Warnings = append(p.Warnings, string(w.Code)+": "+w.Message)
+	}
 	for _, d := range res.Dumps {
 		p.Dumps = append(p.Dumps, d.Name+"/"+d.Family+"/"+strconv.Itoa(d.ExitCode))
 	}
@@ -75,13 +78,13 @@ func TestParseOutput(t *testing.T) {
 		{
 			name: "recorded: both iptables backends warn", recorded: "both-iptables-backends",
 			want: parsed{Dumps: allFive, Backend: BackendIPTablesLegacy, Chosen: []string{DumpIPTablesLegacy}, Warnings: []string{
-				"kube-proxy rules exist in more than one backend (iptables-nft, iptables-legacy); iptables-legacy is used",
+				"RulesInSeveralBackends: kube-proxy rules exist in more than one backend (iptables-nft, iptables-legacy); iptables-legacy is used",
 			}},
 		},
 		{
 			name: "recorded: nftables mode with stale iptables-nft rules warns", recorded: "nftables-and-stale-iptables-nft",
 			want: parsed{Dumps: allFive, Backend: BackendNFTables, Chosen: []string{DumpNFT}, ProxyMode: "nftables", Warnings: []string{
-				"kube-proxy rules exist in more than one backend (iptables-nft, nftables); nftables is used",
+				"RulesInSeveralBackends: kube-proxy rules exist in more than one backend (iptables-nft, nftables); nftables is used",
 			}},
 		},
 		{
@@ -106,14 +109,14 @@ func TestParseOutput(t *testing.T) {
 			name:   "hint in nft but kube-proxy rules only in legacy: follow the rules",
 			stdout: sec(DumpIPTablesNFT, hintNFT, 0) + sec(DumpIPTablesLegacy, smallKubeProxy, 0) + done,
 			want: parsed{Dumps: []string{"iptables-nft-save/ipv4/0", "iptables-legacy-save/ipv4/0"}, Backend: BackendIPTablesLegacy, Chosen: []string{DumpIPTablesLegacy}, Warnings: []string{
-				"kubelet's chains point to iptables-nft but kube-proxy's rules are in iptables-legacy",
+				"CollectorWarning: kubelet's chains point to iptables-nft but kube-proxy's rules are in iptables-legacy",
 			}},
 		},
 		{
 			name:   "no kube-proxy rules anywhere",
 			stdout: sec(DumpIPTablesNFT, hintNFT, 0) + sec(DumpNFT, "table inet filter {\n}", 0) + sec("proxyMode", "", 4) + done,
 			want: parsed{Dumps: []string{"iptables-nft-save/ipv4/0", "nft/all/0"}, Backend: BackendIPTablesNFT, Chosen: []string{DumpIPTablesNFT}, Warnings: []string{
-				"no kube-proxy rules found",
+				"KubeProxyRulesMissing: no kube-proxy rules found",
 			}},
 		},
 		{
@@ -121,16 +124,16 @@ func TestParseOutput(t *testing.T) {
 			stdout: sec(DumpIPTablesNFT, "", 1) + Marker + " begin " + DumpIPTablesLegacy + "\n" + smallKubeProxy,
 			stderr: "\n" + Marker + " stderr " + DumpIPTablesNFT + "\niptables-nft-save: Could not fetch rule set generation id: Invalid argument\n\n" + Marker + " stderr " + DumpIPTablesLegacy + "\n",
 			want: parsed{Dumps: []string{"iptables-nft-save/ipv4/1", "iptables-legacy-save/ipv4/0"}, Backend: BackendIPTablesLegacy, Chosen: []string{DumpIPTablesLegacy}, Warnings: []string{
-				"the dump script's output ended early",
-				"iptables-legacy-save output was cut off",
-				"iptables-nft-save failed (exit status 1): iptables-nft-save: Could not fetch rule set generation id: Invalid argument",
+				"DumpIncomplete: the dump script's output ended early",
+				"DumpIncomplete: iptables-legacy-save output was cut off",
+				"DumpCommandFailed: iptables-nft-save failed (exit status 1): iptables-nft-save: Could not fetch rule set generation id: Invalid argument",
 			}},
 		},
 		{
 			name:   "ipvs mode",
 			stdout: sec(DumpIPTablesNFT, hintNFT+smallKubeProxy, 0) + sec("proxyMode", "ipvs", 0) + done,
 			want: parsed{Dumps: []string{"iptables-nft-save/ipv4/0"}, Backend: BackendIPTablesNFT, Chosen: []string{DumpIPTablesNFT}, ProxyMode: "ipvs", Warnings: []string{
-				"kube-proxy runs in IPVS mode",
+				"IPVSMode: kube-proxy runs in IPVS mode",
 			}},
 		},
 	}

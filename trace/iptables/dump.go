@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
 // ErrMalformed is wrapped by every error about the dump's content.
@@ -48,7 +50,7 @@ type Dump struct {
 	// Warnings are lines the tool printed as warnings (for example
 	// "# Warning: iptables-legacy tables present, use iptables-legacy-save to
 	// see them") and oddities the parser tolerated.
-	Warnings []string
+	Warnings []trace.Warning
 	// Lines is the number of lines read.
 	Lines int
 
@@ -722,7 +724,11 @@ func (p *parser) comment(line []byte) {
 			p.dump.Generator = gen
 		}
 	case strings.HasPrefix(text, "Warning"):
-		p.dump.Warnings = append(p.dump.Warnings, text)
+		code := trace.CodeToolWarning
+		if strings.Contains(text, "iptables-legacy tables present") {
+			code = trace.CodeLegacyTablesPresent
+		}
+		p.dump.Warnings = append(p.dump.Warnings, trace.Warning{Code: code, Message: text})
 	}
 }
 
@@ -863,7 +869,7 @@ func (p *parser) rule(line []byte) error {
 	if idx < 0 {
 		idx = t.lookup(name)
 		if idx < 0 {
-			p.dump.Warnings = append(p.dump.Warnings, fmt.Sprintf("line %d: chain %s of table %s has rules but no declaration; kept as a user chain", p.lineNo, name, t.Name))
+			p.dump.Warnings = append(p.dump.Warnings, trace.Warning{Code: trace.CodeDumpIrregular, Message: fmt.Sprintf("line %d: chain %s of table %s has rules but no declaration; kept as a user chain", p.lineNo, name, t.Name)})
 			ref, stored, err := p.dump.names.add(name)
 			if err != nil {
 				return p.errorf("%v", err)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
 // A dump in the exact shape iptables-nft-save -c prints, with the legacy
@@ -64,7 +66,7 @@ func testParseStructure(t *testing.T, parse func(string) (*Dump, error)) {
 	if d.Backend() != "nf_tables" || d.IPv6() {
 		t.Errorf("Backend = %q IPv6 = %v", d.Backend(), d.IPv6())
 	}
-	if diff := cmp.Diff([]string{"Warning: iptables-legacy tables present, use iptables-legacy-save to see them"}, d.Warnings); diff != "" {
+	if diff := cmp.Diff([]trace.Warning{{Code: trace.CodeLegacyTablesPresent, Message: "Warning: iptables-legacy tables present, use iptables-legacy-save to see them"}}, d.Warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
 	}
 	var tables []string
@@ -360,7 +362,7 @@ func testTolerates(t *testing.T, parse func(string) (*Dump, error), in, long str
 	if c := d.Chain("filter", "UNDECLARED"); c == nil || c.Len() != 1 {
 		t.Errorf("undeclared chain's rule lost")
 	}
-	if len(d.Warnings) != 1 || !strings.Contains(d.Warnings[0], "chain UNDECLARED of table filter has rules but no declaration") {
+	if len(d.Warnings) != 1 || d.Warnings[0].Code != trace.CodeDumpIrregular || !strings.Contains(d.Warnings[0].Message, "chain UNDECLARED of table filter has rules but no declaration") {
 		t.Errorf("warnings = %q", d.Warnings)
 	}
 }

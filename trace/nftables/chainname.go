@@ -12,6 +12,7 @@ import (
 // the base from ServiceChainBase or EndpointChainBase.
 const (
 	PrefixService  = "service-"
+	PrefixLocal    = "local-" // the endpoints on this node, for a Local traffic policy
 	PrefixExternal = "external-"
 	PrefixFirewall = "firewall-"
 	PrefixEndpoint = "endpoint-"

@@ -1,6 +1,14 @@
-// Package ruleset puts the dataplane engines behind one door: it recognises a
-// node's dump (iptables-save, nft list ruleset text or JSON), parses it with
-// the right engine and simulates packets through it.
+// Package ruleset is the one door to the dataplane engines. A node's
+// dataplane is one value (Dataplane) built from any number of sources —
+// iptables-save and ip6tables-save output, nft list ruleset text or JSON —
+// each recognised from its content and handed to the engine that reads it.
+// The tracer, the commands and the renderers reach the engines only through
+// this package: simulate a packet, which IP families and kube-proxy mode the
+// sources cover, whether kube-proxy programmed a Service port (drift), and
+// what part each chain plays (render).
+//
+// Adding an engine touches its own package, one adapter file here (a format
+// in formats.go and an Engine), the node dump script and the docs.
 package ruleset
 
 import (
@@ -8,14 +16,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
-	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
-	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
 )
-
-// Formats lists what Parse accepts; "auto" detects the format.
-var Formats = []string{"auto", trace.FormatIPTables, trace.FormatNFT, trace.FormatNFTJSON}
 
 // Source is a dump to parse: its first bytes without consuming them, a
 // stream from the start, and, for a regular file, random access.
@@ -25,86 +29,136 @@ type Source interface {
 	ReaderAt() (r io.ReaderAt, size int64, ok bool)
 }
 
-// Ruleset is one node's parsed dataplane; exactly one engine field is set.
-type Ruleset struct {
-	Format   string
-	IPTables *iptables.Dump
-	NFT      *nftables.Ruleset
-	// Warnings are lines worth showing the user (the tool's own warnings in
-	// the dump, objects the model skipped).
-	Warnings []string
+// Input is one source of a node's dataplane.
+type Input struct {
+	// Name names the source in messages: a quoted file name, or the command
+	// whose output it is.
+	Name   string
+	Source Source
+	// Format forces a format (one of Formats); "" or "auto" detects it.
+	Format string
 }
 
-// Parse reads src in format ("auto" detects it from the content).
-func Parse(src Source, format string) (*Ruleset, error) {
-	if format == "auto" {
-		head, err := src.Head()
-		if err != nil {
-			return nil, err
-		}
-		switch format = trace.DetectRulesetFormat(head); format {
-		case "":
-			if len(head) == 0 {
-				return nil, errors.New("the file is empty; save the rules with iptables-save or nft list ruleset")
-			}
-			return nil, errors.New("this is neither iptables-save nor nft list ruleset output (pass --format if it is one of them)")
-		case trace.FormatNFTScript:
-			return nil, errors.New("this is an nft script (add/flush commands), not nft list ruleset output; load it with nft -f in a scratch network namespace and pass what nft list ruleset prints")
-		}
-	}
-	rs := &Ruleset{Format: format}
-	var err error
-	switch format {
-	case trace.FormatIPTables:
-		if ra, size, ok := src.ReaderAt(); ok {
-			// In place: rule text is read back on demand, so memory stays
-			// well below the dump's size.
-			rs.IPTables, err = iptables.ParseReaderAt(ra, size)
-		} else {
-			rs.IPTables, err = iptables.Parse(src.Reader())
-		}
-		if err == nil {
-			rs.Warnings = rs.IPTables.Warnings
-		}
-	case trace.FormatNFT:
-		if ra, size, ok := src.ReaderAt(); ok {
-			// One read into a buffer of the file's size; rules are
-			// substrings of it.
-			data := make([]byte, size)
-			if _, err = ra.ReadAt(data, 0); err == nil || errors.Is(err, io.EOF) {
-				rs.NFT, err = nftables.ParseTextBytes(data)
-			}
-		} else {
-			rs.NFT, err = nftables.ParseText(src.Reader())
-		}
-	case trace.FormatNFTJSON:
-		rs.NFT, err = nftables.ParseJSON(src.Reader())
-	default:
-		return nil, fmt.Errorf("format %q is not one of %v", format, Formats)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if rs.NFT != nil {
-		for _, t := range rs.NFT.Tables {
-			for _, sk := range t.Skipped {
-				rs.Warnings = append(rs.Warnings, fmt.Sprintf("table %s %s: %s is not modelled and was skipped", t.Family, t.Name, sk))
-			}
-		}
-	}
-	return rs, nil
-}
-
-// Options are the node facts both engines need.
+// Options are the node facts every engine needs.
 type Options struct {
-	LocalAddrs       []netip.Addr
+	// LocalAddrs are the node's own addresses (what "LOCAL" matches).
+	LocalAddrs []netip.Addr
+	// AffinityEndpoint, when valid, is the endpoint a returning client is
+	// pinned to by session affinity.
 	AffinityEndpoint netip.AddrPort
 }
 
-// Simulate walks pkt through the ruleset with its engine.
-func (rs *Ruleset) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error) {
-	if rs.IPTables != nil {
-		return iptables.Simulate(rs.IPTables, pkt, iptables.Options{LocalAddrs: opts.LocalAddrs, AffinityEndpoint: opts.AffinityEndpoint})
+// ErrNoRules is wrapped when no source covers the packet's IP family.
+var ErrNoRules = errors.New("no rules for this IP family")
+
+// Dataplane is one node's dataplane: every source it was given, parsed, and
+// the engines built from them.
+type Dataplane struct {
+	// engines in the order their first source was given; for each family
+	// the first engine that covers it decides.
+	engines  []Engine
+	formats  []string
+	warnings []trace.Warning
+}
+
+// Load parses every input and builds the node's dataplane. An input that
+// cannot be read fails the whole load, naming the input.
+func Load(inputs ...Input) (*Dataplane, error) {
+	var parsed []parsedSource
+	d := &Dataplane{}
+	for _, in := range inputs {
+		ps, err := parse(in)
+		if err != nil {
+			if in.Name == "" {
+				return nil, err
+			}
+			return nil, fmt.Errorf("read ruleset %s: %w", in.Name, err)
+		}
+		parsed = append(parsed, ps)
+		d.formats = append(d.formats, ps.format)
+		for _, w := range ps.warnings {
+			w.Source = in.Name
+			d.warnings = append(d.warnings, w)
+		}
 	}
-	return nftables.Simulate(rs.NFT, pkt, nftables.Options{LocalAddrs: opts.LocalAddrs, AffinityEndpoint: opts.AffinityEndpoint})
+	d.engines = assemble(parsed)
+	return d, nil
+}
+
+// Formats are the formats of the sources, in the order given.
+func (d *Dataplane) Formats() []string { return slices.Clone(d.formats) }
+
+// Warnings are what the parsers noticed: the tools' own warnings in the
+// dumps, objects an engine does not model.
+func (d *Dataplane) Warnings() []trace.Warning { return slices.Clone(d.warnings) }
+
+// Engines are the engines built from the sources.
+func (d *Dataplane) Engines() []Engine { return slices.Clone(d.engines) }
+
+// Engine returns the engine that decides packets of the family, or nil.
+func (d *Dataplane) Engine(v6 bool) Engine {
+	for _, e := range d.engines {
+		if e.Covers(v6) {
+			return e
+		}
+	}
+	return nil
+}
+
+// Covers tells whether a source holds rules for the family.
+func (d *Dataplane) Covers(v6 bool) bool { return d.Engine(v6) != nil }
+
+// ProxyMode is the kube-proxy mode whose rules the sources hold (iptables,
+// nftables, ipvs), from their content; "" when none holds kube-proxy's
+// rules. With rules of several modes, the first engine's counts: it is the
+// one that decides packets.
+func (d *Dataplane) ProxyMode() string {
+	for _, e := range d.engines {
+		if m := e.Mode(); m != "" {
+			return m
+		}
+	}
+	return ""
+}
+
+// Simulate walks pkt through the engine of its IP family.
+func (d *Dataplane) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error) {
+	e := d.Engine(pkt.Destination.Unmap().Is6())
+	if e == nil && len(d.engines) > 0 {
+		// The engine of the other family explains what is missing in its
+		// own terms (an ip6tables-save dump, an ip6 kube-proxy table).
+		e = d.engines[0]
+	}
+	if e == nil {
+		return nil, fmt.Errorf("%w: no %s rules were given", ErrNoRules, familyName(pkt.Destination.Unmap().Is6()))
+	}
+	return e.Simulate(pkt, opts)
+}
+
+// Programmed asks the engine of the family whether kube-proxy's object of
+// that kind exists for the Service port.
+func (d *Dataplane) Programmed(kind ObjectKind, svc trace.ServiceInfo, sp trace.ServicePort, v6 bool) Check {
+	e := d.Engine(v6)
+	if e == nil {
+		return Check{}
+	}
+	return e.Programmed(kind, svc, sp, v6)
+}
+
+// ChainInfo describes a chain name an engine reported: the first engine
+// that recognises it answers; others are ChainOther.
+func (d *Dataplane) ChainInfo(name string) trace.ChainInfo {
+	for _, e := range d.engines {
+		if ci, ok := e.ChainInfo(name); ok {
+			return ci
+		}
+	}
+	return trace.ChainInfo{Kind: trace.ChainOther}
+}
+
+func familyName(v6 bool) string {
+	if v6 {
+		return "IPv6"
+	}
+	return "IPv4"
 }

@@ -7,13 +7,13 @@ import (
 	"strings"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
-	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
-	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
+	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
 )
 
-// chainFindings checks, by kube-proxy's chain-name hashes, that each node
-// holds the service chain of every Service port that has ready endpoints —
-// without relying on rule comments or on a packet reaching it.
+// chainFindings checks, through each node's engine, that kube-proxy
+// programmed every object a Service port with ready endpoints needs (its
+// service chain, external chain, firewall chain: found by kube-proxy's name
+// hashes) — without relying on rule comments or on a packet reaching it.
 func chainFindings(p *trace.Path, in Input) []trace.Finding {
 	var out []trace.Finding
 	// With internalTrafficPolicy Local the cluster IP goes through
@@ -25,52 +25,23 @@ func chainFindings(p *trace.Path, in Input) []trace.Finding {
 	for _, ip := range p.Service.ClusterIPs {
 		families[ip.Is6()] = true
 	}
-	// The layout test may walk every nat chain of an old dump; ask it once
-	// per dump, not once per port × family × expected chain.
-	newLayout := map[*iptables.Dump]bool{}
 	for _, n := range in.Nodes {
-		if n.Err != nil {
+		if n.Err != nil || n.Dataplane == nil {
 			continue
-		}
-		for _, rs := range n.Rulesets {
-			if rs.IPTables != nil {
-				newLayout[rs.IPTables] = newIPTablesLayout(rs.IPTables)
-			}
 		}
 		for _, sp := range p.Service.Ports {
 			if !hasReady(p, sp) {
 				continue
 			}
-			for v6 := range families {
-				// Only the dumps of the family count (an ip6tables dump
-				// rightly lacks an IPv4 Service's chains); a chain must be
-				// in one of them.
-				for _, want := range expectedChains(p.Service, sp) {
-					name, looked, found := "", false, false
-					for _, rs := range n.Rulesets {
-						switch {
-						case rs.IPTables != nil && rs.IPTables.IPv6() == v6:
-							if want.kind != "service" && !newLayout[rs.IPTables] {
-								continue // ≤1.23 used KUBE-FW/KUBE-XLB for every LB
-							}
-							looked = true
-							name = iptables.ServiceChain(want.iptablesPrefix, iptables.ServicePortName(p.Service.Namespace, p.Service.Name, sp.Name), sp.Protocol)
-							found = found || rs.IPTables.Chain("nat", name) != nil
-						case rs.NFT != nil:
-							fam := map[bool]string{false: "ip", true: "ip6"}[v6]
-							for _, t := range rs.NFT.Tables {
-								if t.Name != nftables.KubeProxyTable || (t.Family != fam && t.Family != "inet") {
-									continue
-								}
-								looked = true
-								name = want.nftPrefix + nftables.ServiceChainBase(p.Service.Namespace, p.Service.Name, sp.Protocol, sp.Name)
-								found = found || t.Chains[name] != nil
-							}
-						}
-					}
-					if looked && !found {
-						out = append(out, trace.Finding{Severity: "error", Code: want.code, Node: n.Node.Name,
-							Message: fmt.Sprintf("node %s has no %s for %s/%s port %s/%s although the API lists ready endpoints (%s): its kube-proxy has not programmed the Service (is it running, and in which mode?)", n.Node.Name, name, p.Service.Namespace, p.Service.Name, portLabel(sp), sp.Protocol, want.why)})
+			for _, v6 := range []bool{false, true} {
+				if !families[v6] {
+					continue
+				}
+				for _, want := range expectedObjects(p.Service, sp) {
+					c := n.Dataplane.Programmed(want.kind, p.Service, sp, v6)
+					if c.Applicable && !c.Found {
+						out = append(out, trace.Finding{Severity: trace.SeverityError, Code: want.code, Node: n.Node.Name,
+							Message: fmt.Sprintf("node %s has no %s for %s/%s port %s/%s although the API lists ready endpoints (%s): its kube-proxy has not programmed the Service (is it running, and in which mode?)", n.Node.Name, c.Name, p.Service.Namespace, p.Service.Name, portLabel(sp), sp.Protocol, want.why)})
 					}
 				}
 			}
@@ -79,19 +50,20 @@ func chainFindings(p *trace.Path, in Input) []trace.Finding {
 	return out
 }
 
-// wantChain is a chain kube-proxy (≥1.24 iptables, nftables) writes for a
-// Service port with endpoints.
-type wantChain struct {
-	kind, code, why           string
-	iptablesPrefix, nftPrefix string
+// wantObject is an object kube-proxy writes for a Service port with
+// endpoints, and the finding when it is missing.
+type wantObject struct {
+	kind ruleset.ObjectKind
+	code trace.Code
+	why  string
 }
 
-// expectedChains follows kube-proxy's proxier: the service chain always;
+// expectedObjects follows kube-proxy's proxier: the service chain always;
 // the external chain when the port is reachable from outside (node port,
 // external IPs, load balancer IPs); the firewall chain when load balancer
 // IPs have loadBalancerSourceRanges.
-func expectedChains(svc trace.ServiceInfo, sp trace.ServicePort) []wantChain {
-	out := []wantChain{{"service", "ServiceChainMissing", "its service chain", iptables.PrefixService, nftables.PrefixService}}
+func expectedObjects(svc trace.ServiceInfo, sp trace.ServicePort) []wantObject {
+	out := []wantObject{{ruleset.ObjectService, trace.CodeServiceChainMissing, "its service chain"}}
 	vips := 0
 	for _, lb := range svc.LoadBalancerIngress {
 		if lb.IP.IsValid() && lb.IPMode != "Proxy" {
@@ -99,28 +71,12 @@ func expectedChains(svc trace.ServiceInfo, sp trace.ServicePort) []wantChain {
 		}
 	}
 	if sp.NodePort != 0 || len(svc.ExternalIPs) > 0 || vips > 0 {
-		out = append(out, wantChain{"external", "ExternalChainMissing", "it is reachable from outside the cluster", iptables.PrefixExternal, nftables.PrefixExternal})
+		out = append(out, wantObject{ruleset.ObjectExternal, trace.CodeExternalChainMissing, "it is reachable from outside the cluster"})
 	}
 	if vips > 0 && len(svc.LoadBalancerSourceRanges) > 0 {
-		out = append(out, wantChain{"firewall", "FirewallChainMissing", "loadBalancerSourceRanges fence its load balancer IPs", iptables.PrefixFirewall, nftables.PrefixFirewall})
+		out = append(out, wantObject{ruleset.ObjectFirewall, trace.CodeFirewallChainMissing, "loadBalancerSourceRanges fence its load balancer IPs"})
 	}
 	return out
-}
-
-// newIPTablesLayout tells a dump written by kube-proxy ≥1.24 (KUBE-EXT-*
-// chains, KUBE-PROXY-FIREWALL) from one by an older version.
-func newIPTablesLayout(d *iptables.Dump) bool {
-	if d.Chain("filter", "KUBE-PROXY-FIREWALL") != nil {
-		return true
-	}
-	if nat := d.Table("nat"); nat != nil {
-		for _, c := range nat.Chains() {
-			if strings.HasPrefix(c.Name, iptables.PrefixExternal) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func portLabel(sp trace.ServicePort) string {
@@ -163,7 +119,7 @@ func balanceFindings(p *trace.Path) []trace.Finding {
 				for _, e := range inRules {
 					parts = append(parts, fmt.Sprintf("%s:%d %.1f%%", e.IP, e.Port, 100*e.Probability))
 				}
-				out = append(out, trace.Finding{Severity: "warning", Code: "UnevenProbabilities", Node: n.Name,
+				out = append(out, trace.Finding{Severity: trace.SeverityWarning, Code: trace.CodeUnevenProbabilities, Node: n.Name,
 					Message: fmt.Sprintf("node %s spreads %s %s:%d unevenly (%s), where kube-proxy writes 1/%d each", n.Name, ep.Entry.Kind, ep.Entry.Address, ep.Entry.Port, strings.Join(parts, ", "), len(inRules))})
 			}
 		}
@@ -187,6 +143,6 @@ func modeFindings(p *trace.Path) []trace.Finding {
 		parts = append(parts, fmt.Sprintf("%s on %s", mode, strings.Join(nodes, ", ")))
 	}
 	sort.Strings(parts)
-	return []trace.Finding{{Severity: "warning", Code: "ProxyModesDiffer",
+	return []trace.Finding{{Severity: trace.SeverityWarning, Code: trace.CodeProxyModesDiffer,
 		Message: "kube-proxy runs in different modes across nodes (" + strings.Join(parts, "; ") + "): a rollout is half done, or nodes were configured apart"}}
 }

@@ -24,7 +24,7 @@ func securityFindings(p *trace.Path, in Input) []trace.Finding {
 	svc := p.Service
 	name := svc.Namespace + "/" + svc.Name
 	if svc.Type == string(corev1.ServiceTypeLoadBalancer) && len(svc.LoadBalancerSourceRanges) == 0 {
-		out = append(out, trace.Finding{Severity: "warning", Code: "LoadBalancerOpen",
+		out = append(out, trace.Finding{Severity: trace.SeverityWarning, Code: trace.CodeLoadBalancerOpen,
 			Message: fmt.Sprintf("LoadBalancer %s has no loadBalancerSourceRanges: any client that reaches the load balancer reaches the pods unless a cloud firewall says otherwise (some providers ignore the field; check yours)", name)})
 	}
 	if len(svc.LoadBalancerSourceRanges) > 0 {
@@ -33,10 +33,10 @@ func securityFindings(p *trace.Path, in Input) []trace.Finding {
 	if svc.Type == string(corev1.ServiceTypeLoadBalancer) || svc.Type == string(corev1.ServiceTypeNodePort) {
 		switch svc.ExternalTrafficPolicy {
 		case "Local":
-			out = append(out, trace.Finding{Severity: "info", Code: "LocalPolicyTradeoff",
+			out = append(out, trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeLocalPolicyTradeoff,
 				Message: fmt.Sprintf("externalTrafficPolicy Local keeps client source IPs for %s, but a node without an endpoint drops external traffic (the load balancer must use healthCheckNodePort %d) and load follows the endpoints per node, not per pod", name, svc.HealthCheckNodePort)})
 		default:
-			out = append(out, trace.Finding{Severity: "info", Code: "ClientIPHidden",
+			out = append(out, trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeClientIPHidden,
 				Message: fmt.Sprintf("externalTrafficPolicy Cluster: external requests to %s are source-NATed to a node's address, so the pods never see the client's IP (use Local to keep it)", name)})
 		}
 	}
@@ -58,12 +58,12 @@ func unenforcedRanges(p *trace.Path) []trace.Finding {
 	var out []trace.Finding
 	for _, n := range p.Nodes {
 		for _, ep := range n.Paths {
-			if ep.Entry.Kind != "LoadBalancer" || ep.Verdict != trace.VerdictDNAT {
+			if ep.Entry.Kind != trace.EntryLoadBalancer || ep.Verdict != trace.VerdictDNAT {
 				continue
 			}
 			inside := slices.ContainsFunc(ranges, func(pr netip.Prefix) bool { return pr.Contains(ep.Entry.Source) })
 			if !inside {
-				out = append(out, trace.Finding{Severity: "error", Code: "SourceRangesNotEnforced", Node: n.Name,
+				out = append(out, trace.Finding{Severity: trace.SeverityError, Code: trace.CodeSourceRangesNotEnforced, Node: n.Name,
 					Message: fmt.Sprintf("node %s lets client %s, outside loadBalancerSourceRanges %s, reach %s:%d: its rules do not enforce the ranges", n.Name, ep.Entry.Source, strings.Join(p.Service.LoadBalancerSourceRanges, ", "), ep.Entry.Address, ep.Entry.Port)})
 			}
 		}
@@ -82,7 +82,7 @@ func podFindings(p *trace.Path, in Input) []trace.Finding {
 		}
 		seen[key] = true
 		if pod.Spec.HostNetwork {
-			out = append(out, trace.Finding{Severity: "warning", Code: "PodHostNetwork",
+			out = append(out, trace.Finding{Severity: trace.SeverityWarning, Code: trace.CodePodHostNetwork,
 				Message: fmt.Sprintf("pod %s behind %s/%s uses the host network: it shares the node's interfaces and ports, and NetworkPolicies do not apply to it", key, p.Service.Namespace, p.Service.Name)})
 		}
 		for _, c := range pod.Spec.Containers {
@@ -91,7 +91,7 @@ func podFindings(p *trace.Path, in Input) []trace.Finding {
 				continue
 			}
 			if sc.Privileged != nil && *sc.Privileged {
-				out = append(out, trace.Finding{Severity: "warning", Code: "PodPrivileged",
+				out = append(out, trace.Finding{Severity: trace.SeverityWarning, Code: trace.CodePodPrivileged,
 					Message: fmt.Sprintf("container %s of pod %s (behind %s/%s) is privileged: a request that compromises it owns the node", c.Name, key, p.Service.Namespace, p.Service.Name)})
 				continue
 			}
@@ -103,7 +103,7 @@ func podFindings(p *trace.Path, in Input) []trace.Finding {
 					}
 				}
 				if len(risky) > 0 {
-					out = append(out, trace.Finding{Severity: "warning", Code: "PodCapabilities",
+					out = append(out, trace.Finding{Severity: trace.SeverityWarning, Code: trace.CodePodCapabilities,
 						Message: fmt.Sprintf("container %s of pod %s (behind %s/%s) adds %s: drop what the workload does not need", c.Name, key, p.Service.Namespace, p.Service.Name, strings.Join(risky, ", "))})
 				}
 			}
@@ -125,16 +125,15 @@ func localhostNodePorts(p *trace.Path, in Input) []trace.Finding {
 			if n.Err != nil {
 				continue
 			}
-			rs := pickRuleset(n.Rulesets, false)
-			if rs == nil {
+			if n.Dataplane == nil || !n.Dataplane.Covers(false) {
 				continue
 			}
 			lo := netip.MustParseAddr("127.0.0.1")
-			sim, err := rs.Simulate(trace.Packet{Source: lo, Destination: lo, DestinationPort: sp.NodePort, Protocol: sp.Protocol}, ruleset.Options{LocalAddrs: nodeAddrs(n.Node)})
+			sim, err := n.Dataplane.Simulate(trace.Packet{Source: lo, Destination: lo, DestinationPort: sp.NodePort, Protocol: sp.Protocol}, ruleset.Options{LocalAddrs: nodeAddrs(n.Node)})
 			if err != nil || sim.Verdict != trace.VerdictDNAT {
 				continue
 			}
-			out = append(out, trace.Finding{Severity: "info", Code: "NodePortOnLocalhost", Node: n.Node.Name,
+			out = append(out, trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeNodePortOnLocalhost, Node: n.Node.Name,
 				Message: fmt.Sprintf("node %s accepts node port %d on 127.0.0.1 (kube-proxy's iptables mode sets route_localnet): any process on the node reaches the Service that way", n.Node.Name, sp.NodePort)})
 		}
 	}
@@ -171,7 +170,7 @@ func networkPolicyFindings(p *trace.Path, in Input) []trace.Finding {
 	if len(open) == 0 {
 		return nil
 	}
-	return []trace.Finding{{Severity: "warning", Code: "PodsWithoutNetworkPolicy",
+	return []trace.Finding{{Severity: trace.SeverityWarning, Code: trace.CodePodsWithoutNetworkPolicy,
 		Message: fmt.Sprintf("no ingress NetworkPolicy selects %s behind %s/%s, although the cluster uses NetworkPolicies: any pod can connect to them", strings.Join(open, ", "), p.Service.Namespace, p.Service.Name)}}
 }
 

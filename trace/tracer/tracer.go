@@ -60,15 +60,28 @@ type Input struct {
 // Node is one node and its collected dataplane.
 type Node struct {
 	Node *corev1.Node
-	// Rulesets are the node's dumps: one per IP family for iptables
-	// (iptables-save, ip6tables-save), one for nftables.
-	Rulesets  []*ruleset.Ruleset
+	// Dataplane is everything collected from the node, parsed.
+	Dataplane *ruleset.Dataplane
+	// ProxyMode is what kube-proxy itself reported (its /proxyMode); when
+	// empty, the mode whose rules the dataplane holds.
 	ProxyMode string
 	// Warnings are what the collector noticed on the node (rules in more
-	// than one backend, IPVS mode, a dump cut short, ...).
-	Warnings []string
+	// than one backend, IPVS mode, a dump cut short, ...); the dataplane's
+	// own warnings are added to them.
+	Warnings []trace.Warning
 	// Err is set when the node's rules could not be collected.
 	Err error
+}
+
+// proxyMode is the mode kube-proxy reported, else the one its rules show.
+func (n Node) proxyMode() string {
+	switch {
+	case n.ProxyMode != "":
+		return n.ProxyMode
+	case n.Dataplane != nil && n.Dataplane.ProxyMode() != "":
+		return n.Dataplane.ProxyMode()
+	}
+	return trace.ModeUnknown
 }
 
 // Build sends every entry through every node and returns the Path.
@@ -85,16 +98,16 @@ func Build(in Input) (*trace.Path, error) {
 	p := &trace.Path{SchemaVersion: trace.PathSchemaVersion, Service: serviceInfo(in.Service), Nodes: []trace.NodePaths{}, Findings: []trace.Finding{}}
 	p.Endpoints = apiEndpoints(in.Slices, in.Pods)
 	if in.Service.Spec.Type == corev1.ServiceTypeExternalName {
-		p.Findings = append(p.Findings, trace.Finding{Severity: "info", Code: "ExternalName",
+		p.Findings = append(p.Findings, trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeExternalName,
 			Message: fmt.Sprintf("Service %s/%s is an ExternalName Service: DNS answers with a CNAME to %q and no node proxies it", in.Service.Namespace, in.Service.Name, in.Service.Spec.ExternalName)})
 		return p, nil
 	}
 	if p.Service.Headless {
-		p.Findings = append(p.Findings, trace.Finding{Severity: "info", Code: "Headless",
+		p.Findings = append(p.Findings, trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeHeadless,
 			Message: fmt.Sprintf("Service %s/%s is headless (clusterIP: None): clients connect to the pod IPs from DNS directly and kube-proxy writes no rules for it", in.Service.Namespace, in.Service.Name)})
 	}
 	if len(p.Endpoints) == 0 {
-		p.Findings = append(p.Findings, trace.Finding{Severity: "warning", Code: "NoEndpoints",
+		p.Findings = append(p.Findings, trace.Finding{Severity: trace.SeverityWarning, Code: trace.CodeNoEndpoints,
 			Message: fmt.Sprintf("Service %s/%s has no endpoints: no EndpointSlice lists an address (does its selector match any ready pod?)", in.Service.Namespace, in.Service.Name)})
 	}
 	for _, n := range in.Nodes {
@@ -151,7 +164,7 @@ func hoistConventions(p *trace.Path) []trace.Finding {
 	}
 	var out []trace.Finding
 	for _, note := range common {
-		out = append(out, trace.Finding{Severity: "info", Code: "Convention", Message: "every path above: " + note})
+		out = append(out, trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeConvention, Message: "every path above: " + note})
 	}
 	return out
 }
@@ -334,22 +347,22 @@ func entries(svc trace.ServiceInfo, n *corev1.Node, client, clientV6 netip.Addr)
 	for _, sp := range svc.Ports {
 		for _, lb := range svc.LoadBalancerIngress {
 			if lb.IP.IsValid() {
-				out = append(out, trace.Entry{Kind: "LoadBalancer", Address: lb.IP, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(lb.IP), From: FromExternal})
+				out = append(out, trace.Entry{Kind: trace.EntryLoadBalancer, Address: lb.IP, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(lb.IP), From: FromExternal})
 			}
 		}
 		for _, ip := range svc.ExternalIPs {
-			out = append(out, trace.Entry{Kind: "ExternalIP", Address: ip, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(ip), From: FromExternal})
+			out = append(out, trace.Entry{Kind: trace.EntryExternalIP, Address: ip, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(ip), From: FromExternal})
 		}
 		if sp.NodePort != 0 {
 			for _, a := range addrs {
-				out = append(out, trace.Entry{Kind: "NodePort", Address: a, Port: sp.NodePort, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(a), From: FromExternal})
+				out = append(out, trace.Entry{Kind: trace.EntryNodePort, Address: a, Port: sp.NodePort, Protocol: sp.Protocol, ServicePort: sp.Name, Source: clientFor(a), From: FromExternal})
 			}
 		}
 		// The cluster IP from a pod on the node (when its pod CIDR is
 		// known) and from the node itself (host-network pods, kubelet
 		// probes): kube-proxy treats the two differently (masquerade).
 		for _, ip := range svc.ClusterIPs {
-			e := trace.Entry{Kind: "ClusterIP", Address: ip, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name}
+			e := trace.Entry{Kind: trace.EntryClusterIP, Address: ip, Port: sp.Port, Protocol: sp.Protocol, ServicePort: sp.Name}
 			if src := podSource(n, ip.Is6()); src.IsValid() {
 				e.Source, e.From = src, FromPod
 				out = append(out, e)
@@ -367,24 +380,24 @@ func entries(svc trace.ServiceInfo, n *corev1.Node, client, clientV6 netip.Addr)
 }
 
 func buildNode(p *trace.Path, in Input, n Node) trace.NodePaths {
-	np := trace.NodePaths{Name: n.Node.Name, Addresses: nodeAddrs(n.Node), ProxyMode: n.ProxyMode, Paths: []trace.EntryPath{}}
-	if np.ProxyMode == "" {
-		np.ProxyMode = "unknown"
-	}
+	np := trace.NodePaths{Name: n.Node.Name, Addresses: nodeAddrs(n.Node), ProxyMode: n.proxyMode(), Paths: []trace.EntryPath{}}
 	if np.Addresses == nil {
 		np.Addresses = []netip.Addr{}
 	}
+	if n.Err == nil && n.Dataplane == nil {
+		n.Err = fmt.Errorf("no rules were collected from node %s", np.Name)
+	}
 	if n.Err != nil {
 		np.Error = n.Err.Error()
-		p.Findings = append(p.Findings, trace.Finding{Severity: "error", Code: "NodeNotCollected", Node: np.Name,
+		p.Findings = append(p.Findings, trace.Finding{Severity: trace.SeverityError, Code: trace.CodeNodeNotCollected, Node: np.Name,
 			Message: fmt.Sprintf("the rules of node %s could not be read: %v", np.Name, n.Err)})
 		return np
 	}
-	if len(n.Rulesets) > 0 {
-		np.RulesetFormat = n.Rulesets[0].Format
+	if f := n.Dataplane.Formats(); len(f) > 0 {
+		np.RulesetFormat = f[0]
 	}
-	for _, w := range n.Warnings {
-		p.Findings = append(p.Findings, trace.Finding{Severity: "warning", Code: warningCode(w), Node: np.Name, Message: "node " + np.Name + ": " + w})
+	for _, w := range append(slices.Clone(n.Warnings), n.Dataplane.Warnings()...) {
+		p.Findings = append(p.Findings, trace.Finding{Severity: trace.SeverityWarning, Code: w.Code, Node: np.Name, Message: "node " + np.Name + ": " + w.Message})
 	}
 	if p.Service.Headless {
 		return np
@@ -394,21 +407,20 @@ func buildNode(p *trace.Path, in Input, n Node) trace.NodePaths {
 		if len(in.Kinds) > 0 && !slices.Contains(in.Kinds, e.Kind) {
 			continue
 		}
-		if e.Kind == "ClusterIP" && in.PodSource.IsValid() {
+		if e.Kind == trace.EntryClusterIP && in.PodSource.IsValid() {
 			// One request from the given pod: it replaces the pod entry.
 			if e.From != FromPod || in.PodSource.Is6() != e.Address.Is6() {
 				continue
 			}
 			e.Source, e.From = in.PodSource, FromGivenPod
 		}
-		rs := pickRuleset(n.Rulesets, e.Address.Is6())
-		if rs == nil {
+		if !n.Dataplane.Covers(e.Address.Is6()) {
 			np.Paths = append(np.Paths, trace.EntryPath{Entry: e, Verdict: trace.VerdictNone, Chains: []string{}, Endpoints: []trace.PathEndpoint{}, Rules: []trace.RuleRef{},
 				Why: fmt.Sprintf("no %s rules were collected from this node", family(e.Address))})
 			continue
 		}
 		pkt := trace.Packet{Source: e.Source, Destination: e.Address, DestinationPort: e.Port, Protocol: e.Protocol}
-		sim, err := rs.Simulate(pkt, ruleset.Options{LocalAddrs: np.Addresses})
+		sim, err := n.Dataplane.Simulate(pkt, ruleset.Options{LocalAddrs: np.Addresses})
 		if err != nil {
 			np.Paths = append(np.Paths, trace.EntryPath{Entry: e, Verdict: trace.VerdictNone, Chains: []string{}, Endpoints: []trace.PathEndpoint{}, Rules: []trace.RuleRef{},
 				Why: "the packet could not be simulated: " + err.Error()})
@@ -418,7 +430,31 @@ func buildNode(p *trace.Path, in Input, n Node) trace.NodePaths {
 	}
 	p.Findings = append(p.Findings, drift.findings(p)...)
 	explainNodePortMisses(&np)
+	np.ChainInfo = chainInfo(np.Paths, n.Dataplane)
 	return np
+}
+
+// chainInfo describes every chain the node's paths name, as the node's
+// engines classify them, so renderers draw by kind and never parse names.
+func chainInfo(paths []trace.EntryPath, dp *ruleset.Dataplane) map[string]trace.ChainInfo {
+	out := map[string]trace.ChainInfo{}
+	add := func(name string) {
+		if _, seen := out[name]; name != "" && !seen {
+			out[name] = dp.ChainInfo(name)
+		}
+	}
+	for _, ep := range paths {
+		for _, c := range ep.Chains {
+			add(c)
+		}
+		for _, e := range ep.Endpoints {
+			add(e.Chain)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // explainNodePortMisses: when kube-proxy's rules on a node act on other
@@ -434,7 +470,7 @@ func explainNodePortMisses(np *trace.NodePaths) {
 	}
 	for i := range np.Paths {
 		ep := &np.Paths[i]
-		if ep.Entry.Kind == "NodePort" && ep.Verdict == trace.VerdictNone {
+		if ep.Entry.Kind == trace.EntryNodePort && ep.Verdict == trace.VerdictNone {
 			ep.Why = fmt.Sprintf("kube-proxy on this node does not accept node ports on %s (its --nodeport-addresses; nftables mode defaults to the node's primary addresses)", ep.Entry.Address)
 		}
 	}
@@ -448,17 +484,18 @@ type driftLog struct {
 }
 
 type driftItem struct {
-	code, node string
-	endpoint   netip.AddrPort
-	pod        *trace.PodRef
-	entries    []string
+	code     trace.Code
+	node     string
+	endpoint netip.AddrPort
+	pod      *trace.PodRef
+	entries  []string
 }
 
-func (d *driftLog) note(code, node string, ep netip.AddrPort, pod *trace.PodRef, e trace.Entry) {
+func (d *driftLog) note(code trace.Code, node string, ep netip.AddrPort, pod *trace.PodRef, e trace.Entry) {
 	if d.items == nil {
 		d.items = map[string]*driftItem{}
 	}
-	k := code + " " + node + " " + ep.String()
+	k := string(code) + " " + node + " " + ep.String()
 	it := d.items[k]
 	if it == nil {
 		it = &driftItem{code: code, node: node, endpoint: ep, pod: pod}
@@ -475,14 +512,14 @@ func (d *driftLog) findings(p *trace.Path) []trace.Finding {
 	for _, k := range d.order {
 		it := d.items[k]
 		var msg string
-		if it.code == "StaleEndpointInRules" {
+		if it.code == trace.CodeStaleEndpointInRules {
 			msg = fmt.Sprintf("node %s sends traffic to %s, which no EndpointSlice of %s/%s lists (via %s): its kube-proxy has not caught up — is it running and watching the API?",
 				it.node, it.endpoint, p.Service.Namespace, p.Service.Name, strings.Join(it.entries, ", "))
 		} else {
 			msg = fmt.Sprintf("node %s's rules lack endpoint %s%s, which the API lists as ready (for %s): its kube-proxy is behind",
 				it.node, it.endpoint, podSuffix(it.pod), strings.Join(it.entries, ", "))
 		}
-		out = append(out, trace.Finding{Severity: "warning", Code: it.code, Node: it.node, Message: msg})
+		out = append(out, trace.Finding{Severity: trace.SeverityWarning, Code: it.code, Node: it.node, Message: msg})
 	}
 	return out
 }
@@ -492,24 +529,6 @@ func family(a netip.Addr) string {
 		return "IPv6"
 	}
 	return "IPv4"
-}
-
-// pickRuleset returns the dump that holds the family's rules: the one
-// iptables dump of that family, or the nftables ruleset.
-func pickRuleset(rss []*ruleset.Ruleset, v6 bool) *ruleset.Ruleset {
-	fam := "ip"
-	if v6 {
-		fam = "ip6"
-	}
-	for _, rs := range rss {
-		if rs.NFT != nil && (rs.NFT.Table(fam, "kube-proxy") != nil || rs.NFT.Table("inet", "kube-proxy") != nil) {
-			return rs
-		}
-		if rs.IPTables != nil && rs.IPTables.IPv6() == v6 {
-			return rs
-		}
-	}
-	return nil
 }
 
 // entryPath turns the engine's simulation into the Path's view, joined with
@@ -538,7 +557,7 @@ func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trac
 		if a, ok := api[se.AddrPort()]; ok {
 			fillFromAPI(&pe, a, node)
 		} else {
-			d.note("StaleEndpointInRules", node, se.AddrPort(), nil, e)
+			d.note(trace.CodeStaleEndpointInRules, node, se.AddrPort(), nil, e)
 		}
 		seen[se.AddrPort()] = true
 		ep.Endpoints = append(ep.Endpoints, pe)
@@ -546,7 +565,7 @@ func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trac
 	// kube-proxy rejects (or, for a Local policy, drops) only when it has
 	// no endpoint to offer; if the API has ready ones, the node is behind.
 	// (A LoadBalancer drop is the source-range check, which is fine.)
-	refusedWithEndpoints := ep.Verdict == trace.VerdictReject || ep.Verdict == trace.VerdictDrop && e.Kind != "LoadBalancer"
+	refusedWithEndpoints := ep.Verdict == trace.VerdictReject || ep.Verdict == trace.VerdictDrop && e.Kind != trace.EntryLoadBalancer
 	if ep.Verdict == trace.VerdictDNAT || refusedWithEndpoints {
 		for _, a := range expectedEndpoints(p, e, node) {
 			k := netip.AddrPortFrom(a.IP, a.TargetPort)
@@ -556,7 +575,7 @@ func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trac
 			pe := trace.PathEndpoint{IP: a.IP, Port: a.TargetPort}
 			fillFromAPI(&pe, a, node)
 			ep.Endpoints = append(ep.Endpoints, pe)
-			d.note("EndpointMissingFromRules", node, k, a.Pod, e)
+			d.note(trace.CodeEndpointMissingFromRules, node, k, a.Pod, e)
 		}
 	}
 	ep.Why = why(p, e, node, ep)
@@ -585,7 +604,7 @@ func fillFromAPI(pe *trace.PathEndpoint, a trace.APIEndpoint, node string) {
 func expectedEndpoints(p *trace.Path, e trace.Entry, node string) []trace.APIEndpoint {
 	local := false
 	switch e.Kind {
-	case "ClusterIP":
+	case trace.EntryClusterIP:
 		local = p.Service.InternalTrafficPolicy == "Local"
 	default:
 		local = p.Service.ExternalTrafficPolicy == "Local"
@@ -670,10 +689,10 @@ func why(p *trace.Path, e trace.Entry, node string, ep trace.EntryPath) string {
 		}
 		return "rejected by " + ruleName(ep.DecidedBy)
 	case trace.VerdictDrop:
-		if e.Kind != "ClusterIP" && p.Service.ExternalTrafficPolicy == "Local" && len(expectedEndpoints(p, e, node)) == 0 && hasAny {
+		if e.Kind != trace.EntryClusterIP && p.Service.ExternalTrafficPolicy == "Local" && len(expectedEndpoints(p, e, node)) == 0 && hasAny {
 			return "externalTrafficPolicy is Local and no endpoint runs on this node; the load balancer's health check (healthCheckNodePort) should keep traffic away from it"
 		}
-		if e.Kind == "LoadBalancer" && len(p.Service.LoadBalancerSourceRanges) > 0 {
+		if e.Kind == trace.EntryLoadBalancer && len(p.Service.LoadBalancerSourceRanges) > 0 {
 			return fmt.Sprintf("the client %s is outside loadBalancerSourceRanges %s", e.Source, strings.Join(p.Service.LoadBalancerSourceRanges, ", "))
 		}
 		if !hasAny {
@@ -701,7 +720,7 @@ func compareNodes(p *trace.Path) []trace.Finding {
 	for _, n := range p.Nodes {
 		nodePortSeen := map[string]bool{}
 		for _, ep := range n.Paths {
-			if ep.Entry.Kind == "NodePort" {
+			if ep.Entry.Kind == trace.EntryNodePort {
 				// Compare each node's first address only: a node may rightly
 				// refuse node ports on its other addresses.
 				if nodePortSeen[ep.Entry.ServicePort+ep.Entry.Protocol] {
@@ -709,10 +728,10 @@ func compareNodes(p *trace.Path) []trace.Finding {
 				}
 				nodePortSeen[ep.Entry.ServicePort+ep.Entry.Protocol] = true
 			}
-			if ep.Entry.Kind == "NodePort" && p.Service.ExternalTrafficPolicy == "Local" || ep.Entry.Kind == "ClusterIP" && p.Service.InternalTrafficPolicy == "Local" {
+			if ep.Entry.Kind == trace.EntryNodePort && p.Service.ExternalTrafficPolicy == "Local" || ep.Entry.Kind == trace.EntryClusterIP && p.Service.InternalTrafficPolicy == "Local" {
 				continue
 			}
-			if ep.Entry.Kind == "LoadBalancer" || ep.Entry.Kind == "ExternalIP" {
+			if ep.Entry.Kind == trace.EntryLoadBalancer || ep.Entry.Kind == trace.EntryExternalIP {
 				if p.Service.ExternalTrafficPolicy == "Local" {
 					continue
 				}
@@ -723,8 +742,8 @@ func compareNodes(p *trace.Path) []trace.Finding {
 			}
 			sort.Strings(eps)
 			k := key{ep.Entry.Kind + " " + ep.Entry.Address.String() + " from " + ep.Entry.From, ep.Entry.ServicePort}
-			if ep.Entry.Kind == "NodePort" {
-				k = key{"NodePort", ep.Entry.ServicePort}
+			if ep.Entry.Kind == trace.EntryNodePort {
+				k = key{trace.EntryNodePort, ep.Entry.ServicePort}
 			}
 			if sets[k] == nil {
 				sets[k] = map[string][]string{}
@@ -752,23 +771,8 @@ func compareNodes(p *trace.Path) []trace.Finding {
 			parts = append(parts, fmt.Sprintf("%s → %s", strings.Join(nodes, ", "), s))
 		}
 		sort.Strings(parts)
-		out = append(out, trace.Finding{Severity: "warning", Code: "NodesDisagree",
+		out = append(out, trace.Finding{Severity: trace.SeverityWarning, Code: trace.CodeNodesDisagree,
 			Message: fmt.Sprintf("nodes handle %s (port %q) differently: %s", k.kind, k.port, strings.Join(parts, "; "))})
 	}
 	return out
-}
-
-// warningCode names a collector warning for scripts (--fail-on, JSON).
-func warningCode(w string) string {
-	switch {
-	case strings.Contains(w, "more than one backend"):
-		return "RulesInSeveralBackends"
-	case strings.Contains(w, "IPVS"):
-		return "IPVSMode"
-	case strings.Contains(w, "no kube-proxy rules"):
-		return "KubeProxyRulesMissing"
-	case strings.Contains(w, "iptables-legacy tables present"):
-		return "LegacyTablesPresent"
-	}
-	return "CollectorWarning"
 }

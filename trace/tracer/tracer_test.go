@@ -81,18 +81,33 @@ func (s osSource) ReaderAt() (io.ReaderAt, int64, bool) {
 	return s.f, info.Size(), true
 }
 
-func load(t *testing.T, path string) *ruleset.Ruleset {
+// load builds one node's dataplane from saved dumps.
+func load(t *testing.T, paths ...string) *ruleset.Dataplane {
 	t.Helper()
-	f, err := os.Open(path)
+	var in []ruleset.Input
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		in = append(in, ruleset.Input{Name: path, Source: osSource{f}})
+	}
+	dp, err := ruleset.Load(in...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.Close() })
-	rs, err := ruleset.Parse(osSource{f}, "auto")
+	return dp
+}
+
+// loadText builds a dataplane from a dump held in a string.
+func loadText(t *testing.T, dump string) *ruleset.Dataplane {
+	t.Helper()
+	dp, err := ruleset.Load(ruleset.Input{Source: bytesSource(dump)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rs
+	return dp
 }
 
 const (
@@ -127,7 +142,7 @@ func TestBuildAgainstRealRules(t *testing.T) {
 	for _, dump := range []string{iptablesLB, nftLB} {
 		t.Run(dump, func(t *testing.T) {
 			in := Input{Service: lbService(), Slices: slice("10.180.0.1"),
-				Nodes: []Node{{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, dump)}, ProxyMode: "iptables"}}}
+				Nodes: []Node{{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Dataplane: load(t, dump), ProxyMode: "iptables"}}}
 			p, err := Build(in)
 			if err != nil {
 				t.Fatal(err)
@@ -202,7 +217,7 @@ func TestBuildAgainstRealRules(t *testing.T) {
 // one the API no longer has.
 func TestDrift(t *testing.T) {
 	in := Input{Service: lbService(), Slices: slice("10.180.0.9"),
-		Nodes: []Node{{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB)}}}}
+		Nodes: []Node{{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Dataplane: load(t, iptablesLB)}}}
 	p, err := Build(in)
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +237,7 @@ func TestDrift(t *testing.T) {
 	}
 	codes := map[string]int{}
 	for _, f := range p.Findings {
-		codes[f.Code]++
+		codes[string(f.Code)]++
 		if f.Severity == "info" {
 			continue
 		}
@@ -240,8 +255,8 @@ func TestDrift(t *testing.T) {
 func TestNodesDisagreeAndErrors(t *testing.T) {
 	other := "../../testdata/iptables/kube-proxy/v1.37.2/TestNoEndpointsReject/iptables-nft.save"
 	in := Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{
-		{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB)}},
-		{Node: node("node-b", "192.168.0.2", "10.0.1.0/24"), Rulesets: []*ruleset.Ruleset{load(t, other)}},
+		{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Dataplane: load(t, iptablesLB)},
+		{Node: node("node-b", "192.168.0.2", "10.0.1.0/24"), Dataplane: load(t, other)},
 		{Node: node("node-c", "192.168.0.4", "10.0.2.0/24"), Err: os.ErrDeadlineExceeded},
 	}}
 	p, err := Build(in)
@@ -268,7 +283,7 @@ func TestExternalNameAndHeadless(t *testing.T) {
 		t.Errorf("ExternalName: %+v %v", p, err)
 	}
 	svc = &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "h"}, Spec: corev1.ServiceSpec{ClusterIP: "None", Ports: []corev1.ServicePort{{Port: 80}}}}
-	p, _ = Build(Input{Service: svc, Nodes: []Node{{Node: node("n", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB)}}}})
+	p, _ = Build(Input{Service: svc, Nodes: []Node{{Node: node("n", "192.168.0.2", "10.0.0.0/24"), Dataplane: load(t, iptablesLB)}}})
 	if !p.Service.Headless || len(p.Nodes[0].Paths) != 0 {
 		t.Errorf("headless: %+v", p)
 	}
@@ -277,7 +292,7 @@ func TestExternalNameAndHeadless(t *testing.T) {
 func findingCodes(p *trace.Path) map[string]int {
 	codes := map[string]int{}
 	for _, f := range p.Findings {
-		codes[f.Code]++
+		codes[string(f.Code)]++
 	}
 	return codes
 }
@@ -286,10 +301,10 @@ func findingCodes(p *trace.Path) map[string]int {
 // Service that does things right.
 func TestSecurityFindings(t *testing.T) {
 	nodeA := node("node-a", "192.168.0.2", "10.0.0.0/24")
-	rules := []*ruleset.Ruleset{load(t, iptablesLB)}
+	rules := load(t, iptablesLB)
 
 	// kube-proxy's TestLoadBalancer Service: ranges set and enforced.
-	p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{Node: nodeA, Rulesets: rules}}})
+	p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{Node: nodeA, Dataplane: rules}}})
 	codes := findingCodes(p)
 	if codes["LoadBalancerOpen"]+codes["SourceRangesNotEnforced"]+codes["PodHostNetwork"] != 0 || codes["ClientIPHidden"] != 1 || codes["NodePortOnLocalhost"] != 1 {
 		t.Errorf("healthy LB: %v", codes)
@@ -299,7 +314,7 @@ func TestSecurityFindings(t *testing.T) {
 	// Service without ranges: open, and unenforced where rules let it in.
 	open := lbService()
 	open.Spec.LoadBalancerSourceRanges = nil
-	p, _ = Build(Input{Service: open, Slices: slice("10.180.0.1"), Nodes: []Node{{Node: nodeA, Rulesets: rules}}})
+	p, _ = Build(Input{Service: open, Slices: slice("10.180.0.1"), Nodes: []Node{{Node: nodeA, Dataplane: rules}}})
 	if findingCodes(p)["LoadBalancerOpen"] != 1 {
 		t.Errorf("no source ranges: %v", findingCodes(p))
 	}
@@ -307,7 +322,7 @@ func TestSecurityFindings(t *testing.T) {
 	narrow := lbService()
 	narrow.Spec.LoadBalancerSourceRanges = []string{"198.51.100.0/24"}
 	narrow.Status.LoadBalancer.Ingress = narrow.Status.LoadBalancer.Ingress[:1]
-	p, _ = Build(Input{Service: narrow, Slices: slice("10.180.0.1", "10.180.2.1"), Nodes: []Node{{Node: nodeA, Rulesets: []*ruleset.Ruleset{load(t, local)}}}})
+	p, _ = Build(Input{Service: narrow, Slices: slice("10.180.0.1", "10.180.2.1"), Nodes: []Node{{Node: nodeA, Dataplane: load(t, local)}}})
 	if findingCodes(p)["SourceRangesNotEnforced"] != 1 {
 		t.Errorf("rules without a firewall chain for a Service with ranges: %v", findingCodes(p))
 	}
@@ -318,7 +333,7 @@ func TestSecurityFindings(t *testing.T) {
 			SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}}}}}},
 		"ns1/web-b": {Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}}},
 	}
-	p, _ = Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Pods: pods, Nodes: []Node{{Node: nodeA, Rulesets: rules}}})
+	p, _ = Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Pods: pods, Nodes: []Node{{Node: nodeA, Dataplane: rules}}})
 	codes = findingCodes(p)
 	if codes["PodHostNetwork"] != 1 || codes["PodCapabilities"] != 1 || codes["PodPrivileged"] != 1 {
 		t.Errorf("risky pods: %v", codes)
@@ -341,8 +356,8 @@ func TestDriftByChainsModesAndBalance(t *testing.T) {
 	healthy := load(t, iptablesLB)
 	noChain := load(t, "../../testdata/iptables/kube-proxy/v1.37.2/TestNoEndpointsReject/iptables-nft.save")
 	p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{
-		{Node: nodeA, Rulesets: []*ruleset.Ruleset{healthy}, ProxyMode: "iptables"},
-		{Node: nodeB, Rulesets: []*ruleset.Ruleset{noChain}, ProxyMode: "nftables"},
+		{Node: nodeA, Dataplane: healthy, ProxyMode: "iptables"},
+		{Node: nodeB, Dataplane: noChain, ProxyMode: "nftables"},
 	}})
 	var missing, modes int
 	for _, f := range p.Findings {
@@ -375,19 +390,16 @@ func TestDriftByChainsModesAndBalance(t *testing.T) {
 -A KUBE-SEP-B -p tcp -m tcp -j DNAT --to-destination 10.180.0.2:80
 COMMIT
 `
-	rs, err := ruleset.Parse(bytesSource(uneven), "auto")
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := loadText(t, uneven)
 	svc := lbService()
 	svc.Spec.Type, svc.Status.LoadBalancer.Ingress, svc.Spec.LoadBalancerSourceRanges = corev1.ServiceTypeClusterIP, nil, nil
 	svc.Spec.Ports[0].NodePort = 0
-	p, _ = Build(Input{Service: svc, Slices: slice("10.180.0.1", "10.180.0.2"), Nodes: []Node{{Node: nodeA, Rulesets: []*ruleset.Ruleset{rs}}}})
+	p, _ = Build(Input{Service: svc, Slices: slice("10.180.0.1", "10.180.0.2"), Nodes: []Node{{Node: nodeA, Dataplane: rs}}})
 	if c := findingCodes(p); c["UnevenProbabilities"] != 1 || c["ServiceChainMissing"] != 0 {
 		t.Errorf("uneven weights: %v", c)
 	}
 	// And the even kube-proxy rules do not trigger it.
-	p, _ = Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{Node: nodeA, Rulesets: []*ruleset.Ruleset{healthy}}}})
+	p, _ = Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{Node: nodeA, Dataplane: healthy}}})
 	if c := findingCodes(p); c["UnevenProbabilities"]+c["ServiceChainMissing"]+c["ProxyModesDiffer"] != 0 {
 		t.Errorf("healthy: %v", c)
 	}
@@ -408,10 +420,7 @@ func TestTopologyHints(t *testing.T) {
 -A KUBE-SEP-A -p tcp -m tcp -j DNAT --to-destination 10.180.0.1:80
 COMMIT
 `
-	rs, err := ruleset.Parse(bytesSource(one), "auto")
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := loadText(t, one)
 	svc := lbService()
 	svc.Spec.Type, svc.Status.LoadBalancer.Ingress, svc.Spec.LoadBalancerSourceRanges = corev1.ServiceTypeClusterIP, nil, nil
 	svc.Spec.Ports[0].NodePort = 0
@@ -423,7 +432,7 @@ COMMIT
 			slices[0].Endpoints[0].Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-a"}}}
 			slices[0].Endpoints[1].Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-b"}}}
 		}
-		p, _ := Build(Input{Service: svc, Slices: slices, Nodes: []Node{{Node: n, Rulesets: []*ruleset.Ruleset{rs}}}})
+		p, _ := Build(Input{Service: svc, Slices: slices, Nodes: []Node{{Node: n, Dataplane: rs}}})
 		if got := findingCodes(p)["EndpointMissingFromRules"]; (got == 0) != hinted {
 			t.Errorf("hinted=%v: findings %v", hinted, findingCodes(p))
 		}
@@ -432,8 +441,8 @@ COMMIT
 
 func TestCollectorWarningsBecomeFindings(t *testing.T) {
 	p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{
-		Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB)},
-		Warnings: []string{"kube-proxy rules exist in more than one backend (iptables-nft, iptables-legacy); iptables-nft is used", "Warning: iptables-legacy tables present, use iptables-legacy-save to see them"},
+		Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Dataplane: load(t, "../../testdata/iptables/variants/legacy-warning.save"),
+		Warnings: []trace.Warning{{Code: trace.CodeRulesInSeveralBackends, Message: "kube-proxy rules exist in more than one backend (iptables-nft, iptables-legacy); iptables-nft is used"}},
 	}}})
 	c := findingCodes(p)
 	if c["RulesInSeveralBackends"] != 1 || c["LegacyTablesPresent"] != 1 {
@@ -451,7 +460,7 @@ func TestNetworkPolicyFindings(t *testing.T) {
 	egressOnly := networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "egress"},
 		Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}}}
 	base := Input{Service: lbService(), Slices: slice("10.180.0.1"), Pods: pods,
-		Nodes: []Node{{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB)}}}}
+		Nodes: []Node{{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Dataplane: load(t, iptablesLB)}}}
 	for _, tc := range []struct {
 		inUse    bool
 		policies []networkingv1.NetworkPolicy
@@ -479,16 +488,17 @@ func TestNetworkPolicyFindings(t *testing.T) {
 // TestChainCheckPerFamily: a node's ip6tables dump rightly lacks an IPv4
 // Service's chains (found by the e2e suite through real debug pods).
 func TestChainCheckPerFamily(t *testing.T) {
-	v6 := load(t, "../../testdata/iptables/kube-proxy/v1.37.2/TestNodePorts_ipv6__localhost-nodeports_enabled/iptables-nft.save")
+	const v6dump = "../../testdata/iptables/kube-proxy/v1.37.2/TestNodePorts_ipv6__localhost-nodeports_enabled/iptables-nft.save"
+	v6 := load(t, v6dump)
 	p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{
-		Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, iptablesLB), v6},
+		Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Dataplane: load(t, iptablesLB, v6dump),
 	}}})
 	if c := findingCodes(p); c["ServiceChainMissing"] != 0 {
 		t.Errorf("IPv4 Service with an extra IPv6 dump: %v", c)
 	}
 	// Only the IPv6 dump: the IPv4 chain cannot be checked, nothing is claimed.
 	p, _ = Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{
-		Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{v6},
+		Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Dataplane: v6,
 	}}})
 	if c := findingCodes(p); c["ServiceChainMissing"] != 0 {
 		t.Errorf("IPv4 Service with only an IPv6 dump: %v", c)
@@ -504,7 +514,7 @@ func TestExternalAndFirewallChains(t *testing.T) {
 		"../../testdata/nftables/kube-proxy/v1.37.2/TestNodePorts_ipv4/ruleset.nft",
 	} {
 		p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{
-			Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{load(t, dump)},
+			Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Dataplane: load(t, dump),
 		}}})
 		c := findingCodes(p)
 		if c["FirewallChainMissing"] != 1 || c["ExternalChainMissing"] != 0 || c["ServiceChainMissing"] != 0 {
@@ -514,7 +524,7 @@ func TestExternalAndFirewallChains(t *testing.T) {
 	// kube-proxy 1.22 always used KUBE-FW/KUBE-XLB: no KUBE-EXT is expected.
 	old := load(t, "../../testdata/iptables/kube-proxy/v1.22.17/TestKPFixtures122/iptables-nft.save")
 	p, _ := Build(Input{Service: lbService(), Slices: slice("10.180.0.1"), Nodes: []Node{{
-		Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Rulesets: []*ruleset.Ruleset{old},
+		Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Dataplane: old,
 	}}})
 	if c := findingCodes(p); c["ExternalChainMissing"]+c["FirewallChainMissing"] != 0 {
 		t.Errorf("1.22 layout: %v", c)

@@ -1,0 +1,282 @@
+// Package run is the trace runner: a Config in, a Path out. It decides
+// which nodes to look at, reads the API (or saved objects), collects each
+// node's dataplane live or from saved dumps, and hands it all to the tracer.
+// It knows no cobra and prints nothing but progress; cmd/cli fills the
+// Config from flags and picks the renderer.
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
+	"github.com/trace-svc/kubectl-trace-svc/trace/tracer"
+)
+
+// Collectors are the ways a live node's rules are read (--collector).
+const (
+	CollectorDebugPod  = "debugpod"
+	CollectorKubeProxy = "kube-proxy"
+)
+
+// Collectors lists the --collector choices.
+var Collectors = []string{CollectorDebugPod, CollectorKubeProxy}
+
+// Config is one trace, as the user asked for it.
+type Config struct {
+	Namespace, Service string
+
+	// The API: a client, or the objects saved with kubectl get -o yaml
+	// (Objects wins when set).
+	Client     kubernetes.Interface
+	RESTConfig *rest.Config
+	Objects    []runtime.Object
+
+	// Nodes: the --node ones (sorted on use), or every candidate with
+	// AllNodes, else at most NodeCap of them (DefaultNodeCap when 0).
+	Nodes    []string
+	AllNodes bool
+	NodeCap  int
+
+	// Dumps are saved dumps per node (--dump NODE=FILE); those nodes are
+	// not collected. Stdin serves a dump named "-".
+	Dumps map[string][]string
+	Stdin io.Reader
+
+	// From is one request (--from); zero means every way in.
+	From From
+	// ClientIP is the external client (--source-ip); invalid means the
+	// tracer's default.
+	ClientIP netip.Addr
+
+	// Collector is CollectorDebugPod or CollectorKubeProxy; DebugPod
+	// configures the debug pods (namespace, image, pull secrets, executor),
+	// Parallel bounds how many nodes are collected at once.
+	Collector string
+	DebugPod  debugpod.Options
+	Parallel  int
+	// SaveDumps, when set, keeps what was collected in that directory.
+	SaveDumps string
+
+	// Progress gets a line per collection step (may be nil); Notice a
+	// line for the user about the trace's scope (may be nil).
+	Progress func(string)
+	Notice   func(string)
+
+	// CollectLive replaces live collection (tests).
+	CollectLive func(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult
+}
+
+// ErrInterrupted is returned when the context was cancelled (Ctrl-C).
+var ErrInterrupted = errors.New("interrupted: collection stopped and its debug pods were deleted; nothing was traced")
+
+// Trace runs one trace.
+func Trace(ctx context.Context, cfg Config) (*trace.Path, error) {
+	notice := cfg.Notice
+	if notice == nil {
+		notice = func(string) {}
+	}
+	facts, err := cfg.facts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in := tracer.Input{Service: facts.Service, Slices: facts.EndpointSlices, Pods: facts.Pods, Client: cfg.ClientIP,
+		NetworkPolicies: facts.NetworkPolicies, NetworkPoliciesInUse: facts.NetworkPoliciesInUse}
+	if cfg.From.Kind != "" {
+		in.Kinds = []string{cfg.From.Kind}
+	}
+	wanted := cfg.Nodes
+	if cfg.From.Pod.Name != "" {
+		pod, err := cfg.getPod(ctx, cfg.From.Pod.Namespace, cfg.From.Pod.Name)
+		if err != nil {
+			return nil, fmt.Errorf("--from %s: %w", cfg.From, err)
+		}
+		a, err := netip.ParseAddr(pod.Status.PodIP)
+		if err != nil || pod.Spec.NodeName == "" {
+			return nil, fmt.Errorf("--from %s: the pod has no IP or node yet (is it running?)", cfg.From)
+		}
+		in.PodSource = a
+		if len(wanted) == 0 {
+			wanted = []string{pod.Spec.NodeName} // the request leaves from the pod's node
+		}
+	}
+	pick, err := PickNodes(facts, NodeChoice{Named: wanted, Dumped: mapsKeys(cfg.Dumps), All: cfg.AllNodes, Cap: cfg.NodeCap})
+	if err != nil {
+		return nil, err
+	}
+	if pick.Capped > 0 {
+		notice(fmt.Sprintf("tracing through %d of %d nodes (pass --all-nodes or --node NAME for others)", len(pick.Nodes), len(pick.Nodes)+pick.Capped))
+	}
+
+	var live []string
+	for _, n := range pick.Nodes {
+		if len(cfg.Dumps[n.Name]) == 0 {
+			live = append(live, n.Name)
+		}
+	}
+	collected := map[string]debugpod.NodeResult{}
+	if len(live) > 0 {
+		collect := cfg.CollectLive
+		if collect == nil {
+			collect = cfg.collectLive
+		}
+		for _, r := range collect(ctx, facts, live) {
+			collected[r.Node] = r
+			if cfg.SaveDumps != "" && r.Result != nil {
+				if err := r.Result.Save(cfg.SaveDumps); err != nil {
+					return nil, fmt.Errorf("--save-dumps: %w", err)
+				}
+			}
+		}
+	}
+	var opened []*file.Dump
+	defer func() {
+		for _, d := range opened {
+			_ = d.Close()
+		}
+	}()
+	for _, n := range pick.Nodes {
+		if r, ok := collected[n.Name]; ok {
+			in.Nodes = append(in.Nodes, liveNode(n, r))
+			continue
+		}
+		tn, files := savedNode(n, cfg.Dumps[n.Name], cfg.Stdin)
+		opened = append(opened, files...)
+		in.Nodes = append(in.Nodes, tn)
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// Ctrl-C: the collectors have deleted their debug pods; a partial
+		// result would read as a finished trace, so there is none.
+		return nil, ErrInterrupted
+	}
+	return tracer.Build(in)
+}
+
+func (cfg Config) facts(ctx context.Context) (*cluster.Facts, error) {
+	if cfg.Objects != nil {
+		return cluster.FactsFromObjects(cfg.Objects, cfg.Namespace, cfg.Service)
+	}
+	if cfg.Client == nil {
+		return nil, errors.New("no API server and no saved objects to read the Service from (pass --objects FILE to trace offline)")
+	}
+	return cluster.Collect(ctx, cfg.Client, cfg.Namespace, cfg.Service)
+}
+
+// getPod reads a pod from the API, or from the saved objects offline.
+func (cfg Config) getPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	if cfg.Objects == nil {
+		return cfg.Client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	}
+	for _, obj := range cfg.Objects {
+		if p, ok := obj.(*corev1.Pod); ok && p.Namespace == namespace && p.Name == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("pod %s/%s is not in the saved objects", namespace, name)
+}
+
+// savedNode reads a node's saved dumps into its dataplane. The files stay
+// open until the Path is built: the iptables engine reads rule text back on
+// demand.
+func savedNode(n *corev1.Node, paths []string, stdin io.Reader) (tracer.Node, []*file.Dump) {
+	tn := tracer.Node{Node: n}
+	var inputs []ruleset.Input
+	var opened []*file.Dump
+	for _, path := range paths {
+		d, err := file.Open(path, stdin)
+		if err != nil {
+			tn.Err = err
+			return tn, opened
+		}
+		opened = append(opened, d)
+		inputs = append(inputs, ruleset.Input{Name: d.Name, Source: d})
+	}
+	tn.Dataplane, tn.Err = ruleset.Load(inputs...)
+	return tn, opened
+}
+
+// liveNode turns what a collector returned into the node's dataplane: the
+// dumps of the backend that holds kube-proxy's rules, and what kube-proxy
+// said its mode is.
+func liveNode(n *corev1.Node, r debugpod.NodeResult) tracer.Node {
+	tn := tracer.Node{Node: n}
+	if r.Err != nil {
+		tn.Err = r.Err
+		return tn
+	}
+	tn.Warnings = r.Result.Warnings
+	tn.ProxyMode = r.Result.ProxyMode
+	var inputs []ruleset.Input
+	for _, name := range r.Result.Chosen {
+		if d, ok := r.Result.Dump(name); ok {
+			inputs = append(inputs, ruleset.Input{Name: name + " output", Source: d})
+		}
+	}
+	if len(inputs) == 0 {
+		tn.Err = fmt.Errorf("no kube-proxy rules were found on node %s (in iptables-nft, iptables-legacy or nftables): kube-proxy may not run there, or a replacement such as an eBPF dataplane handles Services", n.Name)
+		return tn
+	}
+	tn.Dataplane, tn.Err = ruleset.Load(inputs...)
+	if tn.Err != nil {
+		tn.Err = fmt.Errorf("node %s: %w", n.Name, tn.Err)
+	}
+	return tn
+}
+
+// From is one concrete request (--from): an entry kind, or a ClusterIP
+// request from a pod (on its node).
+type From struct {
+	Kind string
+	Pod  struct{ Namespace, Name string }
+}
+
+func (f From) String() string {
+	if f.Pod.Name != "" {
+		return "pod/" + f.Pod.Namespace + "/" + f.Pod.Name
+	}
+	for k, v := range fromKinds {
+		if v == f.Kind {
+			return k
+		}
+	}
+	return ""
+}
+
+// fromKinds maps --from to entry kinds.
+var fromKinds = map[string]string{"lb": trace.EntryLoadBalancer, "nodeport": trace.EntryNodePort, "clusterip": trace.EntryClusterIP, "external-ip": trace.EntryExternalIP}
+
+// ParseFrom reads --from: lb, nodeport, clusterip, external-ip, or
+// pod/NAMESPACE/NAME.
+func ParseFrom(s string) (From, error) {
+	var f From
+	if s == "" {
+		return f, nil
+	}
+	if k, ok := fromKinds[s]; ok {
+		f.Kind = k
+		return f, nil
+	}
+	if rest, ok := strings.CutPrefix(s, "pod/"); ok {
+		ns, name, ok := strings.Cut(rest, "/")
+		if ok && ns != "" && name != "" && !strings.Contains(name, "/") {
+			f.Kind = trace.EntryClusterIP
+			f.Pod.Namespace, f.Pod.Name = ns, name
+			return f, nil
+		}
+	}
+	return f, fmt.Errorf("--from %q is not one of lb, nodeport, clusterip, external-ip, pod/NAMESPACE/NAME", s)
+}

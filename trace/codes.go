@@ -1,0 +1,145 @@
+package trace
+
+// Severity orders findings: info < warning < error. --fail-on and every
+// renderer compare severities through Rank, so the order is written once.
+type Severity string
+
+const (
+	SeverityInfo    Severity = "info"
+	SeverityWarning Severity = "warning"
+	SeverityError   Severity = "error"
+)
+
+// Severities lists every severity from least to most severe.
+var Severities = []Severity{SeverityInfo, SeverityWarning, SeverityError}
+
+// Rank is the severity's place in Severities (0 for info); an unknown
+// severity ranks below info.
+func (s Severity) Rank() int {
+	for i, v := range Severities {
+		if v == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// AtLeast tells whether s is as severe as other or more.
+func (s Severity) AtLeast(other Severity) bool { return s.Rank() >= other.Rank() }
+
+// ParseSeverity reads a severity name; ok is false for anything else.
+func ParseSeverity(s string) (Severity, bool) {
+	for _, v := range Severities {
+		if string(v) == s {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// Code names a finding or warning for scripts: --fail-on, JSON readers,
+// alerting. Codes are public and stable; a message's wording is not. Every
+// code is listed in docs/path-schema.md.
+type Code string
+
+// Findings about the Service and its endpoints.
+const (
+	CodeNoEndpoints  Code = "NoEndpoints"
+	CodeExternalName Code = "ExternalName"
+	CodeHeadless     Code = "Headless"
+)
+
+// Findings about a node's dataplane against the API (drift).
+const (
+	CodeNodeNotCollected         Code = "NodeNotCollected"
+	CodeStaleEndpointInRules     Code = "StaleEndpointInRules"
+	CodeEndpointMissingFromRules Code = "EndpointMissingFromRules"
+	CodeServiceChainMissing      Code = "ServiceChainMissing"
+	CodeExternalChainMissing     Code = "ExternalChainMissing"
+	CodeFirewallChainMissing     Code = "FirewallChainMissing"
+	CodeUnevenProbabilities      Code = "UnevenProbabilities"
+	CodeNodesDisagree            Code = "NodesDisagree"
+	CodeProxyModesDiffer         Code = "ProxyModesDiffer"
+)
+
+// Security findings.
+const (
+	CodeLoadBalancerOpen         Code = "LoadBalancerOpen"
+	CodeSourceRangesNotEnforced  Code = "SourceRangesNotEnforced"
+	CodeLocalPolicyTradeoff      Code = "LocalPolicyTradeoff"
+	CodeClientIPHidden           Code = "ClientIPHidden"
+	CodePodHostNetwork           Code = "PodHostNetwork"
+	CodePodPrivileged            Code = "PodPrivileged"
+	CodePodCapabilities          Code = "PodCapabilities"
+	CodePodsWithoutNetworkPolicy Code = "PodsWithoutNetworkPolicy"
+	CodeNodePortOnLocalhost      Code = "NodePortOnLocalhost"
+)
+
+// Warnings from the collectors and parsers about a node's dumps; a finding
+// carries the warning's code unchanged.
+const (
+	// CodeRulesInSeveralBackends: kube-proxy's rules exist in more than
+	// one backend (iptables-nft, iptables-legacy, nftables).
+	CodeRulesInSeveralBackends Code = "RulesInSeveralBackends"
+	// CodeLegacyTablesPresent: iptables-nft-save said iptables-legacy
+	// tables exist too.
+	CodeLegacyTablesPresent Code = "LegacyTablesPresent"
+	// CodeIPVSMode: kube-proxy runs in IPVS mode.
+	CodeIPVSMode Code = "IPVSMode"
+	// CodeKubeProxyRulesMissing: no backend holds kube-proxy's rules.
+	CodeKubeProxyRulesMissing Code = "KubeProxyRulesMissing"
+	// CodeProxyModeMismatch: kube-proxy's /proxyMode disagrees with the
+	// rules found.
+	CodeProxyModeMismatch Code = "ProxyModeMismatch"
+	// CodeDumpIncomplete: a command's output or the whole collection was
+	// cut short.
+	CodeDumpIncomplete Code = "DumpIncomplete"
+	// CodeDumpCommandFailed: a dump command exited non-zero.
+	CodeDumpCommandFailed Code = "DumpCommandFailed"
+	// CodeObjectSkipped: a parser met something it does not model and
+	// skipped it.
+	CodeObjectSkipped Code = "ObjectSkipped"
+	// CodeToolWarning: a dump tool printed a warning in its output.
+	CodeToolWarning Code = "ToolWarning"
+	// CodeDumpIrregular: a dump deviates from what its tool writes; it
+	// was read anyway (for example rules for an undeclared chain).
+	CodeDumpIrregular Code = "DumpIrregular"
+	// CodeDebugPodNotDeleted: the debug pod could not be deleted.
+	CodeDebugPodNotDeleted Code = "DebugPodNotDeleted"
+	// CodeCollectorWarning: anything else a collector noticed.
+	CodeCollectorWarning Code = "CollectorWarning"
+)
+
+// CodeConvention: an assumption every path shares, said once.
+const CodeConvention Code = "Convention"
+
+// Warning is something a parser or collector noticed about a node's dumps,
+// with a stable code; the tracer turns each into a finding.
+type Warning struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+	// Source names the dump the warning is about, when there is one.
+	Source string `json:"source,omitempty"`
+}
+
+func (w Warning) String() string { return w.Message }
+
+// Entry kinds: the ways a request reaches a Service.
+const (
+	EntryLoadBalancer = "LoadBalancer"
+	EntryExternalIP   = "ExternalIP"
+	EntryNodePort     = "NodePort"
+	EntryClusterIP    = "ClusterIP"
+)
+
+// EntryKinds lists the entry kinds in the order outputs show them: from
+// outside the cluster inwards.
+var EntryKinds = []string{EntryLoadBalancer, EntryExternalIP, EntryNodePort, EntryClusterIP}
+
+// Proxy modes of a node (NodePaths.ProxyMode).
+const (
+	ModeIPTables = "iptables"
+	ModeNFTables = "nftables"
+	ModeIPVS     = "ipvs"
+	ModeUnknown  = "unknown"
+)

@@ -1,0 +1,50 @@
+package ruleset
+
+import "github.com/trace-svc/kubectl-trace-svc/trace"
+
+// Engine evaluates one kind of dataplane over the sources it was built from.
+// Each engine lives in its own package (trace/iptables, trace/nftables, …);
+// an adapter in this package makes it an Engine.
+type Engine interface {
+	// Name names the engine: iptables, nftables.
+	Name() string
+	// Mode is the kube-proxy mode whose rules the sources hold, "" when
+	// they hold none of kube-proxy's.
+	Mode() string
+	// Covers tells whether the engine has rules for the IP family.
+	Covers(v6 bool) bool
+	// Simulate walks the first packet of a new connection through the
+	// rules.
+	Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error)
+	// Programmed tells whether kube-proxy's object of kind (a chain, a map
+	// element) exists for the Service port in the family.
+	Programmed(kind ObjectKind, svc trace.ServiceInfo, sp trace.ServicePort, v6 bool) Check
+	// ChainInfo classifies a chain name this engine reports; ok is false
+	// for names it does not know.
+	ChainInfo(name string) (info trace.ChainInfo, ok bool)
+}
+
+// ObjectKind is one of the objects kube-proxy writes per Service port,
+// whatever its mode calls them.
+type ObjectKind string
+
+const (
+	// ObjectService chooses an endpoint: KUBE-SVC-*, service-*.
+	ObjectService ObjectKind = "service"
+	// ObjectExternal takes traffic from outside the cluster: KUBE-EXT-*,
+	// external-*.
+	ObjectExternal ObjectKind = "external"
+	// ObjectFirewall enforces loadBalancerSourceRanges: KUBE-FW-*,
+	// firewall-*.
+	ObjectFirewall ObjectKind = "firewall"
+)
+
+// Check is an engine's answer about one object.
+type Check struct {
+	// Applicable is false when the engine cannot tell: no rules of the
+	// family, or a kube-proxy version that never writes such an object.
+	Applicable bool
+	// Name is the object looked for (a chain name, a map key).
+	Name  string
+	Found bool
+}

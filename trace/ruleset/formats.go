@@ -1,0 +1,112 @@
+package ruleset
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
+	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
+)
+
+// Formats lists what Load accepts; "auto" detects the format.
+var Formats = []string{"auto", trace.FormatIPTables, trace.FormatNFT, trace.FormatNFTJSON}
+
+// parsedSource is one source read by its engine's parser.
+type parsedSource struct {
+	format   string
+	value    any // *iptables.Dump, *nftables.Ruleset
+	warnings []trace.Warning
+}
+
+// parse detects the input's format (unless forced) and reads it.
+func parse(in Input) (parsedSource, error) {
+	format := in.Format
+	if format == "" || format == "auto" {
+		head, err := in.Source.Head()
+		if err != nil {
+			return parsedSource{}, err
+		}
+		switch format = trace.DetectRulesetFormat(head); format {
+		case "":
+			if len(head) == 0 {
+				return parsedSource{}, errors.New("the file is empty; save the rules with iptables-save or nft list ruleset")
+			}
+			return parsedSource{}, errors.New("this is neither iptables-save nor nft list ruleset output (pass --format if it is one of them)")
+		case trace.FormatNFTScript:
+			return parsedSource{}, errors.New("this is an nft script (add/flush commands), not nft list ruleset output; load it with nft -f in a scratch network namespace and pass what nft list ruleset prints")
+		}
+	}
+	ps := parsedSource{format: format}
+	src := in.Source
+	switch format {
+	case trace.FormatIPTables:
+		var d *iptables.Dump
+		var err error
+		if ra, size, ok := src.ReaderAt(); ok {
+			// In place: rule text is read back on demand, so memory stays
+			// well below the dump's size.
+			d, err = iptables.ParseReaderAt(ra, size)
+		} else {
+			d, err = iptables.Parse(src.Reader())
+		}
+		if err != nil {
+			return ps, err
+		}
+		ps.value, ps.warnings = d, d.Warnings
+	case trace.FormatNFT, trace.FormatNFTJSON:
+		rs, err := parseNFT(src, format)
+		if err != nil {
+			return ps, err
+		}
+		ps.value = rs
+		for _, t := range rs.Tables {
+			for _, sk := range t.Skipped {
+				ps.warnings = append(ps.warnings, trace.Warning{Code: trace.CodeObjectSkipped,
+					Message: fmt.Sprintf("table %s %s: %s is not modelled and was skipped", t.Family, t.Name, sk)})
+			}
+		}
+	default:
+		return ps, fmt.Errorf("format %q is not one of %s", format, strings.Join(Formats, ", "))
+	}
+	return ps, nil
+}
+
+func parseNFT(src Source, format string) (*nftables.Ruleset, error) {
+	if format == trace.FormatNFTJSON {
+		return nftables.ParseJSON(src.Reader())
+	}
+	if ra, size, ok := src.ReaderAt(); ok {
+		// One read into a buffer of the file's size; rules are substrings
+		// of it.
+		data := make([]byte, size)
+		if _, err := ra.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		return nftables.ParseTextBytes(data)
+	}
+	return nftables.ParseText(src.Reader())
+}
+
+// assemble builds the engines from the parsed sources, in the order their
+// first source was given: every iptables dump (one per family) feeds one
+// iptables engine; each nft ruleset is an nftables engine.
+func assemble(sources []parsedSource) []Engine {
+	var out []Engine
+	var ipt *iptablesEngine
+	for _, s := range sources {
+		switch v := s.value.(type) {
+		case *iptables.Dump:
+			if ipt == nil {
+				ipt = &iptablesEngine{}
+				out = append(out, ipt)
+			}
+			ipt.add(v)
+		case *nftables.Ruleset:
+			out = append(out, &nftEngine{rs: v})
+		}
+	}
+	return out
+}

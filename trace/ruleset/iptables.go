@@ -1,0 +1,155 @@
+package ruleset
+
+import (
+	"strings"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
+)
+
+// iptablesEngine is kube-proxy's iptables mode: iptables-save and
+// ip6tables-save output, one dump per family (the first of a family decides;
+// a later one of the same family is kept for nothing but its warnings).
+type iptablesEngine struct {
+	v4, v6 *iptables.Dump
+	// newLayout caches, per dump, whether kube-proxy ≥1.24 wrote it.
+	newLayout map[*iptables.Dump]bool
+}
+
+func (e *iptablesEngine) add(d *iptables.Dump) {
+	slot := &e.v4
+	if d.IPv6() {
+		slot = &e.v6
+	}
+	// Prefer the first dump that holds kube-proxy's rules, else the first.
+	if *slot == nil || !hasKubeServices(*slot) && hasKubeServices(d) {
+		*slot = d
+	}
+}
+
+func (e *iptablesEngine) dump(v6 bool) *iptables.Dump {
+	if v6 {
+		return e.v6
+	}
+	return e.v4
+}
+
+func (e *iptablesEngine) Name() string { return "iptables" }
+
+// Mode: kube-proxy's iptables mode always creates nat KUBE-SERVICES.
+func (e *iptablesEngine) Mode() string {
+	for _, d := range []*iptables.Dump{e.v4, e.v6} {
+		if d != nil && hasKubeServices(d) {
+			return trace.ModeIPTables
+		}
+	}
+	return ""
+}
+
+func hasKubeServices(d *iptables.Dump) bool { return d.Chain("nat", "KUBE-SERVICES") != nil }
+
+func (e *iptablesEngine) Covers(v6 bool) bool { return e.dump(v6) != nil }
+
+func (e *iptablesEngine) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error) {
+	v6 := pkt.Destination.Unmap().Is6()
+	d := e.dump(v6)
+	if d == nil {
+		// The other family's dump says which tool's output is missing.
+		d = e.dump(!v6)
+	}
+	return iptables.Simulate(d, pkt, iptables.Options{LocalAddrs: opts.LocalAddrs, AffinityEndpoint: opts.AffinityEndpoint})
+}
+
+// Programmed looks the object's chain up by kube-proxy's hash. kube-proxy
+// ≤1.23 wrote no external chain and sent every load balancer through its
+// firewall chain, so only its service chain can be checked.
+func (e *iptablesEngine) Programmed(kind ObjectKind, svc trace.ServiceInfo, sp trace.ServicePort, v6 bool) Check {
+	d := e.dump(v6)
+	if d == nil {
+		return Check{}
+	}
+	prefix := map[ObjectKind]string{ObjectService: iptables.PrefixService, ObjectExternal: iptables.PrefixExternal, ObjectFirewall: iptables.PrefixFirewall}[kind]
+	if prefix == "" || kind != ObjectService && !e.isNewLayout(d) {
+		return Check{}
+	}
+	name := iptables.ServiceChain(prefix, iptables.ServicePortName(svc.Namespace, svc.Name, sp.Name), sp.Protocol)
+	return Check{Applicable: true, Name: name, Found: d.Chain("nat", name) != nil}
+}
+
+// isNewLayout tells a dump written by kube-proxy ≥1.24 (KUBE-EXT-* chains,
+// KUBE-PROXY-FIREWALL) from one by an older version; the answer may walk
+// every nat chain, so it is asked once per dump.
+func (e *iptablesEngine) isNewLayout(d *iptables.Dump) bool {
+	if v, ok := e.newLayout[d]; ok {
+		return v
+	}
+	v := d.Chain("filter", "KUBE-PROXY-FIREWALL") != nil
+	if nat := d.Table("nat"); !v && nat != nil {
+		for _, c := range nat.Chains() {
+			if strings.HasPrefix(c.Name, iptables.PrefixExternal) {
+				v = true
+				break
+			}
+		}
+	}
+	if e.newLayout == nil {
+		e.newLayout = map[*iptables.Dump]bool{}
+	}
+	e.newLayout[d] = v
+	return v
+}
+
+// iptablesKinds maps kube-proxy's fixed chain names to their part.
+var iptablesKinds = map[string]trace.ChainKind{
+	"PREROUTING": trace.ChainHook, "INPUT": trace.ChainHook, "FORWARD": trace.ChainHook, "OUTPUT": trace.ChainHook,
+	"POSTROUTING":      trace.ChainPostrouting,
+	"KUBE-POSTROUTING": trace.ChainPostrouting,
+	"KUBE-SERVICES":    trace.ChainDispatch, "KUBE-NODEPORTS": trace.ChainDispatch,
+	"KUBE-MARK-MASQ":         trace.ChainMark,
+	"KUBE-MARK-DROP":         trace.ChainFilter,
+	"KUBE-PROXY-FIREWALL":    trace.ChainFilter,
+	"KUBE-FIREWALL":          trace.ChainFilter,
+	"KUBE-FORWARD":           trace.ChainFilter,
+	"KUBE-EXTERNAL-SERVICES": trace.ChainFilter,
+	"KUBE-NODE-PORT":         trace.ChainFilter,
+}
+
+// iptablesHashed are the per-Service and per-endpoint chain prefixes, each
+// followed by kube-proxy's 16-character hash.
+var iptablesHashed = []struct {
+	prefix string
+	kind   trace.ChainKind
+}{
+	{iptables.PrefixService, trace.ChainService},
+	{iptables.PrefixServiceLocal, trace.ChainService},
+	{iptables.PrefixExternal, trace.ChainExternal},
+	{iptables.PrefixExternalLocal, trace.ChainExternal},
+	{iptables.PrefixFirewall, trace.ChainFirewall},
+	{iptables.PrefixEndpoint, trace.ChainEndpoint},
+}
+
+func (e *iptablesEngine) ChainInfo(name string) (trace.ChainInfo, bool) {
+	if k, ok := iptablesKinds[name]; ok {
+		return trace.ChainInfo{Kind: k}, true
+	}
+	for _, h := range iptablesHashed {
+		if hash, ok := strings.CutPrefix(name, h.prefix); ok && len(hash) == 16 && isBase32(hash) {
+			return trace.ChainInfo{Kind: h.kind, Short: h.prefix + hash[:8] + "…"}, true
+		}
+	}
+	if strings.HasPrefix(name, "KUBE-") {
+		return trace.ChainInfo{Kind: trace.ChainOther}, true
+	}
+	return trace.ChainInfo{}, false
+}
+
+// isBase32 tells whether s is upper-case RFC 4648 base32 without padding,
+// the alphabet of kube-proxy's chain hashes.
+func isBase32(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'A' && c <= 'Z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}

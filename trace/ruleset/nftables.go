@@ -1,0 +1,110 @@
+package ruleset
+
+import (
+	"strings"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
+)
+
+// nftEngine is kube-proxy's nftables mode: one nft list ruleset, whose
+// tables "ip kube-proxy" and "ip6 kube-proxy" hold the rules.
+type nftEngine struct {
+	rs *nftables.Ruleset
+}
+
+func (e *nftEngine) Name() string { return "nftables" }
+
+func (e *nftEngine) Mode() string {
+	if e.Covers(false) || e.Covers(true) {
+		return trace.ModeNFTables
+	}
+	return ""
+}
+
+// kubeProxyTables are the tables of kube-proxy's that see the family.
+func (e *nftEngine) kubeProxyTables(v6 bool) []*nftables.Table {
+	fam := "ip"
+	if v6 {
+		fam = "ip6"
+	}
+	var out []*nftables.Table
+	for _, t := range e.rs.Tables {
+		if t.Name == nftables.KubeProxyTable && (t.Family == fam || t.Family == "inet") {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Covers: only a kube-proxy table makes the ruleset decide a family; other
+// tables alone (iptables-nft's, a host firewall) leave it to another source.
+func (e *nftEngine) Covers(v6 bool) bool { return len(e.kubeProxyTables(v6)) > 0 }
+
+func (e *nftEngine) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error) {
+	return nftables.Simulate(e.rs, pkt, nftables.Options{LocalAddrs: opts.LocalAddrs, AffinityEndpoint: opts.AffinityEndpoint})
+}
+
+func (e *nftEngine) Programmed(kind ObjectKind, svc trace.ServiceInfo, sp trace.ServicePort, v6 bool) Check {
+	prefix := map[ObjectKind]string{ObjectService: nftables.PrefixService, ObjectExternal: nftables.PrefixExternal, ObjectFirewall: nftables.PrefixFirewall}[kind]
+	tables := e.kubeProxyTables(v6)
+	if prefix == "" || len(tables) == 0 {
+		return Check{}
+	}
+	c := Check{Applicable: true, Name: prefix + nftables.ServiceChainBase(svc.Namespace, svc.Name, sp.Protocol, sp.Name)}
+	for _, t := range tables {
+		c.Found = c.Found || t.Chains[c.Name] != nil
+	}
+	return c
+}
+
+// nftKinds maps kube-proxy's fixed chain names to their part; base chains
+// are hooks (or postrouting) whatever their name.
+var nftKinds = map[string]trace.ChainKind{
+	"services":            trace.ChainDispatch,
+	"mark-for-masquerade": trace.ChainMark,
+	"masquerading":        trace.ChainPostrouting,
+}
+
+// nftHashed are the per-Service and per-endpoint chain prefixes, each
+// followed by an 8-character hash, a dash and the readable rest.
+var nftHashed = []struct {
+	prefix string
+	kind   trace.ChainKind
+}{
+	{nftables.PrefixService, trace.ChainService},
+	{nftables.PrefixLocal, trace.ChainService},
+	{nftables.PrefixExternal, trace.ChainExternal},
+	{nftables.PrefixFirewall, trace.ChainFirewall},
+	{nftables.PrefixEndpoint, trace.ChainEndpoint},
+}
+
+func (e *nftEngine) ChainInfo(name string) (trace.ChainInfo, bool) {
+	for _, h := range nftHashed {
+		rest, ok := strings.CutPrefix(name, h.prefix)
+		if ok && len(rest) > 9 && rest[8] == '-' && isBase32(rest[:8]) {
+			return trace.ChainInfo{Kind: h.kind, Short: h.prefix + rest[:8] + "…"}, true
+		}
+	}
+	if k, ok := nftKinds[name]; ok {
+		return trace.ChainInfo{Kind: k}, true
+	}
+	for _, fam := range []bool{false, true} {
+		for _, t := range e.kubeProxyTables(fam) {
+			c := t.Chains[name]
+			if c == nil {
+				continue
+			}
+			switch {
+			case c.Base && c.Hook == "postrouting":
+				return trace.ChainInfo{Kind: trace.ChainPostrouting}, true
+			case c.Base:
+				return trace.ChainInfo{Kind: trace.ChainHook}, true
+			default:
+				// firewall-check, reject-chain, *-endpoints-check, …
+				return trace.ChainInfo{Kind: trace.ChainFilter}, true
+			}
+		}
+	}
+	return trace.ChainInfo{}, false
+}
