@@ -53,6 +53,7 @@ docs-check: ## fail if docs/images is not what the tool prints now
 lint: ## gofmt, vet, tidy
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
+	hack/verify-imports.sh
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
 	cd test/e2e && $(GO) vet ./... && $(GO) mod tidy && git diff --exit-code go.mod go.sum
 

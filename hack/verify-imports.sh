@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The house rules of the package layout, checked on the code (not tests):
+# - only trace/ruleset imports the dataplane engines (trace/iptables,
+#   trace/nftables, …): the tracer, the commands and the renderers reach an
+#   engine through that one door;
+# - trace/ never imports collectors/ or render/, render/ never imports
+#   collectors/ (render never talks to a cluster).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mod=$(go list -m)
+engines="$mod/trace/iptables $mod/trace/nftables $mod/trace/ipvs"
+fail=0
+while read -r pkg imports; do
+	for imp in $imports; do
+		for e in $engines; do
+			if [[ $imp == "$e" || $imp == "$e"/* ]] && [[ $pkg != "$mod/trace/ruleset" && $pkg != "$e" && $pkg != "$e"/* ]]; then
+				echo "$pkg imports $imp: only trace/ruleset may import an engine package"
+				fail=1
+			fi
+		done
+		case $pkg in
+		"$mod"/trace | "$mod"/trace/*)
+			if [[ $imp == "$mod"/collectors* || $imp == "$mod"/render* || $imp == "$mod"/cmd* ]]; then
+				echo "$pkg imports $imp: trace/ never imports collectors/, render/ or cmd/"
+				fail=1
+			fi
+			;;
+		"$mod"/render | "$mod"/render/*)
+			if [[ $imp == "$mod"/collectors* || $imp == "$mod"/cmd* ]]; then
+				echo "$pkg imports $imp: render/ never imports collectors/ or cmd/"
+				fail=1
+			fi
+			;;
+		esac
+	done
+done < <(go list -f '{{.ImportPath}} {{join .Imports " "}}' ./...)
+if [[ $fail -ne 0 ]]; then
+	exit 1
+fi
+echo "imports: package layout rules hold"
