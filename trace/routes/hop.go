@@ -155,7 +155,8 @@ func (r *Route) String() string {
 		if r.Via.IsValid() {
 			b.WriteString(" via " + r.Via.String())
 		}
-		if r.Dev != "" {
+		if r.Dev != "" && !(r.Dev == "lo" && (r.Type == Blackhole || r.Type == Unreachable || r.Type == Prohibit)) {
+			// (ip prints IPv6 reject routes "dev lo")
 			b.WriteString(" dev " + r.Dev)
 		}
 	}

@@ -98,6 +98,7 @@ func parseRouteFields(f []string, family int) (Route, error) {
 	}
 	r.Dst = dst
 	fam := familyOf(dst.Addr())
+	defaultDst := family == 0 && (f[i] == "default" || f[i] == "all" || f[i] == "any")
 	i++
 	for i < len(f) {
 		key := f[i]
@@ -234,6 +235,11 @@ func parseRouteFields(f []string, family int) (Route, error) {
 			return r, fmt.Errorf("too many flags")
 		}
 	}
+	if defaultDst && (r.Via.Is6() || r.PrefSrc.Is6()) {
+		// "default" of a dump whose family is not known: the addresses
+		// tell.
+		r.Dst, fam = netip.PrefixFrom(netip.IPv6Unspecified(), 0), 6
+	}
 	if r.Via.IsValid() && familyOf(r.Via) != fam && !r.Via.Is4() {
 		// an IPv4 route via an IPv6 gateway (RFC 5549) is legal; the
 		// reverse is not.
@@ -321,7 +327,7 @@ func (g RouteGet) Verdict() Verdict {
 		return Verdict("error: " + g.Err)
 	}
 	switch g.Type {
-	case Local:
+	case Local, Anycast:
 		return VerdictLocal
 	case Broadcast:
 		return VerdictBroadcast

@@ -231,7 +231,8 @@ func (res Result) decided(r *Rule, v Verdict, errno string) Result {
 
 func (res *Result) fill(s *Snapshot, r *Route) {
 	switch r.Type {
-	case Local:
+	case Local, Anycast:
+		// (an IPv6 anycast address of the node is delivered to it)
 		res.Verdict = VerdictLocal
 	case Broadcast:
 		res.Verdict = VerdictBroadcast

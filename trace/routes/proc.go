@@ -324,7 +324,26 @@ func ParseFibTrie(data []byte) ([]FibEntry, []string, error) {
 		w.add("line %d: unrecognised", no)
 		return nil
 	})
-	return out, w.done(), err
+	if err != nil {
+		return nil, w.done(), err
+	}
+	// While local and main are merged, fib_trie prints the one trie under
+	// both headings: a unicast (blackhole, …) entry under Local that Main
+	// has too is main's.
+	inMain := map[FibEntry]bool{}
+	for _, e := range out {
+		if e.Table == TableMain {
+			inMain[FibEntry{Dst: e.Dst, Scope: e.Scope, Type: e.Type, TOS: e.TOS}] = true
+		}
+	}
+	kept := out[:0]
+	for _, e := range out {
+		if e.Table == TableLocal && e.Type != Local && e.Type != Broadcast && inMain[FibEntry{Dst: e.Dst, Scope: e.Scope, Type: e.Type, TOS: e.TOS}] {
+			continue
+		}
+		kept = append(kept, e)
+	}
+	return kept, w.done(), nil
 }
 
 // FibTables lists the tables fib_trie names, in order.

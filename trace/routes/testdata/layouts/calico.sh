@@ -26,3 +26,12 @@ for c in cali-PREROUTING cali-POSTROUTING cali-nat-outgoing; do ip netns exec "$
 for c in cali-FORWARD cali-INPUT cali-OUTPUT; do ip netns exec "$N" iptables -t filter -N "$c"; done
 ip netns exec "$N" ipset create cali40masq-ipam-pools hash:net
 ip netns exec "$N" ipset create cali40all-ipam-pools hash:net
+# dual-stack: IPv6 /122 blocks, the same shapes.
+nodeip -6 addr add fd00:172:17::7/64 dev eth0 nodad
+nodeip -6 route add default via fd00:172:17::1 dev eth0
+nodeip -6 route add blackhole fd00:65::/122 proto 80
+for i in 2 3; do
+	nodeip -6 route add "fd00:65::$i" dev "cali29f56ea1ab$i"
+done
+nodeip -6 route add fd00:65::40/122 via fd00:172:17::6 dev eth0 proto 80 onlink
+nodeip -6 route add unreachable fd00:65:dead::/64
