@@ -23,6 +23,10 @@ type Hop struct {
 	// route does not tell (Cilium's eBPF forwards what its routes send to
 	// cilium_host).
 	Leaves *bool `json:"leaves,omitempty"`
+	// Forwarder names what forwards the packet when the kernel's route
+	// only hands it over: "eBPF" for a gateway that is the node's own
+	// address (Cilium's cilium_host).
+	Forwarder string `json:"forwarder,omitempty"`
 	// Route is the matched route ("10.244.1.0/24 via 10.244.1.0 dev
 	// flannel.1 onlink", table included when not main).
 	Route string `json:"route,omitempty"`
@@ -37,6 +41,9 @@ type NodeResolver func(netip.Addr) string
 // the snapshot is of; resolve may be nil.
 func (s *Snapshot) Hop(self string, res Result, resolve NodeResolver) Hop {
 	h := Hop{Verdict: res.Verdict, Dev: res.Dev, Via: res.Via, Kind: res.Kind}
+	if res.GatewayIsLocal {
+		h.Forwarder = "eBPF"
+	}
 	if res.Route != nil {
 		h.Route = res.Route.String()
 	}
@@ -199,8 +206,8 @@ func (h Hop) Line() string {
 		return fmt.Sprintf("%s %s%s", h.Dev, h.Kind.Describe(), to)
 	case h.Leaves != nil && !*h.Leaves:
 		return fmt.Sprintf("local %s %s", h.Kind.Describe(), h.Dev)
-	case h.Leaves == nil && h.Dev != "":
-		return fmt.Sprintf("%s (forwarded by eBPF)%s", h.Dev, to)
+	case h.Forwarder != "":
+		return fmt.Sprintf("%s (forwarded by %s)%s", h.Dev, h.Forwarder, to)
 	case h.Via.IsValid():
 		return fmt.Sprintf("via %s%s %s", h.Dev, to, h.Via)
 	}

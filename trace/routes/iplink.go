@@ -121,6 +121,11 @@ func parseLinkDetail(ifc *Interface, f []string) error {
 		if ifc.Kind == "" && word == "link/loopback" {
 			ifc.Kind, ifc.KindFrom = KindLoopback, FromIP
 		}
+		if ifc.Kind == "" && hasWord(f, "parentbus") {
+			// a device without a kind has its -d details on this line;
+			// ip -d names the bus of hardware.
+			ifc.Kind, ifc.KindFrom = KindDevice, FromIP
+		}
 		for i := 2; i+1 < len(f); i++ {
 			if f[i] == "link-netns" || f[i] == "link-netnsid" {
 				if len(f[i+1]) <= 64 {

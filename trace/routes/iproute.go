@@ -141,6 +141,9 @@ func parseRouteFields(f []string, family int) (Route, error) {
 				return r, err
 			}
 			if (val == "inet" || val == "inet6") && i < len(f) {
+				// ip names the gateway's family only when it differs
+				// from the route's (an IPv4 route via IPv6, RFC 5549).
+				defaultDst = false
 				val = f[i]
 				i++
 			}
@@ -240,7 +243,7 @@ func parseRouteFields(f []string, family int) (Route, error) {
 		// tell.
 		r.Dst, fam = netip.PrefixFrom(netip.IPv6Unspecified(), 0), 6
 	}
-	if r.Via.IsValid() && familyOf(r.Via) != fam && !r.Via.Is4() {
+	if fam == 6 && r.Via.Is4() {
 		// an IPv4 route via an IPv6 gateway (RFC 5549) is legal; the
 		// reverse is not.
 		return r, fmt.Errorf("an IPv6 route via IPv4 gateway %s", r.Via)
