@@ -85,6 +85,7 @@ teardown() {
 			ip netns delete "$ns"
 		fi
 	done
+	rm -rf "$state"
 }
 
 teardown
