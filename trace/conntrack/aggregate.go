@@ -180,6 +180,16 @@ func NewAggregator(frontends []Frontend, opts Options) *Aggregator {
 	return a
 }
 
+// wants tells whether an original destination is one of the frontends; a
+// protocol without ports (invalid addr) is never one.
+func (a *Aggregator) wants(p Proto, dst netip.Addr, port uint16) bool {
+	if !dst.IsValid() {
+		return false
+	}
+	_, ok := a.fronts[Frontend{Addr: dst, Port: port, Proto: p}]
+	return ok
+}
+
 // Add counts a conntrack entry if its original destination is one of the
 // frontends, and reports whether it was.
 func (a *Aggregator) Add(e *Entry) bool {
@@ -319,6 +329,11 @@ type Observation struct {
 // Observe reads a whole table — /proc/net/nf_conntrack, `conntrack -L`
 // (with or without -o extended) or /proc/net/ip_vs_conn, told apart by
 // content — and counts the connections to frontends.
+//
+// It reads a conntrack line only as far as its original destination unless
+// that is a frontend: other entries are counted in Stats.Entries but not
+// checked to the end (a line malformed after its destination is then not in
+// Stats.Skipped). The counts are those of a full parse (FuzzObserve checks).
 func Observe(r io.Reader, frontends []Frontend, opts Options) (*Observation, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, err := br.Peek(4 << 10)
@@ -333,7 +348,9 @@ func Observe(r io.Reader, frontends []Frontend, opts Options) (*Observation, err
 	case FormatXML:
 		return nil, fmt.Errorf("%w: this is conntrack's XML output (-o xml); collect `conntrack -L` or /proc/net/nf_conntrack instead", ErrMalformed)
 	default:
-		st, err = Scan(br, func(e *Entry) error { agg.Add(e); return nil })
+		cr := NewReader(br)
+		cr.want = agg.wants
+		st, err = scan(cr, func(e *Entry) error { agg.Add(e); return nil })
 	}
 	if err != nil {
 		return nil, err

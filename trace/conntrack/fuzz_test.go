@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // addSeeds adds the first lines of each file as one seed, and each of its
@@ -135,6 +137,16 @@ func FuzzObserve(f *testing.F) {
 		}
 		if sum != obs.Matched {
 			t.Fatalf("frontends add up to %d, matched %d", sum, obs.Matched)
+		}
+		// Observe's fast path (entries to other destinations are not
+		// parsed to the end) counts what a full parse counts.
+		if Detect(data[:min(len(data), 4<<10)]) != FormatIPVS {
+			agg := NewAggregator(fronts, Options{Clients: true, MaxClients: 2, MaxBackends: 2})
+			if _, err := Scan(bytes.NewReader(data), func(e *Entry) error { agg.Add(e); return nil }); err == nil {
+				if diff := cmp.Diff(agg.Result(), obs.Frontends, addrs); diff != "" {
+					t.Fatalf("fast path differs from a full parse (-full +fast):\n%s", diff)
+				}
+			}
 		}
 	})
 }

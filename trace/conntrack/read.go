@@ -136,6 +136,10 @@ type Reader struct {
 	lines lineReader
 	entry entryState
 	stats Stats
+	// want, when set, is asked about each entry's original destination as
+	// soon as it is read; entries it does not want are counted but not
+	// parsed further nor handed out (Observe's fast path).
+	want func(Proto, netip.Addr, uint16) bool
 }
 
 // NewReader reads the table from r.
@@ -166,7 +170,18 @@ func (r *Reader) Next() (*Entry, error) {
 			continue
 		}
 		e := &r.entry
-		f, why := parseLine(line, e)
+		want := r.want
+		if r.lines.partial {
+			want = nil // a cut line must be parsed to the end to tell
+		}
+		f, why, unwanted := parseLine(line, e, want)
+		if unwanted {
+			if r.stats.Format == FormatUnknown {
+				r.stats.Format = f
+			}
+			r.stats.Entries++
+			continue
+		}
 		if why != "" {
 			if r.lines.partial {
 				r.stats.Cut = true
@@ -198,7 +213,10 @@ func (r *Reader) Next() (*Entry, error) {
 // entry is reused: copy what you keep). An input with lines but no entry at
 // all is an error: it is not a conntrack table.
 func Scan(r io.Reader, fn func(*Entry) error) (Stats, error) {
-	cr := NewReader(r)
+	return scan(NewReader(r), fn)
+}
+
+func scan(cr *Reader, fn func(*Entry) error) (Stats, error) {
 	for {
 		e, err := cr.Next()
 		if errors.Is(err, io.EOF) {
@@ -237,19 +255,20 @@ type entryState struct {
 }
 
 // parseLine fills e from one line and returns the line's format, or a short
-// reason why the line is not an entry.
-func parseLine(line []byte, e *entryState) (Format, string) {
+// reason why the line is not an entry. With want, it stops as soon as the
+// original destination is known and want says no (unwanted).
+func parseLine(line []byte, e *entryState, want func(Proto, netip.Addr, uint16) bool) (format Format, why string, unwanted bool) {
 	*e = entryState{Entry: Entry{Timeout: -1}}
 	rest := line
 	t1, rest := nextToken(rest)
 	t2, rest := nextToken(rest)
 	if t1 == nil || t2 == nil {
-		return FormatUnknown, "too few fields"
+		return FormatUnknown, "too few fields", false
 	}
 	if t1[0] == '<' {
-		return FormatXML, "XML"
+		return FormatXML, "XML", false
 	}
-	format := FormatDefault
+	format = FormatDefault
 	if isL3Name(t1) {
 		// ipv4 2 tcp 6 ... — but "unknown 253 ..." is also how conntrack -L
 		// starts a line of an unnamed protocol: a layer-3 header is followed
@@ -260,7 +279,7 @@ func parseLine(line []byte, e *entryState) (Format, string) {
 		if t3 != nil && t4 != nil && isL4Name(t3) && isDigits(t4) {
 			l3, ok := atoi(t2, 255)
 			if !ok {
-				return FormatExtended, "bad layer-3 number"
+				return FormatExtended, "bad layer-3 number", false
 			}
 			e.Family = Family(l3)
 			format = FormatExtended
@@ -270,11 +289,11 @@ func parseLine(line []byte, e *entryState) (Format, string) {
 		}
 	}
 	if !isL4Name(t1) {
-		return FormatUnknown, "not a conntrack entry"
+		return FormatUnknown, "not a conntrack entry", false
 	}
 	l4, ok := atoi(t2, 255)
 	if !ok {
-		return format, "bad protocol number"
+		return format, "bad protocol number", false
 	}
 	e.Proto = Proto(l4)
 
@@ -285,7 +304,7 @@ func parseLine(line []byte, e *entryState) (Format, string) {
 	for {
 		tok, rest = nextToken(rest)
 		if tok == nil {
-			return format, "no original tuple"
+			return format, "no original tuple", false
 		}
 		if hasPrefix(tok, "src=") {
 			break
@@ -293,7 +312,7 @@ func parseLine(line []byte, e *entryState) (Format, string) {
 		if first && isDigits(tok) {
 			n, ok := atoi(tok, 1<<62)
 			if !ok {
-				return format, "bad timeout"
+				return format, "bad timeout", false
 			}
 			e.Timeout = int64(n)
 		} else if e.Proto.hasState() && e.State == "" && isStateWord(tok) {
@@ -307,7 +326,14 @@ func parseLine(line []byte, e *entryState) (Format, string) {
 	dir := 1
 	tup := &e.Original
 	srcs := 0
-	for ; tok != nil; tok, rest = nextToken(rest) {
+	// With want, the original source is parsed only once the entry is
+	// wanted: most entries are not.
+	var origSrc []byte
+	// seen holds, per tuple, the keys already read: the kernel prints each
+	// once, and a repeated one would make the entry ambiguous.
+	var seen [3]uint16
+	eq := 3 // tok is "src=..."
+	for ; tok != nil; tok, eq, rest = nextField(rest) {
 		if tok[0] == '[' {
 			switch string(tok) {
 			case "[UNREPLIED]":
@@ -321,42 +347,58 @@ func parseLine(line []byte, e *entryState) (Format, string) {
 				// -o timestamp) hold spaces: skip to the closing bracket.
 				for tok[len(tok)-1] != ']' {
 					if tok, rest = nextToken(rest); tok == nil {
-						return format, "unterminated [ ]"
+						return format, "unterminated [ ]", false
 					}
 				}
 				dir = 3
 			}
 			continue
 		}
-		eq := bytes.IndexByte(tok, '=')
 		if eq <= 0 {
 			continue // a word this reader does not know: kept out of the entry
 		}
 		key, val := tok[:eq], tok[eq+1:]
 		if dir < 3 {
-			var bad bool
-			switch string(key) {
-			case "src":
-				srcs++
-				if srcs == 2 {
-					dir, tup = 2, &e.Reply
-				} else if srcs > 2 {
-					return format, "more than two tuples"
+			bit := tupleKeyBit(key)
+			if bit != 0 {
+				if string(key) == "src" {
+					srcs++
+					if srcs == 2 {
+						dir, tup = 2, &e.Reply
+					} else if srcs > 2 {
+						return format, "more than two tuples", false
+					}
 				}
-				tup.Src, bad = parseAddr(val)
-				if bad {
-					return format, "bad source address"
+				if seen[dir]&bit != 0 {
+					return format, "repeated " + string(key), false
 				}
-				continue
-			case "dst":
-				tup.Dst, bad = parseAddr(val)
-				if bad {
-					return format, "bad destination address"
+				seen[dir] |= bit
+				var bad bool
+				switch string(key) {
+				case "src":
+					if dir == 1 && want != nil {
+						origSrc = val
+						continue
+					}
+					if tup.Src, bad = parseAddr(val); bad {
+						return format, "bad source address", false
+					}
+				case "dst":
+					if tup.Dst, bad = parseAddr(val); bad {
+						return format, "bad destination address", false
+					}
+				default:
+					if !setTupleField(tup, key, val) {
+						return format, "bad " + string(key), false
+					}
 				}
-				continue
-			case "sport", "dport", "type", "code", "id", "srckey", "dstkey", "zone-orig", "zone-reply", "packets", "bytes":
-				if !setTupleField(tup, key, val) {
-					return format, "bad " + string(key)
+				// With want, decide as soon as the original destination is
+				// known: its address and, for protocols with ports, its port.
+				if want != nil && dir == 1 && seen[1]&keyDst != 0 && (seen[1]&keyDport != 0 || !e.Proto.hasPorts()) {
+					if !want(e.Proto, tup.Dst, tup.DstPort) {
+						return format, "", true
+					}
+					want = nil
 				}
 				continue
 			}
@@ -366,19 +408,19 @@ func parseLine(line []byte, e *entryState) (Format, string) {
 		case "mark":
 			n, ok := atoi(val, 1<<32-1)
 			if !ok {
-				return format, "bad mark"
+				return format, "bad mark", false
 			}
 			e.Mark = uint32(n)
 		case "zone":
 			n, ok := atoi(val, 1<<16-1)
 			if !ok {
-				return format, "bad zone"
+				return format, "bad zone", false
 			}
 			e.Zone = uint16(n)
 		case "use":
 			n, ok := atoi(val, 1<<32-1)
 			if !ok {
-				return format, "bad use"
+				return format, "bad use", false
 			}
 			e.Use = uint32(n)
 			e.complete = true
@@ -389,15 +431,21 @@ func parseLine(line []byte, e *entryState) (Format, string) {
 	}
 
 	if srcs != 2 {
-		return format, "no reply tuple"
+		return format, "no reply tuple", false
+	}
+	if origSrc != nil {
+		var bad bool
+		if e.Original.Src, bad = parseAddr(origSrc); bad {
+			return format, "bad source address", false
+		}
 	}
 	o, r := &e.Original, &e.Reply
 	if !o.Src.IsValid() || !o.Dst.IsValid() || !r.Src.IsValid() || !r.Dst.IsValid() {
-		return format, "a tuple lacks an address"
+		return format, "a tuple lacks an address", false
 	}
 	v4 := o.Src.Is4()
 	if o.Dst.Is4() != v4 || r.Src.Is4() != v4 || r.Dst.Is4() != v4 {
-		return format, "addresses of different families"
+		return format, "addresses of different families", false
 	}
 	fam := IPv6
 	if v4 {
@@ -406,12 +454,58 @@ func parseLine(line []byte, e *entryState) (Format, string) {
 	if e.Family == 0 {
 		e.Family = fam
 	} else if e.Family != fam {
-		return format, "layer-3 number does not match the addresses"
+		return format, "layer-3 number does not match the addresses", false
 	}
 	if e.Proto.hasPorts() && (o.DstPort == 0 && o.SrcPort == 0 || r.SrcPort == 0 && r.DstPort == 0) {
-		return format, "no ports"
+		return format, "no ports", false
 	}
-	return format, ""
+	return format, "", false
+}
+
+// Keys of a tuple, as bits.
+const (
+	keySrc uint16 = 1 << iota
+	keyDst
+	keySport
+	keyDport
+	keyType
+	keyCode
+	keyID
+	keySrckey
+	keyDstkey
+	keyZone
+	keyPackets
+	keyBytes
+)
+
+func tupleKeyBit(key []byte) uint16 {
+	switch string(key) {
+	case "src":
+		return keySrc
+	case "dst":
+		return keyDst
+	case "sport":
+		return keySport
+	case "dport":
+		return keyDport
+	case "type":
+		return keyType
+	case "code":
+		return keyCode
+	case "id":
+		return keyID
+	case "srckey":
+		return keySrckey
+	case "dstkey":
+		return keyDstkey
+	case "zone-orig", "zone-reply":
+		return keyZone
+	case "packets":
+		return keyPackets
+	case "bytes":
+		return keyBytes
+	}
+	return 0
 }
 
 func setTupleField(t *Tuple, key, val []byte) bool {
@@ -622,19 +716,37 @@ func internState(b []byte) string {
 	return string(b) // bounded by isStateWord / the IPVS field check
 }
 
+// nextToken splits off the next space-separated token. The kernel and
+// conntrack separate fields with spaces only (runs of them for alignment);
+// a tab is part of a token.
 func nextToken(b []byte) (tok, rest []byte) {
+	tok, _, rest = nextField(b)
+	return tok, rest
+}
+
+// nextField is nextToken that also returns the index of the token's first
+// '=' (-1 when none): one pass over the bytes instead of two. Tokens are
+// short, so a plain loop beats bytes.IndexByte's call.
+func nextField(b []byte) (tok []byte, eq int, rest []byte) {
 	i := 0
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+	for i < len(b) && b[i] == ' ' {
 		i++
 	}
 	if i == len(b) {
-		return nil, nil
+		return nil, -1, nil
 	}
+	eq = -1
 	j := i
-	for j < len(b) && b[j] != ' ' && b[j] != '\t' {
-		j++
+	for ; j < len(b); j++ {
+		c := b[j]
+		if c == ' ' {
+			break
+		}
+		if c == '=' && eq < 0 {
+			eq = j - i
+		}
 	}
-	return b[i:j], b[j:]
+	return b[i:j], eq, b[j:]
 }
 
 func trimSpace(b []byte) []byte {

@@ -174,6 +174,7 @@ func TestReadSkipsAndCounts(t *testing.T) {
 		{name: "layer-3 number contradicts the addresses", text: "ipv6 10 udp 17 28 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1 use=1\n", skipped: 1, shown: -1, errSubstr: "does not match"},
 		{name: "port out of range", text: "udp 17 28 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=65536 src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1 use=1\n", skipped: 1, shown: -1, errSubstr: "bad dport"},
 		{name: "bad address", text: "udp 17 28 src=10.0.0.256 dst=10.0.0.2 sport=1 dport=2 src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1 use=1\n", skipped: 1, shown: -1, errSubstr: "bad source address"},
+		{name: "a repeated key", text: "tcp 6 1 src=10.0.0.1 dst=10.96.14.10 dport=0 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1 use=1\n", skipped: 1, shown: -1, errSubstr: "repeated dport"},
 		{name: "three tuples", text: "udp 17 28 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1 src=10.0.0.2 use=1\n", skipped: 1, shown: -1, errSubstr: "more than two tuples"},
 		{name: "too long line", text: good + "tcp 6 " + strings.Repeat("x", MaxLineLength) + "\n" + good, entries: 2, skipped: 1, shown: -1, example: "line too long"},
 		{name: "a line longer than the read buffer", text: good + strings.Repeat("y", 200<<10) + "\n" + good, entries: 2, skipped: 1, shown: -1, example: "line 2: line too long"},
