@@ -103,6 +103,29 @@ func TestRecordedDNATCountersMatchConntrack(t *testing.T) {
 			}
 		}
 	}
+	// kube-proxy rewrote h14/dns's service chain when the pod moved
+	// (iptables-restore with the chain re-declared): its rule's counter
+	// restarted, while KUBE-SERVICES's rule kept counting.
+	data, err := os.Open(filepath.Join(recorded, "iptables-nft-save-c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	dump, err := iptables.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := dump.Chain("nat", iptables.ServiceChain(iptables.PrefixService, "h14/dns:dns", "udp"))
+	rules, err := svc.Rules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns := byFrontend[v4("10.96.14.53", 53, ProtoUDP)]
+	toB, _ := dns.Backend(netip.MustParseAddrPort("10.14.2.2:5353"))
+	if last := rules[len(rules)-1]; int(last.Packets) != toB.Connections || toB.Connections >= dns.Connections {
+		t.Errorf("h14/dns service chain counted %d since the rewrite; want the %d connections to B, fewer than all %d", last.Packets, toB.Connections, dns.Connections)
+	}
+
 	if dnatRules != 13 || entryRules != 9 {
 		t.Errorf("checked %d DNAT rules and %d entry rules, want 13 and 9", dnatRules, entryRules)
 	}
