@@ -1,7 +1,6 @@
 package conntrack
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -96,23 +95,7 @@ func (r *IPVSReader) Next() (*IPVSConn, error) {
 // entry is reused). An input with lines but no entry is an error.
 func ScanIPVS(r io.Reader, fn func(*IPVSConn) error) (Stats, error) {
 	ir := NewIPVSReader(r)
-	for {
-		c, err := ir.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return ir.Stats(), err
-		}
-		if err := fn(c); err != nil {
-			return ir.Stats(), err
-		}
-	}
-	st := ir.Stats()
-	if st.Entries == 0 && st.Skipped > 0 {
-		return st, fmt.Errorf("%w: no IPVS connection entries in %d line(s); %s", ErrMalformed, st.Lines, st.Examples[0])
-	}
-	return st, nil
+	return drain(ir.Next, ir.Stats, fn, "IPVS connection entries")
 }
 
 const maxPEData = 256

@@ -217,21 +217,27 @@ func Scan(r io.Reader, fn func(*Entry) error) (Stats, error) {
 }
 
 func scan(cr *Reader, fn func(*Entry) error) (Stats, error) {
+	return drain(cr.Next, cr.Stats, fn, "connection entries")
+}
+
+// drain calls fn with each entry next hands out until io.EOF. An input with
+// lines but no entry at all is an error naming what was looked for.
+func drain[T any](next func() (*T, error), stats func() Stats, fn func(*T) error, what string) (Stats, error) {
 	for {
-		e, err := cr.Next()
+		e, err := next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return cr.Stats(), err
+			return stats(), err
 		}
 		if err := fn(e); err != nil {
-			return cr.Stats(), err
+			return stats(), err
 		}
 	}
-	st := cr.Stats()
+	st := stats()
 	if st.Entries == 0 && st.Skipped > 0 {
-		return st, fmt.Errorf("%w: no connection entries in %d line(s); %s", ErrMalformed, st.Lines, st.Examples[0])
+		return st, fmt.Errorf("%w: no %s in %d line(s); %s", ErrMalformed, what, st.Lines, st.Examples[0])
 	}
 	return st, nil
 }
