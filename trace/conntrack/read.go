@@ -176,10 +176,7 @@ func (r *Reader) Next() (*Entry, error) {
 		}
 		f, why, unwanted := parseLine(line, e, want)
 		if unwanted {
-			if r.stats.Format == FormatUnknown {
-				r.stats.Format = f
-			}
-			r.stats.Entries++
+			r.count(f, e.Proto)
 			continue
 		}
 		if why != "" {
@@ -197,16 +194,21 @@ func (r *Reader) Next() (*Entry, error) {
 			r.stats.Cut = true
 			return nil, io.EOF
 		}
-		if r.stats.Format == FormatUnknown {
-			r.stats.Format = f
-		}
-		if _, named := protoNames[e.Proto]; !named {
-			r.stats.OtherProtocols++
-		}
+		r.count(f, e.Proto)
 		e.Line = r.lines.lineNo
-		r.stats.Entries++
 		return &e.Entry, nil
 	}
+}
+
+// count records one entry read.
+func (r *Reader) count(f Format, p Proto) {
+	if r.stats.Format == FormatUnknown {
+		r.stats.Format = f
+	}
+	if _, named := protoNames[p]; !named {
+		r.stats.OtherProtocols++
+	}
+	r.stats.Entries++
 }
 
 // Scan reads every entry of the table in r and calls fn with each (the

@@ -99,10 +99,11 @@ func TestRecordedTablesMatchKernelCounts(t *testing.T) {
 		format   Format
 		families []Family // which frontends the file holds
 		stderr   string   // conntrack's stderr with its entry count
+		other    int      // entries of unnamed protocols (the generator's protocol 253)
 	}{
-		{file: "nf_conntrack", format: FormatExtended, families: []Family{IPv4, IPv6}},
-		{file: "conntrack-L", format: FormatDefault, families: []Family{IPv4, IPv6}, stderr: "conntrack-L.stderr"},
-		{file: "conntrack-L-extended", format: FormatExtended, families: []Family{IPv4, IPv6}, stderr: "conntrack-L-extended.stderr"},
+		{file: "nf_conntrack", format: FormatExtended, families: []Family{IPv4, IPv6}, other: 1},
+		{file: "conntrack-L", format: FormatDefault, families: []Family{IPv4, IPv6}, stderr: "conntrack-L.stderr", other: 1},
+		{file: "conntrack-L-extended", format: FormatExtended, families: []Family{IPv4, IPv6}, stderr: "conntrack-L-extended.stderr", other: 1},
 		{file: "conntrack-L6", format: FormatDefault, families: []Family{IPv6}, stderr: "conntrack-L6.stderr"},
 		{file: "conntrack-L6-extended", format: FormatExtended, families: []Family{IPv6}, stderr: "conntrack-L6-extended.stderr"},
 	}
@@ -127,6 +128,9 @@ func TestRecordedTablesMatchKernelCounts(t *testing.T) {
 			}
 			if obs.Stats.Format != tt.format {
 				t.Errorf("format %v, want %v", obs.Stats.Format, tt.format)
+			}
+			if obs.Stats.OtherProtocols != tt.other {
+				t.Errorf("%d entries of other protocols, want %d", obs.Stats.OtherProtocols, tt.other)
 			}
 			if obs.Stats.Skipped != 0 || obs.Stats.Cut {
 				t.Errorf("skipped %d lines (%v), cut %v", obs.Stats.Skipped, obs.Stats.Examples, obs.Stats.Cut)
