@@ -159,6 +159,17 @@ else
 fi
 `
 
+// IsConntrackSection tells whether a section name is one of the conntrack
+// snippet's: they hold connection tables, not rules, and must be kept out
+// of the backend analysis.
+func IsConntrackSection(name string) bool {
+	switch name {
+	case DumpConntrackProc, DumpConntrackList, DumpConntrackList6, DumpIPVSConn, DumpConntrackLimits:
+		return true
+	}
+	return false
+}
+
 // ConntrackCapped returns the names of the sections the snippet marked as
 // capped, in output order. Like ParseOutput it steps over each section's
 // data to its end marker, so no line of the data can pose as a marker.

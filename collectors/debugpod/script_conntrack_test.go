@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -268,5 +269,53 @@ func TestConntrackCapped(t *testing.T) {
 	}
 	if got := ConntrackLineCap(1); got != 1 {
 		t.Errorf("ConntrackLineCap(1) = %d", got)
+	}
+	if !IsConntrackSection(DumpConntrackList6) || IsConntrackSection(DumpIPTablesNFT) || IsConntrackSection("proxyMode") {
+		t.Error("IsConntrackSection")
+	}
+}
+
+// TestConntrackSnippetInsideScript runs the dump script with the snippet
+// placed before its final marker, as it will be wired: the snippet's
+// sections come out next to the rule dumps and change nothing else.
+func TestConntrackSnippetInsideScript(t *testing.T) {
+	requireNetnsTools(t, "iptables-nft-restore", "iptables-nft-save")
+	ns := newConntrackNetns(t, 3, 1)
+	// kube-proxy's rules use its nfacct counters (as newNetns sets up)
+	for _, c := range []string{"ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts", "localhost_nps_total_pkts"} {
+		run(t, nil, "ip", "netns", "exec", ns, "nfacct", "add", c)
+	}
+	load(t, ns, iptNFTFixture, "iptables-nft-restore")
+	final := "printf '%s done\\n' \"$m\"\n"
+	if !strings.HasSuffix(Script, final) {
+		t.Fatalf("Script no longer ends with %q", final)
+	}
+	script := strings.TrimSuffix(Script, final) + ConntrackScript(ConntrackOptions{}) + final
+	var out, errOut bytes.Buffer
+	cmd := exec.Command("ip", "netns", "exec", ns, "sh", "-c", script)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.Bytes())
+	}
+	res := ParseOutput("node-1", out.Bytes(), errOut.Bytes())
+	// ParseOutput does not know these sections yet and takes every section
+	// for an iptables dump: until the wiring routes them apart, Chosen
+	// lists them too (IsConntrackSection tells them).
+	rules := slices.DeleteFunc(slices.Clone(res.Chosen), IsConntrackSection)
+	if res.Backend != BackendIPTablesNFT || !slices.Equal(rules, []string{DumpIPTablesNFT}) {
+		t.Errorf("backend %s, chosen %v", res.Backend, res.Chosen)
+	}
+	for _, w := range res.Warnings {
+		if strings.Contains(w, "ended early") || strings.Contains(w, "conntrack") {
+			t.Errorf("warning %q", w)
+		}
+	}
+	d, ok := res.Dump(DumpConntrackProc)
+	if !ok {
+		t.Fatalf("no %s section; markers:\n%s", DumpConntrackProc, markers(out.Bytes()))
+	}
+	n := 0
+	if _, err := conntrack.Scan(bytes.NewReader(d.Data), func(*conntrack.Entry) error { n++; return nil }); err != nil || n != 4 {
+		t.Errorf("%d entries (%v), want 4", n, err)
 	}
 }
