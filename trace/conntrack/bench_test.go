@@ -83,6 +83,24 @@ func BenchmarkObserve(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100_000, "ns/entry")
 }
 
+// BenchmarkScan parses every entry to the end (what Reader hands out),
+// without Observe's early exit.
+func BenchmarkScan(b *testing.B) {
+	var buf bytes.Buffer
+	if err := writeTable(&buf, 100_000); err != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Scan(bytes.NewReader(data), func(*Entry) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100_000, "ns/entry")
+}
+
 // TestObserveHelper is the measured process of TestBenchRatio: it observes
 // the table named by H14_CONNTRACK_TABLE and prints what it counted.
 func TestObserveHelper(t *testing.T) {
