@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"slices"
+	"strconv"
 )
 
 // Frontend is one address a Service is reached at — a ClusterIP, a node
@@ -126,6 +127,20 @@ func (f *FrontendCount) Stale(endpoints []netip.AddrPort) []BackendCount {
 		}
 	}
 	return out
+}
+
+// ClearCommand is the conntrack command, run on the node (with NET_ADMIN
+// in its network namespace), that deletes the frontend's entries to one
+// backend — how to clear a stale entry. Its arguments are plain addresses
+// and numbers, never text from the table.
+func ClearCommand(f Frontend, backend netip.AddrPort) []string {
+	fam := "ipv4"
+	if f.Addr.Is6() {
+		fam = "ipv6"
+	}
+	return []string{"conntrack", "-D", "-f", fam, "-p", f.Proto.String(),
+		"--orig-dst", f.Addr.String(), "--orig-port-dst", strconv.Itoa(int(f.Port)),
+		"--reply-src", backend.Addr().Unmap().String(), "--reply-port-src", strconv.Itoa(int(backend.Port()))}
 }
 
 func unmapAP(ap netip.AddrPort) netip.AddrPort {

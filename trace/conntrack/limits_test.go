@@ -3,6 +3,7 @@ package conntrack
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -57,5 +58,13 @@ func TestNewFrontend(t *testing.T) {
 	}
 	if _, err := NewFrontend(netip.Addr{}, 53, "udp"); err == nil {
 		t.Error("no address accepted")
+	}
+}
+
+func TestClearCommand(t *testing.T) {
+	got := ClearCommand(Frontend{Addr: netip.MustParseAddr("fd00::10"), Port: 53, Proto: ProtoUDP}, netip.MustParseAddrPort("[fd00::5]:5353"))
+	want := "conntrack -D -f ipv6 -p udp --orig-dst fd00::10 --orig-port-dst 53 --reply-src fd00::5 --reply-port-src 5353"
+	if strings.Join(got, " ") != want {
+		t.Errorf("got  %s\nwant %s", strings.Join(got, " "), want)
 	}
 }
