@@ -306,7 +306,7 @@ func TestConntrackSnippetInsideScript(t *testing.T) {
 		t.Errorf("backend %s, chosen %v", res.Backend, res.Chosen)
 	}
 	for _, w := range res.Warnings {
-		if strings.Contains(w, "ended early") || strings.Contains(w, "conntrack") {
+		if strings.Contains(w.Message, "ended early") || strings.Contains(w.Message, "conntrack") {
 			t.Errorf("warning %q", w)
 		}
 	}
