@@ -14,6 +14,13 @@ import (
 // membership tests on what it accepted never panic either.
 func FuzzParse(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.txt")
+	// and a sample of the ipsets kube-proxy's IPVS tests left
+	fixtures, _ := filepath.Glob("../../testdata/ipvs/kube-proxy/*/*/ipset.save")
+	for i, name := range fixtures {
+		if i%16 == 0 {
+			files = append(files, name)
+		}
+	}
 	for _, name := range files {
 		b, err := os.ReadFile(name)
 		if err != nil {

@@ -316,3 +316,27 @@ func TestIndexAgreesWithScan(t *testing.T) {
 		}
 	}
 }
+
+func TestHas(t *testing.T) {
+	d := mustParseFile(t, "testdata/save.txt")
+	for _, tc := range []struct {
+		set, elem string
+		want      bool
+	}{
+		{"KUBE-CLUSTER-IP", "10.96.0.1,tcp:443", true},
+		{"KUBE-CLUSTER-IP", "10.96.0.1,443", true}, // tcp is ipset's default
+		{"KUBE-CLUSTER-IP", "10.96.0.1,udp:443", false},
+		{"KUBE-LOAD-BALANCER-SOURCE-CIDR", "203.0.113.10,tcp:80,198.51.100.0/24", true},
+		{"KUBE-LOAD-BALANCER-SOURCE-CIDR", "203.0.113.10,tcp:80,198.51.100.7", false}, // matched by a packet, but not an element
+		{"KUBE-NODE-PORT-TCP", "30080", true},
+		{"cali40masq-ipam-pools", "10.244.7.0/24", true},
+	} {
+		got, err := d.Set(tc.set).Has(tc.elem)
+		if err != nil || got != tc.want {
+			t.Errorf("%s has %s: %v %v, want %v", tc.set, tc.elem, got, err, tc.want)
+		}
+	}
+	if _, err := d.Set("KUBE-CLUSTER-IP").Has("10.96.0.1"); err == nil {
+		t.Error("an element without its port: want an error")
+	}
+}

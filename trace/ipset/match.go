@@ -317,3 +317,36 @@ func (s *Set) candidates(k key) []int32 {
 	}
 	return out
 }
+
+// ParseElement reads an element in the set's own notation, as `ipset add`
+// takes it and kube-proxy writes it ("10.96.0.1,tcp:443").
+func (s *Set) ParseElement(text string) ([]Part, error) {
+	set := s
+	if s.dims == nil { // a Set built by hand, not by Parse
+		set = &Set{Name: s.Name, Type: s.Type, Family: s.Family, dims: s.Type.Dims()}
+	}
+	if set.dims == nil {
+		return nil, fmt.Errorf("ipset %s: unknown type %s", short(s.Name), short(string(s.Type)))
+	}
+	parts, err := parseElem(set, text)
+	if err != nil {
+		return nil, fmt.Errorf("ipset %s: element %s: %w", short(s.Name), short(text), err)
+	}
+	return parts, nil
+}
+
+// Has tells whether the set holds exactly this element (not whether a
+// packet would match it): what drift checks ask of kube-proxy's sets,
+// "is this Service port in KUBE-CLUSTER-IP".
+func (s *Set) Has(text string) (bool, error) {
+	parts, err := s.ParseElement(text)
+	if err != nil {
+		return false, err
+	}
+	for i := range s.Members {
+		if slices.Equal(s.Members[i].Elem, parts) {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -53,3 +53,7 @@ func CountConnections(r io.Reader) (int, error) {
 		}
 	}
 }
+
+// DetectConnections tells whether a prefix of the input is
+// /proc/net/ip_vs_conn (its title line).
+func DetectConnections(prefix []byte) bool { return bytes.HasPrefix(prefix, connTitle) }

@@ -16,6 +16,15 @@ import (
 // same text: no fact is lost or invented on the way.
 func FuzzParse(f *testing.F) {
 	files, _ := filepath.Glob("testdata/published/*.txt")
+	// and a sample of the tables kube-proxy's IPVS tests left
+	for _, form := range []string{"ip_vs", "ipvsadm.save"} {
+		fixtures, _ := filepath.Glob("../../testdata/ipvs/kube-proxy/*/*/" + form)
+		for i, name := range fixtures {
+			if i%16 == 0 {
+				files = append(files, name)
+			}
+		}
+	}
 	for _, name := range files {
 		b, err := os.ReadFile(name)
 		if err != nil {
