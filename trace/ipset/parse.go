@@ -264,8 +264,11 @@ func (p *parser) newSet(name, typ string) (*Set, error) {
 		return nil, p.errf("set %s: unknown type %s", short(name), short(typ))
 	}
 	s := &Set{Name: name, Type: t, Line: p.line, dims: t.Dims()}
-	if t.Method() == "hash" && t != HashMAC {
+	switch {
+	case t.Method() == "hash" && t != HashMAC:
 		s.Family = FamilyInet // the kernel's default; a family option overrides it
+	case t == BitmapIP || t == BitmapIPMAC:
+		s.Family = FamilyInet // bitmap:ip is IPv4 only and prints no family
 	}
 	p.d.Sets = append(p.d.Sets, s)
 	p.d.byName[name] = s
