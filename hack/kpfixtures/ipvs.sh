@@ -19,7 +19,9 @@
 #   <test>/ipset.save         the sets through real `ipset restore` / `ipset save`
 #   <test>/iptables-nft.save  the rules through real iptables-restore /
 #                             iptables-save (nf_tables backend; ip6tables
-#                             for IPv6), loaded after the sets they match on
+#                             for IPv6), loaded after the sets they match on;
+#                             fake.rules instead where they use -m ipvs, which
+#                             a kernel without IPVS (this one) refuses
 #   <test>/ip_vs, <test>/ipvsadm.save
 #                             the IPVS table as /proc/net/ip_vs and
 #                             ipvsadm -Sn print it (this machine's kernel
