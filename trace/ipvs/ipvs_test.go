@@ -260,6 +260,7 @@ func TestParseErrors(t *testing.T) {
 		{"names", "", "run ipvsadm with -n", ipvs.ErrNotNumeric},
 		{"stats", "", "collect ipvsadm -Ln", ipvs.ErrMalformed},
 		{"neither", "*nat\n", "not /proc/net/ip_vs", ipvs.ErrMalformed},
+		{"scheduler", "-A -t 10.0.0.1:80 -s r$r\n", "bad scheduler name", ipvs.ErrMalformed},
 		{"save with names", "-A -t kubernetes.default.svc:https -s rr\n", "run ipvsadm with -n", ipvs.ErrNotNumeric},
 		{"real first", "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n  -> 0A000001:0050      Masq    1      0          0\n", "before any virtual server", ipvs.ErrMalformed},
 		{"bad hex", "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\nTCP  0A00001:0050 rr\n", "bad hexadecimal IPv4 address", ipvs.ErrMalformed},

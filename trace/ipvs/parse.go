@@ -271,6 +271,9 @@ func (p *parser) parseListService(f []string) (*VirtualServer, error) {
 		return nil, p.errf("unknown virtual server protocol %s", short(f[0]))
 	}
 	v.Scheduler, rest = rest[0], rest[1:]
+	if !schedName(v.Scheduler) {
+		return nil, p.errf("virtual server %s: bad scheduler name %s", v, short(v.Scheduler))
+	}
 	v.NetmaskBits = 32
 	if v.IPv6 {
 		v.NetmaskBits = 128
@@ -476,6 +479,20 @@ func parseNetmask(s string, ipv6 bool) (int, error) {
 	}
 	b := a.As4()
 	return maskBits(binary.BigEndian.Uint32(b[:]), s)
+}
+
+// schedName accepts what the kernel does: IP_VS_SCHEDNAME_MAXLEN (16)
+// less the NUL, and the characters scheduler modules are named with.
+func schedName(s string) bool {
+	if s == "" || len(s) > 15 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func parseBareAddr(s string) (netip.Addr, error) {

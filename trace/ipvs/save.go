@@ -36,6 +36,9 @@ func (p *parser) saveLine(line string) error {
 			switch opt {
 			case "-s", "--scheduler":
 				if s, err = val(); err == nil {
+					if !schedName(s) {
+						return p.errf("virtual server %s: bad scheduler name %s", v, short(s))
+					}
 					v.Scheduler = s
 				}
 			case "-p", "--persistent":
