@@ -23,7 +23,7 @@ unit: ## unit and integration tests only (fast; no root)
 test-race: ## concurrent packages under the race detector (needs cgo)
 	CGO_ENABLED=1 $(GO) test -race ./trace/... ./collectors/...
 
-FUZZ_PKGS := ./trace/iptables ./trace/nftables ./trace/routes ./render ./collectors/debugpod
+FUZZ_PKGS := ./trace/iptables ./trace/nftables ./trace/ipset ./trace/ipvs ./trace/routes ./trace/conntrack ./render ./collectors/debugpod
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@for pkg in $(FUZZ_PKGS); do \
@@ -43,6 +43,8 @@ fixtures: ## regenerate kube-proxy fixtures from real kube-proxy code (slow; nee
 	hack/kpfixtures/gen.sh v1.29.6 v1.37.2 v1.22.17
 	hack/kpfixtures/gen.sh --nftables v1.33.13 v1.37.2
 	hack/kpfixtures/variants.sh
+	hack/kpfixtures/ipvs.sh v1.29.6 v1.33.13 v1.37.2
+	hack/ipset-testdata.sh
 
 docs: ## regenerate the pictures in docs/images with the tool itself, from testdata
 	hack/docs.sh
