@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # The house rules of the package layout, checked on the code (not tests):
 # - only trace/ruleset imports the dataplane engines (trace/iptables,
-#   trace/nftables, …): the tracer, the commands and the renderers reach an
-#   engine through that one door;
+#   trace/nftables, trace/ipvs, trace/ipset): the tracer, the commands and the
+#   renderers reach an engine through that one door (engines may use each
+#   other; fixture generators under hack/ and test/ may use them);
 # - trace/ never imports collectors/ or render/, render/ never imports
 #   collectors/ (render never talks to a cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
-engines="$mod/trace/iptables $mod/trace/nftables $mod/trace/ipvs"
+engines="$mod/trace/iptables $mod/trace/nftables $mod/trace/ipvs $mod/trace/ipset"
 fail=0
+is_engine() {
+	local p=$1 e
+	for e in $engines; do
+		[[ $p == "$e" || $p == "$e"/* ]] && return 0
+	done
+	return 1
+}
 while read -r pkg imports; do
+	case $pkg in "$mod"/hack/* | "$mod"/test/*) continue ;; esac
 	for imp in $imports; do
-		for e in $engines; do
-			if [[ $imp == "$e" || $imp == "$e"/* ]] && [[ $pkg != "$mod/trace/ruleset" && $pkg != "$e" && $pkg != "$e"/* ]]; then
-				echo "$pkg imports $imp: only trace/ruleset may import an engine package"
-				fail=1
-			fi
-		done
+		if is_engine "$imp" && [[ $pkg != "$mod/trace/ruleset" ]] && ! is_engine "$pkg"; then
+			echo "$pkg imports $imp: only trace/ruleset may import an engine package"
+			fail=1
+		fi
 		case $pkg in
 		"$mod"/trace | "$mod"/trace/*)
 			if [[ $imp == "$mod"/collectors* || $imp == "$mod"/render* || $imp == "$mod"/cmd* ]]; then
