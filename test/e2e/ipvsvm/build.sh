@@ -98,6 +98,18 @@ if [[ ${#todo[@]} -gt 0 ]]; then
 	log "apt-get download ${#todo[@]} packages"
 	# apt warns that it downloads unsandboxed as root; that is expected.
 	(cd "$DEBS" && apt-get download -q "${todo[@]}" 2>&1 | grep -v -e '^W: Download is performed unsandboxed' -e '^Get:' -e '^Fetched' >&2) || true
+	for pv in "${todo[@]}"; do
+		p=${pv%%=*} v=${pv#*=}
+		compgen -G "$DEBS/${p}_${v//:/%3a}_*.deb" >/dev/null && continue
+		# Stale package lists name versions the mirror no longer has:
+		# update them once and start over with the new versions.
+		if [[ -z ${IPVSVM_UPDATED:-} && $(id -u) -eq 0 ]]; then
+			log "could not download $pv: apt-get update, then again"
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq
+			IPVSVM_UPDATED=1 exec "$HERE/build.sh"
+		fi
+		die "could not download $pv"
+	done
 fi
 
 WORK=$(mktemp -d "$CACHE/tmp.XXXXXX")
@@ -107,7 +119,7 @@ ROOT=$WORK/root # the initramfs
 mkdir -p "$PKG" "$ROOT"
 for pv in "${versions[@]}"; do
 	p=${pv%%=*} v=${pv#*=}
-	deb=$(compgen -G "$DEBS/${p}_${v//:/%3a}_*.deb" | head -1) || die "download of $pv failed"
+	deb=$(compgen -G "$DEBS/${p}_${v//:/%3a}_*.deb" | head -1)
 	dpkg-deb -x "$deb" "$PKG"
 done
 KVER=$(ls "$PKG/lib/modules" | head -1)
