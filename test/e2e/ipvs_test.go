@@ -229,6 +229,7 @@ current-context: e2e
 		{path: "/etc/kubernetes/kube-proxy.key", mode: 0o600, src: filepath.Join(c.dir, "kube-proxy.key")},
 		{path: "/etc/kubernetes/kube-proxy.kubeconfig", mode: 0o600, data: []byte(kubeconfig)},
 	}
+	prepared := time.Since(begin) // tools, VM image, control plane, objects
 	bootStart := time.Now()
 	v := bootVM(t, image, strings.TrimPrefix(c.apiURL, "https://"), files)
 	booted := time.Since(bootStart)
@@ -318,8 +319,8 @@ current-context: e2e
 	if *ipvsOut != "" {
 		ipvsSave(t, *ipvsOut, res, dumps, c.ipvsObjects(), v.run("cat", "/var/log/kube-proxy.log"))
 	}
-	t.Logf("timing: VM booted in %v, kube-proxy synced %v after start, traffic %v, whole test %v",
-		booted.Round(time.Millisecond), synced.Round(time.Millisecond), traffic.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
+	t.Logf("timing: tools, VM image, control plane and objects %v, VM booted in %v, kube-proxy synced %v after start, traffic %v, whole test %v",
+		prepared.Round(time.Millisecond), booted.Round(time.Millisecond), synced.Round(time.Millisecond), traffic.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
 	for _, cs := range res.Cases {
 		t.Logf("%-42s %s", cs.Name, cs.summary())
 	}
@@ -547,7 +548,7 @@ func (v *vm) waitIPVS(what string, ok func(string) bool) {
 // what happened.
 func (v *vm) probe(name, about string, cl ipvsClient, ip string, port, tries int) *ipvsCase {
 	v.t.Helper()
-	argv := []string{"/bin/vmagent", "probe", "-addr", netipJoin(ip, port), "-tries", strconv.Itoa(tries), "-timeout", "3s"}
+	argv := []string{"/bin/vmagent", "probe", "-addr", netipJoin(ip, port), "-tries", strconv.Itoa(tries), "-timeout", dropWait.String()}
 	if cl.Netns != "" {
 		argv = append([]string{"/bin/ip", "netns", "exec", cl.Netns}, argv...)
 	}
