@@ -42,8 +42,9 @@ const (
 	ipvsClientIP    = "10.250.0.100" // inside the load balancer's source ranges
 	ipvsClientOutIP = "10.250.0.200" // outside them
 
-	ipvsLBIP  = "203.0.113.50"
-	ipvsExtIP = "198.51.100.7"
+	ipvsLBIP      = "203.0.113.50" // Cluster policy, source ranges
+	ipvsLBLocalIP = "203.0.113.51" // Local policy
+	ipvsExtIP     = "198.51.100.7"
 )
 
 // ipvsPod is a pod namespace in the VM running the echo server.
@@ -365,7 +366,9 @@ pod() { # node namespace (- for node1), pod, address
 	fmt.Fprintf(&b, "port client %s\nport client-out %s\nport %s %s\n", ipvsClientIP, ipvsClientOutIP, ipvsNode2, ipvsNode2IP)
 	for _, cl := range []string{"client", "client-out"} {
 		// The "cloud load balancer" and the external IP route to node1.
-		fmt.Fprintf(&b, "$ip -n %s route add %s via %s\n$ip -n %s route add %s via %s\n", cl, ipvsLBIP, ipvsNode1IP, cl, ipvsExtIP, ipvsNode1IP)
+		for _, ip := range []string{ipvsLBIP, ipvsLBLocalIP, ipvsExtIP} {
+			fmt.Fprintf(&b, "$ip -n %s route add %s via %s\n", cl, ip, ipvsNode1IP)
+		}
 	}
 	fmt.Fprintf(&b, "$ip netns exec %s sysctl -q -w net.ipv4.ip_forward=1\n", ipvsNode2)
 	// node2 routes everything else to node1 (also what proxy_arp needs
@@ -461,6 +464,9 @@ func ipvsServices(c *cluster) ipvsServiceSet {
 				p.(map[string]any)["nodePort"] = 30100 + 10*n + i
 			}
 		}
+		if m["type"] == "LoadBalancer" && m["externalTrafficPolicy"] == "Local" {
+			m["healthCheckNodePort"] = 30100 + 10*n + 9
+		}
 		b, _ := json.Marshal(m)
 		s := c.service(name, string(b))
 		set.ip[name] = s.ClusterIP
@@ -483,6 +489,9 @@ func ipvsServices(c *cluster) ipvsServiceSet {
 	svc("ipvs-lb", sel+`"type":"LoadBalancer","externalTrafficPolicy":"Cluster","loadBalancerSourceRanges":["`+ipvsClientIP+`/32"],`+httpPort, ipvsReady("echo-0"), ipvsHTTPPort, rs("echo-0"))
 	c.setLoadBalancer("ipvs-lb", ipvsLBIP)
 	set.want = append(set.want, fmt.Sprintf("-A -t %s:80 ", ipvsLBIP))
+	svc("ipvs-lb-local", sel+`"type":"LoadBalancer","externalTrafficPolicy":"Local",`+httpPort, ipvsReady("echo-0", "echo-2"), ipvsHTTPPort, rs("echo-0"), rs("echo-2"))
+	c.setLoadBalancer("ipvs-lb-local", ipvsLBLocalIP)
+	set.want = append(set.want, fmt.Sprintf("-a -t %s:80 -r %s:8080 -m ", ipvsLBLocalIP, ipvsPodIP("echo-0")))
 	svc("ipvs-extip", sel+`"type":"ClusterIP","externalIPs":["`+ipvsExtIP+`"],`+httpPort, ipvsReady("echo-1"), ipvsHTTPPort, rs("echo-1"))
 	set.want = append(set.want, fmt.Sprintf("-A -t %s:80 ", ipvsExtIP))
 	svc("ipvs-affinity", sel+`"type":"ClusterIP","sessionAffinity":"ClientIP",`+httpPort, ipvsReady("echo-0", "echo-1", "echo-2"), ipvsHTTPPort, rs("echo-0"), rs("echo-1"), rs("echo-2"))
@@ -848,6 +857,9 @@ func ipvsCases(svcs ipvsServiceSet) []ipvsCaseSpec {
 		{name: "loadbalancer-from-node", about: "load balancer IP from the node itself",
 			from: fromNode1, svc: "ipvs-lb", port: "http", via: "loadBalancer", ip: ipvsLBIP, dport: 80, tries: 2,
 			want: ipvsWant{outcome: "timeout", scheduled: ipvsPodIP("echo-0") + ":8080"}},
+		{name: "loadbalancer-local", about: "load balancer IP, externalTrafficPolicy Local, endpoints on node1 and node2, from outside",
+			from: fromClient, svc: "ipvs-lb-local", port: "http", via: "loadBalancer", ip: ipvsLBLocalIP, dport: 80, tries: 3,
+			want: connected(8080, "client", "echo-0")},
 		{name: "externalip", about: "an externalIP from outside",
 			from: fromClient, svc: "ipvs-extip", port: "http", via: "externalIP", ip: ipvsExtIP, dport: 80, tries: 3,
 			want: connected(8080, "node", "echo-1")},
