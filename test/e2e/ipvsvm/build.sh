@@ -232,9 +232,18 @@ cp "$PKG/boot/vmlinuz-$KVER" "$WORK/out/vmlinuz"
 } >"$WORK/out/manifest.txt"
 rm -rf "$OUT"
 mv "$WORK/out" "$OUT"
-# Images of other keys are stale (other package versions or boot files).
+# Images of other keys are stale (other package versions or boot files),
+# and so are the packages of other versions.
 for old in "$CACHE"/*/manifest.txt; do
 	[[ $(dirname "$old") == "$OUT" ]] || rm -rf "$(dirname "$old")"
+done
+declare -A keep
+for pv in "${versions[@]}"; do
+	p=${pv%%=*} v=${pv#*=}
+	for deb in "$DEBS/${p}_${v//:/%3a}_"*.deb; do keep[$deb]=1; done
+done
+for deb in "$DEBS"/*.deb; do
+	[[ -n ${keep[$deb]:-} ]] || rm -f "$deb"
 done
 log "built $OUT in $(($(date +%s) - begin)) s: kernel $KVER, ${#closure[@]} modules, initramfs $(du -h "$OUT/base.cpio.gz" | cut -f1)"
 echo "$OUT"
