@@ -677,6 +677,9 @@ var ipvsDumpCommands = []struct {
 	{"ipvsadm-Ln-stats", []string{"ipvsadm", "-Ln", "--stats"}},
 	{"ipvsadm-Lnc", []string{"ipvsadm", "-Lnc"}},
 	{"proc-net-ip_vs_conn.count", []string{"sh", "-c", "wc -l </proc/net/ip_vs_conn"}},
+	// The plugin collects only the count; the entries (hex) are the
+	// ground truth for its connection-table reader.
+	{"proc-net-ip_vs_conn", []string{"cat", "/proc/net/ip_vs_conn"}},
 	{"ipset-save", []string{"ipset", "save"}},
 	{"iptables-legacy-save", []string{"iptables-legacy-save"}},
 	// The same with packet counters: which rules the cases' packets hit.
