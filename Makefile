@@ -68,3 +68,8 @@ release-check: ## goreleaser check + snapshot build of every platform, krew mani
 .PHONY: e2e
 e2e: ## end-to-end only: real etcd, kube-apiserver and kube-proxy in network namespaces, three modes (root; fails rather than skips)
 	test/e2e/run.sh --require
+
+.PHONY: e2e-ipvs
+IPVS_OUT ?= $(CURDIR)/bin/e2e-ipvs
+e2e-ipvs: ## IPVS end to end only: real kube-proxy --proxy-mode=ipvs in a qemu VM (Debian's kernel) against the suite's control plane, real traffic, the node's dumps and traffic.json into IPVS_OUT (root)
+	cd test/e2e && ./build.sh && GOFLAGS=-mod=mod $(GO) test -count=1 -v -timeout 30m -run '^TestIPVS$$' . -args -e2e -ipvs -ipvs-out=$(IPVS_OUT)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the end-to-end suite: the built plugin against a real etcd,
 # kube-apiserver and kube-proxy in network namespaces, checked by real
-# packets, in kube-proxy's iptables, nftables and iptables-legacy modes.
+# packets, in kube-proxy's iptables, nftables and iptables-legacy modes, and
+# in IPVS mode on a qemu VM node (TestIPVS, -ipvs).
 #
 #   test/e2e/run.sh            run it where it can run (root on Linux);
 #                              elsewhere say plainly why it is skipped, exit 0
@@ -39,7 +40,7 @@ echo "e2e: cluster binaries ready in $((built - begin)) s"
 log=$(mktemp -t tsvc-e2e-log.XXXXXX)
 trap 'rm -f "$log"' EXIT
 set +e
-CGO_ENABLED=0 GOFLAGS=-mod=mod go test -count=1 -v -timeout 60m . -args -e2e 2>&1 | tee "$log"
+CGO_ENABLED=0 GOFLAGS=-mod=mod go test -count=1 -v -timeout 60m . -args -e2e -ipvs 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 end=$(date +%s)
