@@ -185,3 +185,24 @@ func checkRoutesWithKernel(t *testing.T, ns string, p *trace.Path) int {
 	}
 	return n
 }
+
+// TestSimulateAcceptsRouteSections: a node's saved route sections given to
+// simulate with its rules are read (named by their NODE.SECTION file name,
+// which tells ip -6 rule from ip rule) and leave the verdict alone.
+func TestSimulateAcceptsRouteSections(t *testing.T) {
+	args := []string{"simulate", "--ruleset", tracePacketDump, "--node-ip", "192.168.0.2", "--src", "10.0.0.2", "--dst", "172.30.0.44", "--dport", "80", "-o", "json"}
+	want, _, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range routeDumps(t, "calico-bgp") {
+		args = append(args, "--ruleset", f)
+	}
+	got, stderr, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want || stderr != "" {
+		t.Errorf("with route sections: stderr %q, output differs: %v", stderr, got != want)
+	}
+}
