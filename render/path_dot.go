@@ -67,7 +67,9 @@ func PathImage(ctx context.Context, w io.Writer, p *trace.Path, format string) e
 // walks; then the pods, in one cluster per pod's node (a pod reached from
 // several nodes is drawn once). Edges to pods carry the probability; DROP and
 // REJECT are red; drift (a stale rule, or an endpoint missing from a node's
-// rules) is dashed.
+// rules) is dashed. When the node's routes are known, the route it takes
+// after DNAT is drawn in its cluster between the DNAT and the pod (local
+// veth, tunnel to a node, gateway), red when it drops the packet.
 //
 // The chains drawn are those walked before the endpoint is chosen: the
 // endpoint chains themselves (KUBE-SEP-*, endpoint-*) are folded into the
