@@ -179,3 +179,40 @@ func TestNames(t *testing.T) {
 		seen[c] = true
 	}
 }
+
+// FuzzRouteSection: whatever a node prints as a route section — named or
+// told by content, next to rules — loads without panicking, and a node
+// whose routes load can be asked for any route.
+func FuzzRouteSection(f *testing.F) {
+	for _, name := range []string{"flannel", "cilium", "aws-vpc-cni"} {
+		out, err := os.ReadFile(filepath.Join(layouts, name+".txt"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		for i, sec := range bytes.Split(out, []byte("@@trace-svc@@ begin ")) {
+			if i == 0 {
+				continue
+			}
+			head, body, _ := bytes.Cut(sec, []byte("\n"))
+			body, _, _ = bytes.Cut(body, []byte("\n@@trace-svc@@ end "))
+			f.Add(uint8(slices.Index(routes.SectionNames, string(head))), body)
+		}
+	}
+	f.Add(uint8(255), []byte("default via 10.0.0.1 dev eth0\n"))
+	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
+		section := ""
+		if int(which) < len(routes.SectionNames) {
+			section = routes.SectionNames[which]
+		}
+		d, err := Load(Input{Name: "section", Source: bytesSource{data, true}, Section: section})
+		if err != nil {
+			return
+		}
+		if r := d.Routes(); r != nil {
+			for _, dst := range []string{"10.244.1.5", "fd00::1", "127.0.0.1"} {
+				res := r.Lookup(routes.Query{Dst: netip.MustParseAddr(dst)})
+				_ = r.Hop("node", res, nil).Line()
+			}
+		}
+	})
+}

@@ -116,10 +116,13 @@ type lastLeg struct {
 
 	seen     map[string]bool
 	findings []trace.Finding
+	// looked caches lookups: every entry of a Service asks for the
+	// same endpoints, mostly with the same packet.
+	looked map[routes.Query]routes.Result
 }
 
 func newLastLeg(node string, snap *routes.Snapshot, idx *nodeIndex, api []trace.APIEndpoint) *lastLeg {
-	l := &lastLeg{node: node, snap: snap, resolve: idx.resolve, apiNodes: map[netip.Addr]string{}, seen: map[string]bool{}}
+	l := &lastLeg{node: node, snap: snap, resolve: idx.resolve, apiNodes: map[netip.Addr]string{}, seen: map[string]bool{}, looked: map[routes.Query]routes.Result{}}
 	for _, a := range api {
 		if a.Node != "" {
 			l.apiNodes[a.IP] = a.Node
@@ -148,20 +151,29 @@ func (l *lastLeg) annotate(np *trace.NodePaths) {
 // A packet the node sends itself has no source and no incoming interface,
 // as `ip route get ENDPOINT` asks.
 func (l *lastLeg) route(e trace.Entry, pe *trace.PathEndpoint) *trace.EndpointRoute {
+	from := l.snap.RoutesFrom4
+	if pe.IP.Is6() {
+		from = l.snap.RoutesFrom6
+	}
+	if from == "" {
+		// The node gave no routes of this family (a section missing):
+		// unknown, rather than "no route".
+		return nil
+	}
 	q := routes.Query{Dst: pe.IP}
 	var notes []string
 	if pe.InRules && pe.Masquerade {
 		q.Mark = masqueradeMark
 	}
 	if e.From != FromNode && e.Source.IsValid() {
-		back := l.snap.Lookup(routes.Query{Dst: e.Source})
+		back := l.lookup(routes.Query{Dst: e.Source})
 		if back.Verdict == routes.VerdictForward && back.Dev != "" {
 			q.Src, q.IIF = e.Source, back.Dev
 		} else {
 			notes = append(notes, fmt.Sprintf("the node has no route back to the source %s, so the interface the packet comes in on cannot be told: looked up as a packet the node sends", e.Source))
 		}
 	}
-	res := l.snap.Lookup(q)
+	res := l.lookup(q)
 	hop := l.snap.Hop(l.node, res, l.resolve)
 	r := &trace.EndpointRoute{Hop: hop, Src: q.Src, IIF: q.IIF, Mark: q.Mark}
 	r.Notes = append(notes, res.Notes...)
@@ -172,6 +184,15 @@ func (l *lastLeg) route(e trace.Entry, pe *trace.PathEndpoint) *trace.EndpointRo
 		l.find(pe, res, hop)
 	}
 	return r
+}
+
+func (l *lastLeg) lookup(q routes.Query) routes.Result {
+	if res, ok := l.looked[q]; ok {
+		return res
+	}
+	res := l.snap.Lookup(q)
+	l.looked[q] = res
+	return res
 }
 
 // selectsOnMark tells whether a policy rule of the address's family selects
