@@ -169,6 +169,7 @@ func (l *lastLeg) route(e trace.Entry, pe *trace.PathEndpoint) *trace.EndpointRo
 		back := l.lookup(routes.Query{Dst: e.Source})
 		if back.Verdict == routes.VerdictForward && back.Dev != "" {
 			q.Src, q.IIF = e.Source, back.Dev
+			notes = append(notes, fmt.Sprintf("taken to come in on %s, the device the node routes the source %s through", back.Dev, e.Source))
 		} else {
 			notes = append(notes, fmt.Sprintf("the node has no route back to the source %s, so the interface the packet comes in on cannot be told: looked up as a packet the node sends", e.Source))
 		}
