@@ -21,6 +21,9 @@ CGO_ENABLED=0 go build -trimpath -o "$bin" ./cmd/kubectl-trace_svc
 
 kp=testdata/iptables/kube-proxy/v1.37.2
 nft=testdata/nftables/kube-proxy/v1.37.2
+# test-node's saved route sections (a Calico layout recorded in network
+# namespaces: testdata/scenarios/routes)
+routes=$(for f in testdata/scenarios/routes/calico-bgp/*; do printf -- '--dump test-node=%s ' "$f"; done)
 # name | args (a Service from testdata/scenarios, and the node dumps)
 scenarios=(
 	"loadbalancer-iptables|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$kp/TestLoadBalancer/iptables-nft.save"
@@ -31,6 +34,7 @@ scenarios=(
 	"affinity-nftables|svc5 -n ns5 --objects testdata/scenarios/affinity/objects.yaml --dump test-node=$nft/TestTracePacketV4/ruleset.nft"
 	"dual-stack-iptables|svc1 -n ns1 --objects testdata/scenarios/dual-stack/objects.yaml --dump test-node=$kp/TestNodePorts_ipv4__localhost-nodeports_enabled/iptables-nft.save --dump test-node=$kp/TestNodePorts_ipv6__localhost-nodeports_enabled/iptables-nft.save"
 	"compare-nodes|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$kp/TestLoadBalancer/iptables-nft.save --dump node-b=$kp/TestNoEndpointsReject/iptables-nft.save"
+	"last-leg-iptables|svc1 -n ns1 --objects testdata/scenarios/local-policy/objects.yaml --dump test-node=$kp/TestExternalTrafficPolicyLocal/iptables-nft.save $routes"
 	"loadbalancer-blocked-client|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$nft/TestLoadBalancer/ruleset.nft --source-ip 203.0.113.130"
 )
 mkdir -p "$out"

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/routes"
 )
 
 // errNoPath is returned by every Path renderer handed a nil Path.
@@ -451,8 +452,13 @@ func (v *pathView) node(n trace.NodePaths) *tree.Tree {
 	if mode == "" {
 		mode = "unknown"
 	}
-	head.add(&pal.dim, "·").add(nil, mode+" mode")
-	if f := n.RulesetFormat; f != "" && f != n.ProxyMode && !(n.ProxyMode == "nftables" && f == trace.FormatNFT) {
+	replaced := n.ServiceDataplane != nil && n.ServiceDataplane.ReplacesKubeProxy
+	if replaced {
+		head.add(&pal.dim, "·").add(&pal.warn, n.ServiceDataplane.Name)
+	} else {
+		head.add(&pal.dim, "·").add(nil, mode+" mode")
+	}
+	if f := n.RulesetFormat; f != "" && !replaced && f != n.ProxyMode && !(n.ProxyMode == "nftables" && f == trace.FormatNFT) {
 		head.add(&pal.dim, "("+f+" dump)")
 	}
 	if len(n.Addresses) > 0 {
@@ -465,10 +471,24 @@ func (v *pathView) node(n trace.NodePaths) *tree.Tree {
 			head.keep(&pal.dim, s)
 		}
 	}
+	if names := pluginNames(n.NetworkPlugins); len(names) > 0 {
+		head.add(&pal.dim, "·")
+		for i, name := range names {
+			if i < len(names)-1 {
+				name += ","
+			}
+			head.keep(&pal.accent, name)
+		}
+	}
 	t := v.newTree(v.wrap(head, treeWidth, 2))
 	v.chains = n.ChainInfo
 	if n.Error != "" {
 		msg := (&words{}).add(&pal.bad, "error:").add(&pal.bad, n.Error)
+		t.Child(v.wrap(msg, treeWidth-indentStep, 0))
+		return t
+	}
+	if replaced {
+		msg := (&words{}).add(&pal.dim, "kube-proxy's rules are absent: "+n.ServiceDataplane.Name+" serves this node's Services in eBPF (finding KubeProxyReplaced says what to use)")
 		t.Child(v.wrap(msg, treeWidth-indentStep, 0))
 		return t
 	}
@@ -667,7 +687,28 @@ func (v *pathView) endpoint(pe trace.PathEndpoint, pw, width int, markMasq bool)
 	}
 	// The second line is built with its indent as a word so it wraps like
 	// the first.
-	return v.wrap(first, width, indent) + "\n" + v.wrap(second, width, indent)
+	out := v.wrap(first, width, indent) + "\n" + v.wrap(second, width, indent)
+	if r := pe.Route; r != nil {
+		// The last leg: what the node does after DNAT.
+		third := (&words{}).keep(nil, strings.Repeat(" ", indent-1)).add(&pal.dim, "route:")
+		st, line := &pal.dim, r.Line()
+		switch {
+		case r.Verdict == routes.VerdictNoRoute:
+			st, line = &pal.bad, "none (the node has no route to it)"
+		case r.Verdict.Dropped():
+			st = &pal.bad
+		case pe.SameNode && r.Leaves != nil && *r.Leaves:
+			st = &pal.warn
+		}
+		third.add(st, line)
+		out += "\n" + v.wrap(third, width, indent+len("route: "))
+	}
+	return out
+}
+
+// pluginNames are the network plugins for the node header: "Calico (BGP)".
+func pluginNames(ps []routes.Plugin) []string {
+	return routes.Detection{Plugins: ps}.Names()
 }
 
 func plural(n int, one, many string) string {

@@ -67,7 +67,9 @@ func PathImage(ctx context.Context, w io.Writer, p *trace.Path, format string) e
 // walks; then the pods, in one cluster per pod's node (a pod reached from
 // several nodes is drawn once). Edges to pods carry the probability; DROP and
 // REJECT are red; drift (a stale rule, or an endpoint missing from a node's
-// rules) is dashed.
+// rules) is dashed. When the node's routes are known, the route it takes
+// after DNAT is drawn in its cluster between the DNAT and the pod (local
+// veth, tunnel to a node, gateway), red when it drops the packet.
 //
 // The chains drawn are those walked before the endpoint is chosen: the
 // endpoint chains themselves (KUBE-SEP-*, endpoint-*) are folded into the
@@ -272,8 +274,16 @@ func pathGraph(p *trace.Path) (*gographviz.Graph, error) {
 		if mode == "" {
 			mode = "unknown"
 		}
+		label := n.Name + "\n" + mode + " mode"
+		replaced := n.ServiceDataplane != nil && n.ServiceDataplane.ReplacesKubeProxy
+		if replaced {
+			label = n.Name + "\n" + n.ServiceDataplane.Name
+		}
+		if names := pluginNames(n.NetworkPlugins); len(names) > 0 {
+			label += "\n" + strings.Join(names, ", ")
+		}
 		attrs := map[string]string{
-			"label":    n.Name + "\n" + mode + " mode",
+			"label":    label,
 			"style":    "rounded",
 			"color":    dotGrey,
 			"fontname": "Helvetica",
@@ -293,7 +303,15 @@ func pathGraph(p *trace.Path) (*gographviz.Graph, error) {
 			})
 			continue
 		}
-		if len(n.Paths) == 0 {
+		if replaced {
+			g.node(clusterID, "node "+n.Name+" service dataplane", map[string]string{
+				"label":     wrapLabel("no kube-proxy rules: "+n.ServiceDataplane.Name+" serves Services in eBPF", 30),
+				"shape":     "note",
+				"color":     dotOrange,
+				"fontcolor": dotOrange,
+				"fontname":  "Helvetica",
+			})
+		} else if len(n.Paths) == 0 {
 			g.node(clusterID, "node "+n.Name+" empty", map[string]string{
 				"label":     "no entry traced",
 				"shape":     "plaintext",
@@ -385,7 +403,7 @@ func addEntryPath(g *dotGraph, n trace.NodePaths, clusterID string, ep trace.Ent
 	switch ep.Verdict {
 	case trace.VerdictDNAT:
 		for _, pe := range ep.Endpoints {
-			addEndpoint(g, prev, pe)
+			addEndpoint(g, node, clusterID, prev, pe)
 		}
 		if len(ep.Endpoints) == 0 {
 			addVerdict(g, node, clusterID, prev, ep)
@@ -395,7 +413,7 @@ func addEntryPath(g *dotGraph, n trace.NodePaths, clusterID string, ep trace.Ent
 		// endpoints" shows where the pods are.
 		for _, pe := range ep.Endpoints {
 			if !pe.InRules {
-				addEndpoint(g, prev, pe)
+				addEndpoint(g, node, clusterID, prev, pe)
 			}
 		}
 		addVerdict(g, node, clusterID, prev, ep)
@@ -425,8 +443,13 @@ func drawnChains(ep trace.EntryPath, info map[string]trace.ChainInfo) []string {
 	return out
 }
 
-func addEndpoint(g *dotGraph, from string, pe trace.PathEndpoint) {
-	id := podNode(g, pe)
+// addEndpoint draws the way from the last chain to an endpoint: the DNAT's
+// share (and masquerade) on the edge, then, when the node's routes are
+// known, the route the node takes after DNAT as a hop of the node's own
+// (red, with a dotted edge ending in a bar, when the route drops the
+// packet).
+func addEndpoint(g *dotGraph, node, clusterID, from string, pe trace.PathEndpoint) {
+	pod := podNode(g, pe)
 	attrs := map[string]string{"fontname": "Helvetica", "fontsize": "10"}
 	switch {
 	case pe.InRules && !pe.InAPI:
@@ -445,7 +468,34 @@ func addEndpoint(g *dotGraph, from string, pe trace.PathEndpoint) {
 			attrs["label"] += "\nmasquerade"
 		}
 	}
-	g.edge(from, id, attrs)
+	r := pe.Route
+	if r == nil || !pe.InRules {
+		g.edge(from, pod, attrs)
+		return
+	}
+	hop := "node " + node + " route " + netip.AddrPortFrom(pe.IP, pe.Port).String() + " " + r.Line()
+	hopAttrs := map[string]string{
+		"label":    wrapLabel(r.Line(), 24),
+		"shape":    "cds",
+		"fontname": "Helvetica",
+		"fontsize": "10",
+		"color":    dotGrey,
+	}
+	switch {
+	case r.Verdict.Dropped():
+		hopAttrs["shape"] = "octagon"
+		hopAttrs["color"], hopAttrs["fontcolor"] = dotRed, dotRed
+	case pe.SameNode && r.Leaves != nil && *r.Leaves:
+		hopAttrs["color"], hopAttrs["fontcolor"] = dotOrange, dotOrange
+	}
+	g.node(clusterID, hop, hopAttrs)
+	g.edge(from, hop, attrs)
+	if r.Verdict.Dropped() {
+		// The pod the DNAT chose, which the packet never reaches.
+		g.edge(hop, pod, map[string]string{"color": dotRed, "style": "dotted", "arrowhead": "tee"})
+		return
+	}
+	g.edge(hop, pod, map[string]string{"color": dotGrey})
 }
 
 // podNode adds (once) the node for an endpoint: the pod when known, in the

@@ -22,6 +22,7 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
 	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
+	"github.com/trace-svc/kubectl-trace-svc/trace/routes"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -947,6 +948,49 @@ var pathFixtures = []struct {
 	{"drift", pathDrift},
 	{"node-error", pathNodeError},
 	{"dualstack-ipv6", pathDualStack},
+	{"last-leg", pathLastLeg},
+}
+
+// pathLastLeg: pathClusterIP with each node's route to every endpoint
+// after DNAT — node-1 runs flannel (a local bridge, a VXLAN tunnel to
+// node-2), node-2 Calico with BGP (a local veth, a route via node-1's
+// address, and a blackhole for a pod whose /32 route is missing) — and a
+// node-3 where Cilium's kube-proxy replacement serves the Services.
+func pathLastLeg() *trace.Path {
+	p := pathClusterIP()
+	yes, no := true, false
+	hop := func(h routes.Hop) *trace.EndpointRoute { return &trace.EndpointRoute{Hop: h} }
+	set := func(n int, routes ...*trace.EndpointRoute) {
+		for j := range p.Nodes[n].Paths[0].Endpoints {
+			p.Nodes[n].Paths[0].Endpoints[j].Route = routes[j]
+		}
+	}
+	tunnel := hop(routes.Hop{Verdict: routes.VerdictForward, Dev: "flannel.1", Via: fxIP("10.244.2.0"), Kind: routes.KindVXLAN, Node: "node-2", Leaves: &yes,
+		Route: "10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink"})
+	set(0,
+		hop(routes.Hop{Verdict: routes.VerdictForward, Dev: "cni0", Kind: routes.KindBridge, Node: "node-1", Leaves: &no, Route: "10.244.1.0/24 dev cni0 proto kernel"}),
+		tunnel, tunnel)
+	set(1,
+		hop(routes.Hop{Verdict: routes.VerdictForward, Dev: "eth0", Via: fxIP("192.168.0.11"), Kind: routes.KindDevice, Node: "node-1", Leaves: &yes, Route: "10.244.1.0/26 via 192.168.0.11 dev eth0 proto bird"}),
+		hop(routes.Hop{Verdict: routes.VerdictForward, Dev: "cali3f9c2a8d1b4", Kind: routes.KindVeth, Node: "node-2", Leaves: &no, Route: "10.244.2.7 dev cali3f9c2a8d1b4"}),
+		hop(routes.Hop{Verdict: routes.VerdictBlackhole, Route: "blackhole 10.244.2.0/26 proto bird"}))
+	p.Nodes[0].NetworkPlugins = []routes.Plugin{{Name: "flannel", Mode: "VXLAN", Evidence: []string{"interface flannel.1 (vxlan)"}}}
+	p.Nodes[0].RoutesFrom = "ip"
+	p.Nodes[1].NetworkPlugins = []routes.Plugin{{Name: "Calico", Mode: "BGP", Evidence: []string{"interface cali3f9c2a8d1b4 (veth)"}}}
+	p.Nodes[1].RoutesFrom = "ip"
+	p.Nodes = append(p.Nodes, trace.NodePaths{
+		Name: "node-3", Addresses: []netip.Addr{fxIP("192.168.0.13")}, ProxyMode: "unknown", RulesetFormat: "iptables", Paths: []trace.EntryPath{},
+		NetworkPlugins: []routes.Plugin{{Name: "Cilium", Mode: "VXLAN", Evidence: []string{"interface cilium_host (veth)"}}},
+		ServiceDataplane: &routes.ServiceDataplane{Name: "Cilium kube-proxy replacement", ReplacesKubeProxy: true, Evidence: []string{"interface cilium_host (veth)"},
+			Instead: "kubectl -n kube-system exec ds/cilium -- cilium-dbg service list", Note: "the node has no kube-proxy rules: Cilium's eBPF serves its Services"},
+		RoutesFrom: "ip",
+	})
+	p.Findings = append(p.Findings,
+		trace.Finding{Severity: "error", Code: trace.CodeRouteDrops, Node: "node-2",
+			Message: `node node-2 sends endpoint 10.244.2.9 (pod shop/web-7d9f8c6b5-m4n7p) to route "blackhole 10.244.2.0/26 proto bird" (table main), which is blackhole: packets DNATed to it are dropped`},
+		trace.Finding{Severity: "info", Code: trace.CodeKubeProxyReplaced, Node: "node-3",
+			Message: "node node-3 has no kube-proxy rules; Cilium kube-proxy replacement serves Services in eBPF, which this tool cannot read: use kubectl -n kube-system exec ds/cilium -- cilium-dbg service list"})
+	return p
 }
 
 func TestPathCompare(t *testing.T) {

@@ -62,6 +62,33 @@ const (
 	CodeProxyModesDiffer         Code = "ProxyModesDiffer"
 )
 
+// Findings about the last leg: the node's route to an endpoint after DNAT,
+// and the dataplanes other than kube-proxy's on the node.
+const (
+	// CodeRouteMissing: the node has no route to an endpoint its rules
+	// DNAT to (an error for a ready endpoint).
+	CodeRouteMissing Code = "RouteMissing"
+	// CodeRouteDrops: the node's route (or a policy rule) to an endpoint
+	// is a blackhole, unreachable or prohibit.
+	CodeRouteDrops Code = "RouteDrops"
+	// CodeRouteLeavesNode: an endpoint the API puts on this node is
+	// routed off it.
+	CodeRouteLeavesNode Code = "RouteLeavesNode"
+	// CodeRouteToWrongNode: the route leads to a different node than the
+	// one the API says runs the endpoint.
+	CodeRouteToWrongNode Code = "RouteToWrongNode"
+	// CodeRoutesAssumed: the node gave less than ip would (no policy
+	// rules); the routes say what was assumed.
+	CodeRoutesAssumed Code = "RoutesAssumed"
+	// CodeKubeProxyReplaced: the node has no kube-proxy rules and an eBPF
+	// service dataplane (Cilium's kube-proxy replacement, Calico eBPF)
+	// serves its Services; the finding says what to run instead.
+	CodeKubeProxyReplaced Code = "KubeProxyReplaced"
+	// CodeServiceDataplaneBeside: an eBPF service dataplane runs next to
+	// kube-proxy's rules, and may take Service traffic before them.
+	CodeServiceDataplaneBeside Code = "ServiceDataplaneBeside"
+)
+
 // Security findings.
 const (
 	CodeLoadBalancerOpen         Code = "LoadBalancerOpen"
@@ -104,6 +131,10 @@ const (
 	// CodeDumpIrregular: a dump deviates from what its tool writes; it
 	// was read anyway (for example rules for an undeclared chain).
 	CodeDumpIrregular Code = "DumpIrregular"
+	// CodeRoutesIncomplete: the node's route and interface sections are
+	// missing or hold what could not be read; the last leg is then
+	// unknown or may differ from the node's.
+	CodeRoutesIncomplete Code = "RoutesIncomplete"
 	// CodeDebugPodNotDeleted: the debug pod could not be deleted.
 	CodeDebugPodNotDeleted Code = "DebugPodNotDeleted"
 	// CodeCollectorWarning: anything else a collector noticed.

@@ -1,6 +1,10 @@
 package trace
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace/routes"
+)
 
 // PathSchemaVersion names the JSON form of Path; bump it on any change that
 // breaks readers.
@@ -96,6 +100,18 @@ type NodePaths struct {
 	// service, endpoint, …) and its short name, as the node's engine
 	// classifies it.
 	ChainInfo map[string]ChainInfo `json:"chainInfo,omitempty"`
+	// NetworkPlugins are the network plugins the node shows signs of
+	// (interfaces, routes, chain and table names), with the signs.
+	NetworkPlugins []routes.Plugin `json:"networkPlugins,omitempty"`
+	// ServiceDataplane is an eBPF service load balancer on the node
+	// (Cilium, Calico eBPF). When it replaces kube-proxy, the node's
+	// Services are served by it alone and Paths is empty.
+	ServiceDataplane *routes.ServiceDataplane `json:"serviceDataplane,omitempty"`
+	// RoutesFrom says where the node's routes came from: "ip" (ip route,
+	// ip rule, ip link), "proc" (/proc/net and /sys, without ip); empty
+	// when no route sections were collected or saved, so no endpoint has
+	// a route.
+	RoutesFrom string `json:"routesFrom,omitempty"`
 }
 
 // Entry is one way a request reaches the Service, as a packet.
@@ -167,6 +183,29 @@ type PathEndpoint struct {
 	// Chain is the endpoint chain (KUBE-SEP-*, endpoint-*) or service chain
 	// whose DNAT chose this endpoint; empty when only the API lists it.
 	Chain string `json:"chain,omitempty"`
+	// Route is the last leg: what the node does with the packet after
+	// DNAT. Nil when the node's routes were not collected.
+	Route *EndpointRoute `json:"route,omitempty"`
+}
+
+// EndpointRoute is the node's route to an endpoint, looked up in the node's
+// routing tables and policy rules the way the kernel does for the packet
+// after DNAT: {verdict, dev, via, kind, node, …} (routes.Hop), and the
+// packet it was looked up for.
+type EndpointRoute struct {
+	routes.Hop
+	// Src and IIF are the packet's source and the interface it came in on,
+	// as the lookup took them: the client (or pod) address and the device
+	// the node routes that address through. Both are absent for a packet
+	// the node sends itself, and when the incoming interface cannot be
+	// told (the lookup is then that of a packet the node sends).
+	Src netip.Addr `json:"src,omitzero"`
+	IIF string     `json:"iif,omitempty"`
+	// Mark is the packet's firewall mark at the routing decision:
+	// kube-proxy's masquerade mark (0x4000) when it masquerades.
+	Mark uint32 `json:"mark,omitempty"`
+	// Notes say what the lookup assumed.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Finding is something worth an operator's attention.

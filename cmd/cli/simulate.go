@@ -94,7 +94,7 @@ always local.`,
 // AddFlags registers the flags on cmd.
 func (o *SimulateOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringArrayVar(&o.Rulesets, "ruleset", o.Rulesets, "file with the node's iptables-save, ip6tables-save or nft list ruleset output (- for standard input); repeat for a node's other dumps (each IP family's)")
+	f.StringArrayVar(&o.Rulesets, "ruleset", o.Rulesets, "file with the node's iptables-save, ip6tables-save or nft list ruleset output (- for standard input); repeat for a node's other dumps (each IP family's, and its saved route sections, which are read and checked but do not change the verdict)")
 	f.StringVar(&o.Format, "format", o.Format, "ruleset format: "+strings.Join(rulesetFormats, ", ")+" (auto detects it from the content)")
 	f.StringSliceVar(&o.NodeIPs, "node-ip", o.NodeIPs, "the node's own addresses, comma-separated or repeated (what --dst-type LOCAL matches)")
 	f.StringVar(&o.Source, "src", o.Source, "source IP of the packet")
@@ -190,7 +190,7 @@ func (o *SimulateOptions) Run() error {
 			return err
 		}
 		defer d.Close()
-		inputs = append(inputs, ruleset.Input{Name: d.Name, Source: d, Format: o.Format})
+		inputs = append(inputs, ruleset.Input{Name: d.Name, Source: d, Format: o.Format, Section: ruleset.RouteSectionOf(path)})
 	}
 	dp, err := ruleset.Load(inputs...)
 	if err != nil {

@@ -77,7 +77,7 @@ type TraceOptions struct {
 func addTraceFlags(cmd *cobra.Command, o *TraceOptions) {
 	f := cmd.Flags()
 	f.StringVar(&o.Objects, "objects", o.Objects, "read the Service, EndpointSlices, pods and nodes from this file (kubectl get service,endpointslices,pods,nodes -o yaml > FILE) instead of the API server: with --dump for the nodes, a trace needs no cluster")
-	f.StringArrayVar(&o.Dumps, "dump", o.Dumps, "use a saved dump for a node instead of collecting it: NODE=FILE (iptables-save, ip6tables-save or nft list ruleset output); repeat for more nodes or families")
+	f.StringArrayVar(&o.Dumps, "dump", o.Dumps, "use a saved dump for a node instead of collecting it: NODE=FILE (iptables-save, ip6tables-save or nft list ruleset output, or one of the node's route sections as --save-dumps writes them, e.g. NODE.ip-route); repeat for more nodes, families and sections")
 	f.StringArrayVar(&o.Nodes, "node", o.Nodes, "trace through this node (repeatable); default: the nodes that matter for the path, at most 10")
 	f.BoolVar(&o.AllNodes, "all-nodes", o.AllNodes, "trace through every node, not at most 10")
 	f.StringVar(&o.SourceIP, "source-ip", o.SourceIP, "address of the external client for LoadBalancer, external IP and NodePort entries (default 203.0.113.10)")
@@ -94,7 +94,7 @@ func addTraceFlags(cmd *cobra.Command, o *TraceOptions) {
 	f.BoolVar(&o.CompareNodes, "compare-nodes", o.CompareNodes, "print only a table of what each node does with each entry (the tree ends with it when several nodes are traced)")
 	f.StringVar(&o.FailOn, "fail-on", o.FailOn, "exit non-zero when a finding is at least this severe: warning or error (for scripts and CI)")
 	_ = cmd.RegisterFlagCompletionFunc("fail-on", cobra.FixedCompletions([]string{"warning", "error"}, cobra.ShellCompDirectiveNoFileComp))
-	f.StringVar(&o.SaveDumps, "save-dumps", o.SaveDumps, "keep what was collected from the nodes in this directory (NODE.DUMP files), so the trace can be repeated offline with --dump or attached to a bug report")
+	f.StringVar(&o.SaveDumps, "save-dumps", o.SaveDumps, "keep what was collected from the nodes in this directory (NODE.DUMP files: the rules and the route sections), so the trace can be repeated offline with --dump or attached to a bug report")
 	_ = cmd.MarkFlagDirname("save-dumps")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(traceOutputs, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("collector", cobra.FixedCompletions(run.Collectors, cobra.ShellCompDirectiveNoFileComp))

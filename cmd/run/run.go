@@ -6,11 +6,13 @@
 package run
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -96,6 +98,9 @@ func Trace(ctx context.Context, cfg Config) (*trace.Path, error) {
 	}
 	in := tracer.Input{Service: facts.Service, Slices: facts.EndpointSlices, Pods: facts.Pods, Client: cfg.ClientIP,
 		NetworkPolicies: facts.NetworkPolicies, NetworkPoliciesInUse: facts.NetworkPoliciesInUse}
+	for i := range facts.Nodes {
+		in.AllNodes = append(in.AllNodes, &facts.Nodes[i])
+	}
 	if cfg.From.Kind != "" {
 		in.Kinds = []string{cfg.From.Kind}
 	}
@@ -203,14 +208,17 @@ func savedNode(n *corev1.Node, paths []string, stdin io.Reader) (tracer.Node, []
 			return tn, opened
 		}
 		opened = append(opened, d)
-		inputs = append(inputs, ruleset.Input{Name: d.Name, Source: d})
+		// A saved route section is named NODE.SECTION (--save-dumps).
+		inputs = append(inputs, ruleset.Input{Name: d.Name, Source: d, Section: ruleset.RouteSectionOf(path)})
 	}
 	tn.Dataplane, tn.Err = ruleset.Load(inputs...)
 	return tn, opened
 }
 
 // liveNode turns what a collector returned into the node's dataplane: the
-// dumps of the backend that holds kube-proxy's rules, and what kube-proxy
+// dumps of the backend that holds kube-proxy's rules (every iptables dump
+// with data when none was chosen, so that a node without kube-proxy still
+// shows which dataplane it has), the node's route sections, and what kube-proxy
 // said its mode is.
 func liveNode(n *corev1.Node, r debugpod.NodeResult) tracer.Node {
 	tn := tracer.Node{Node: n}
@@ -224,6 +232,21 @@ func liveNode(n *corev1.Node, r debugpod.NodeResult) tracer.Node {
 	for _, name := range r.Result.Chosen {
 		if d, ok := r.Result.Dump(name); ok {
 			inputs = append(inputs, ruleset.Input{Name: name + " output", Source: d})
+		}
+	}
+	if len(inputs) == 0 {
+		for _, d := range r.Result.Dumps {
+			// (iptables dumps only: nft list ruleset on a node without
+			// kube-proxy's table holds other programs' tables, which the
+			// nftables engine need not read.)
+			if (d.Family == debugpod.FamilyIPv4 || d.Family == debugpod.FamilyIPv6) && len(bytes.TrimSpace(d.Data)) > 0 {
+				inputs = append(inputs, ruleset.Input{Name: d.Name + " output", Source: d})
+			}
+		}
+	}
+	for _, d := range r.Result.Dumps {
+		if slices.Contains(debugpod.RouteDumps, d.Name) {
+			inputs = append(inputs, ruleset.Input{Name: d.Name + " output", Source: d, Section: d.Name})
 		}
 	}
 	if len(inputs) == 0 {

@@ -329,6 +329,7 @@ func TestCollectCancelledMidWaitDeletes(t *testing.T) {
 func TestCollectWithoutShell(t *testing.T) {
 	nftSave := "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n"
 	notFound := errors.New(`command terminated with non-zero exit code: error executing command [sh -c ...], exit code 127: exec: "sh": executable file not found in $PATH`)
+	noIP := errors.New(`exec: "ip": executable file not found in $PATH`)
 	ex := &scriptedExec{t: t, steps: []execStep{
 		{argv: ScriptCommand, err: notFound},
 		{argv: []string{"iptables-nft-save"}, stdout: nftSave},
@@ -336,6 +337,12 @@ func TestCollectWithoutShell(t *testing.T) {
 		{argv: []string{"iptables-legacy-save"}, stdout: ""},
 		{argv: []string{"ip6tables-legacy-save"}, stdout: ""},
 		{argv: []string{"nft", "list", "ruleset"}, err: errors.New(`exec: "nft": executable file not found in $PATH`)},
+		{argv: []string{"ip", "-4", "-d", "route", "show", "table", "all"}, stdout: "default via 10.0.0.1 dev eth0 \n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.11 \n"},
+		{argv: []string{"ip", "-6", "-d", "route", "show", "table", "all"}, err: noIP},
+		{argv: []string{"ip", "-d", "link", "show"}, err: noIP},
+		{argv: []string{"ip", "-d", "addr", "show"}, err: noIP},
+		{argv: []string{"ip", "rule", "show"}, err: noIP},
+		{argv: []string{"ip", "-6", "rule", "show"}, err: noIP},
 	}}
 	c := newClient(t, running)
 	res, err := Collect(context.Background(), c, nil, "node-1", testOptions(ex), nil)
@@ -354,6 +361,11 @@ func TestCollectWithoutShell(t *testing.T) {
 	}
 	if !hasWarning(res, "no shell") {
 		t.Errorf("warnings %q", res.Warnings)
+	}
+	// ip answered for IPv4 routes only: the route section is kept, and
+	// the others are absent.
+	if d, ok := res.Dump(DumpIPRoute); !ok || !strings.HasPrefix(string(d.Data), "default via") || d.Family != "" {
+		t.Errorf("ip-route dump %+v", d)
 	}
 	assertNoPods(t, c)
 }

@@ -146,6 +146,7 @@ func TestCollectFromKubeProxy(t *testing.T) {
 func TestCollectFromKubeProxyWithoutShell(t *testing.T) {
 	nftSave := "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n"
 	notFound := errors.New(`command terminated with non-zero exit code: exit code 127: exec: "sh": executable file not found in $PATH`)
+	noIP := errors.New(`exec: "ip": executable file not found in $PATH`)
 	ex := &scriptedExec{t: t, target: "kube-system/kube-proxy-x7k2p/kube-proxy", steps: []execStep{
 		{argv: ScriptCommand, err: notFound},
 		{argv: []string{"iptables-nft-save"}, stdout: nftSave},
@@ -153,6 +154,12 @@ func TestCollectFromKubeProxyWithoutShell(t *testing.T) {
 		{argv: []string{"iptables-legacy-save"}},
 		{argv: []string{"ip6tables-legacy-save"}},
 		{argv: []string{"nft", "list", "ruleset"}},
+		{argv: []string{"ip", "-4", "-d", "route", "show", "table", "all"}, stdout: "default via 10.0.0.1 dev eth0 \n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.11 \n"},
+		{argv: []string{"ip", "-6", "-d", "route", "show", "table", "all"}, err: noIP},
+		{argv: []string{"ip", "-d", "link", "show"}, err: noIP},
+		{argv: []string{"ip", "-d", "addr", "show"}, err: noIP},
+		{argv: []string{"ip", "rule", "show"}, err: noIP},
+		{argv: []string{"ip", "-6", "rule", "show"}, err: noIP},
 	}}
 	pods := []corev1.Pod{kubeProxyPod("kube-proxy-x7k2p", "node-1", corev1.PodRunning)}
 	res, err := CollectFromKubeProxy(context.Background(), fake.NewClientset(), nil, "node-1", pods, testOptions(ex))

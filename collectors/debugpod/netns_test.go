@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,6 +217,7 @@ func TestScriptInNetns(t *testing.T) {
 					t.Errorf("parse %s: %v", d.Name, err)
 				}
 			}
+			var inputs []ruleset.Input
 			for _, name := range res.Chosen {
 				d, ok := res.Dump(name)
 				if !ok {
@@ -224,6 +226,24 @@ func TestScriptInNetns(t *testing.T) {
 				if !bytes.Contains(d.Data, []byte("ns1/svc1")) {
 					t.Errorf("chosen dump %s lacks ns1/svc1's rules", name)
 				}
+				inputs = append(inputs, ruleset.Input{Name: name, Source: d})
+			}
+			// The route sections come with the rules, and make the
+			// node's routing part of its dataplane.
+			for _, name := range RouteDumps {
+				d, ok := res.Dump(name)
+				if !ok {
+					t.Errorf("route section %s is missing", name)
+					continue
+				}
+				inputs = append(inputs, ruleset.Input{Name: name, Source: d, Section: name})
+			}
+			dp, err := ruleset.Load(inputs...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := dp.Routes(); r == nil || r.RoutesFrom4 != "ip" || !r.IsLocal(netip.MustParseAddr("127.0.0.1")) {
+				t.Errorf("routes %+v, warnings %q", r, dp.Warnings())
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,13 +42,21 @@ const (
 	BackendNFTables       = "nftables"
 )
 
+// DumpNames are the names of every dump the script prints, which Save
+// writes and --dump reads back: the rule dumps, then the route sections.
+var DumpNames = append([]string{DumpIPTablesNFT, DumpIP6TablesNFT, DumpIPTablesLegacy, DumpIP6TablesLegacy, DumpNFT}, RouteDumps...)
+
 // Script runs with sh -c in the debug pod. It only reads: every *-save and
-// nft list ruleset, and kube-proxy's /proxyMode. iptables-legacy-save gets no
-// -t, so the kernel creates no table that did not exist (iptables-wrapper
-// avoids it for the same reason). Each command's output sits between begin
-// and end markers on stdout; its stderr follows a marker on stderr; a
-// missing command is reported as absent.
-const Script = `m='` + Marker + `'
+// nft list ruleset, kube-proxy's /proxyMode, then the node's routes and
+// interfaces (RoutesScript). iptables-legacy-save gets no -t, so the kernel
+// creates no table that did not exist (iptables-wrapper avoids it for the
+// same reason). Each command's output sits between begin and end markers on
+// stdout; its stderr follows a marker on stderr; a missing command is
+// reported as absent.
+const Script = scriptRules + RoutesScript + `printf '%s done\n' "$m"
+`
+
+const scriptRules = `m='` + Marker + `'
 run() {
 	name=$1; shift
 	if command -v "$1" >/dev/null 2>&1; then
@@ -72,7 +81,6 @@ elif command -v curl >/dev/null 2>&1; then
 else
 	printf '%s absent proxyMode\n' "$m"
 fi
-printf '%s done\n' "$m"
 `
 
 // ScriptCommand is the argv that runs Script.
@@ -88,13 +96,20 @@ var directCommands = []struct {
 	{DumpIPTablesLegacy, []string{"iptables-legacy-save"}},
 	{DumpIP6TablesLegacy, []string{"ip6tables-legacy-save"}},
 	{DumpNFT, []string{"nft", "list", "ruleset"}},
+	{DumpIPRoute, []string{"ip", "-4", "-d", "route", "show", "table", "all"}},
+	{DumpIP6Route, []string{"ip", "-6", "-d", "route", "show", "table", "all"}},
+	{DumpIPLink, []string{"ip", "-d", "link", "show"}},
+	{DumpIPAddr, []string{"ip", "-d", "addr", "show"}},
+	{DumpIPRule, []string{"ip", "rule", "show"}},
+	{DumpIP6Rule, []string{"ip", "-6", "rule", "show"}},
 }
 
 // Dump is one command's output. It satisfies trace/ruleset's Source.
 type Dump struct {
 	// Name is the command: iptables-nft-save, ip6tables-legacy-save, nft, …
 	Name string
-	// Family is ipv4, ipv6 or all.
+	// Family is ipv4, ipv6 or all for a rule dump; empty for a route
+	// section (RouteDumps).
 	Family string
 	Data   []byte
 	// Stderr is what the command printed on standard error.
@@ -163,6 +178,8 @@ func warn(code trace.Code, msg string) trace.Warning { return trace.Warning{Code
 
 func familyOf(name string) string {
 	switch {
+	case slices.Contains(RouteDumps, name):
+		return ""
 	case name == DumpNFT:
 		return FamilyAll
 	case strings.HasPrefix(name, "ip6"):
@@ -202,8 +219,22 @@ func ParseOutput(node string, stdout, stderr []byte) *Result {
 			res.Warnings = append(res.Warnings, warn(trace.CodeDumpIncomplete, fmt.Sprintf("%s output was cut off", name)))
 		}
 	}
+	if routesAbsent(stdout) && !slices.ContainsFunc(res.Dumps, func(d Dump) bool { return d.Family == "" }) {
+		res.Warnings = append(res.Warnings, warn(trace.CodeRoutesIncomplete, "the node gave none of its routes or interfaces (neither /proc/net nor ip could be read): the path after DNAT is not shown"))
+	}
 	analyze(res)
 	return res
+}
+
+// routesAbsent tells whether the output reports a route section absent
+// (output without the route part says nothing about routes).
+func routesAbsent(stdout []byte) bool {
+	for _, name := range RouteDumps {
+		if bytes.Contains(stdout, []byte(Marker+" absent "+name+"\n")) {
+			return true
+		}
+	}
+	return false
 }
 
 // splitStdout returns the sections by name in output order, and whether the
@@ -281,6 +312,9 @@ func analyze(res *Result) {
 				msg = "no message"
 			}
 			res.Warnings = append(res.Warnings, warn(trace.CodeDumpCommandFailed, fmt.Sprintf("%s failed (exit status %d): %s", d.Name, d.ExitCode, msg)))
+		}
+		if d.Family == "" {
+			continue // a route section: no rules
 		}
 		if d.Name == DumpNFT {
 			nftKubeProxy = nftKubeProxyRE.Match(d.Data)

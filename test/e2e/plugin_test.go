@@ -97,6 +97,7 @@ func (c *cluster) trace(t *testing.T, svc string, extra ...string) *traced {
 	if left := c.debugPods(); len(left) > 0 {
 		t.Errorf("debug pods left after the plugin exited: %v", left)
 	}
+	c.checkRoutes(t, tp.raw)
 	if dot, err := exec.LookPath("dot"); err == nil {
 		cmd := exec.Command(dot, "-Tsvg", "-o", "/dev/null")
 		cmd.Stdin = strings.NewReader(tp.dot)

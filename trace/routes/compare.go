@@ -47,3 +47,26 @@ func CompareRouteGet(res Result, get RouteGet, fibmatch *Route) error {
 	}
 	return nil
 }
+
+// CompareHop checks a path's last leg — a Hop as a Path's JSON carries it,
+// for a destination of the family v6 says — against the kernel's answers
+// for the same packet, as CompareRouteGet does: the hop's verdict, device
+// and gateway (or kernel error) against `ip route get`, and the route it
+// names, read back from its text, against `ip route get fibmatch` when
+// given. This is how the end-to-end suite holds the plugin's routes to the
+// nodes' kernels.
+func CompareHop(h Hop, v6 bool, get RouteGet, fibmatch *Route) error {
+	res := Result{Verdict: h.Verdict, Dev: h.Dev, Via: h.Via, Errno: h.Errno}
+	if h.Route != "" {
+		family := 4
+		if v6 {
+			family = 6
+		}
+		rs, ws, err := ParseIPRoute([]byte(h.Route), family)
+		if err != nil || len(ws) > 0 || len(rs) != 1 {
+			return fmt.Errorf("the hop's route %s cannot be read back: %v %v", quote(h.Route), err, ws)
+		}
+		res.Route = &rs[0]
+	}
+	return CompareRouteGet(res, get, fibmatch)
+}

@@ -124,8 +124,16 @@ func TestLookupAgreesWithKernel(t *testing.T) {
 					}
 					fib = &rs[0]
 				}
-				if err := CompareRouteGet(s.Lookup(c.query()), get, fib); err != nil {
+				res := s.Lookup(c.query())
+				if err := CompareRouteGet(res, get, fib); err != nil {
 					t.Errorf("%s: %v", c, err)
+				}
+				// The Path carries a Hop; read back, it still agrees
+				// (multipath aside: a Hop keeps one path).
+				if len(res.Nexthops) <= 1 {
+					if err := CompareHop(s.Hop("node", res, nil), res.Query.Dst.Is6(), get, fib); err != nil {
+						t.Errorf("%s: hop: %v", c, err)
+					}
 				}
 			}
 			total += len(cases)

@@ -30,6 +30,10 @@ type Hop struct {
 	// Route is the matched route ("10.244.1.0/24 via 10.244.1.0 dev
 	// flannel.1 onlink", table included when not main).
 	Route string `json:"route,omitempty"`
+	// Errno is the error the kernel gives the lookup, as `ip route get`
+	// prints it ("Network is unreachable"); empty when it routes the
+	// packet.
+	Errno string `json:"errno,omitempty"`
 }
 
 // NodeResolver names the node an address belongs to: its InternalIP or
@@ -40,7 +44,7 @@ type NodeResolver func(netip.Addr) string
 // Hop turns a lookup result into the path's last leg. self is the node
 // the snapshot is of; resolve may be nil.
 func (s *Snapshot) Hop(self string, res Result, resolve NodeResolver) Hop {
-	h := Hop{Verdict: res.Verdict, Dev: res.Dev, Via: res.Via, Kind: res.Kind}
+	h := Hop{Verdict: res.Verdict, Dev: res.Dev, Via: res.Via, Kind: res.Kind, Errno: res.Errno}
 	if res.GatewayIsLocal {
 		h.Forwarder = "eBPF"
 	}

@@ -321,6 +321,10 @@ type Snapshot struct {
 	// Warnings are lines or sections that could not be read, and what
 	// was assumed instead.
 	Warnings []string `json:"warnings,omitempty"`
+	// Notes say what was assumed where the node gave less than ip would
+	// (no policy rules, when no table beyond local, main and default
+	// exists): worth saying once, not a problem.
+	Notes []string `json:"notes,omitempty"`
 
 	// RoutesFrom4 and RoutesFrom6 say where each family's routes came from.
 	RoutesFrom4 Source `json:"routesFrom4,omitempty"`

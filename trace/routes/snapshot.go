@@ -216,9 +216,13 @@ func Parse(sections []Section) (*Snapshot, error) {
 		}
 		msg := "the node gave no ip rule (no ip in the image): lookups use the local, main and default tables"
 		if len(other) > 0 {
+			// Other tables are only used through rules: the lookups
+			// may well be wrong.
 			msg += fmt.Sprintf("; tables %s exist, so policy rules probably send some packets elsewhere", strings.Join(other, ", "))
+			s.Warnings = append(s.Warnings, msg)
+		} else {
+			s.Notes = append(s.Notes, msg)
 		}
-		s.Warnings = append(s.Warnings, msg)
 	}
 
 	// Interfaces.

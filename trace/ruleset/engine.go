@@ -22,6 +22,45 @@ type Engine interface {
 	// ChainInfo classifies a chain name this engine reports; ok is false
 	// for names it does not know.
 	ChainInfo(name string) (info trace.ChainInfo, ok bool)
+	// Names lists the names the sources declare (every chain, table and
+	// set, kube-proxy's or not), from which the network plugins on the
+	// node are told.
+	Names() Names
+}
+
+// Names are what a node's rules are called: plain names, so that telling
+// network plugins apart needs none of the engines. kube-proxy's own
+// per-Service and per-endpoint chains are left out (a big cluster has tens
+// of thousands; they tell nothing about the plugins).
+type Names struct {
+	// Chains are iptables chain names, of every table and family; an
+	// nftables ruleset's chains too (iptables-nft's tables show there).
+	Chains []string
+	// NFTTables are nftables tables as "FAMILY NAME".
+	NFTTables []string
+	// IPSets are ipset names.
+	IPSets []string
+}
+
+// mergeNames returns the names of every list, each once, in first-seen order.
+func mergeNames(lists ...Names) Names {
+	var out Names
+	seen := map[string]bool{}
+	for _, l := range lists {
+		for _, x := range []struct {
+			dst *[]string
+			src []string
+			key string
+		}{{&out.Chains, l.Chains, "c "}, {&out.NFTTables, l.NFTTables, "t "}, {&out.IPSets, l.IPSets, "s "}} {
+			for _, name := range x.src {
+				if !seen[x.key+name] {
+					seen[x.key+name] = true
+					*x.dst = append(*x.dst, name)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // ObjectKind is one of the objects kube-proxy writes per Service port,

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
 	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
+	"github.com/trace-svc/kubectl-trace-svc/trace/routes"
 )
 
 // Formats lists what Load accepts; "auto" detects the format.
@@ -17,24 +19,45 @@ var Formats = []string{"auto", trace.FormatIPTables, trace.FormatNFT, trace.Form
 // parsedSource is one source read by its engine's parser.
 type parsedSource struct {
 	format   string
-	value    any // *iptables.Dump, *nftables.Ruleset
+	value    any // *iptables.Dump, *nftables.Ruleset, routes.Section
 	warnings []trace.Warning
 }
 
-// parse detects the input's format (unless forced) and reads it.
+// formatRoutes marks a parsed source that is one of the node's route and
+// interface sections (its value is a routes.Section).
+const formatRoutes = "routes"
+
+// maxRouteSection bounds what one route section may make Load hold: some
+// hundred times what a node with a full BGP mesh of a big cluster prints.
+const maxRouteSection = 64 << 20
+
+// parse detects the input's format (unless forced) and reads it. A route
+// section is recognised by its Section name or, when the format is not
+// forced to one of the rule formats, by its content.
 func parse(in Input) (parsedSource, error) {
+	if slices.Contains(routes.SectionNames, in.Section) {
+		return parseRouteSection(in, in.Section)
+	}
 	format := in.Format
-	if format == "" || format == "auto" {
-		head, err := in.Source.Head()
-		if err != nil {
-			return parsedSource{}, err
+	auto := format == "" || format == "auto"
+	head, err := in.Source.Head()
+	if err != nil {
+		return parsedSource{}, err
+	}
+	if detected := trace.DetectRulesetFormat(head); detected == "" {
+		// A route section cannot be mistaken for a rule format, forced
+		// or not: its first line names what it is.
+		if name := routes.DetectSection(head); name != "" {
+			return parseRouteSection(in, name)
 		}
+	}
+	if auto {
 		switch format = trace.DetectRulesetFormat(head); format {
 		case "":
 			if len(head) == 0 {
 				return parsedSource{}, errors.New("the file is empty; save the rules with iptables-save or nft list ruleset")
 			}
-			return parsedSource{}, errors.New("this is neither iptables-save nor nft list ruleset output (pass --format if it is one of them)")
+			return parsedSource{}, errors.New("this is neither iptables-save nor nft list ruleset output, nor a route or interface section (pass --format if it is one of them)")
 		case trace.FormatNFTScript:
 			return parsedSource{}, errors.New("this is an nft script (add/flush commands), not nft list ruleset output; load it with nft -f in a scratch network namespace and pass what nft list ruleset prints")
 		}
@@ -72,6 +95,19 @@ func parse(in Input) (parsedSource, error) {
 		return ps, fmt.Errorf("format %q is not one of %s", format, strings.Join(Formats, ", "))
 	}
 	return ps, nil
+}
+
+// parseRouteSection reads a route or interface section whole; it is parsed
+// with the node's other sections once all are in (routes.Parse).
+func parseRouteSection(in Input, name string) (parsedSource, error) {
+	data, err := io.ReadAll(io.LimitReader(in.Source.Reader(), maxRouteSection+1))
+	if err != nil {
+		return parsedSource{}, err
+	}
+	if len(data) > maxRouteSection {
+		return parsedSource{}, fmt.Errorf("route section %s is larger than %d MiB", name, maxRouteSection>>20)
+	}
+	return parsedSource{format: formatRoutes, value: routes.Section{Name: name, Data: data}}, nil
 }
 
 func parseNFT(src Source, format string) (*nftables.Ruleset, error) {

@@ -12,11 +12,14 @@ import (
 // a later one of the same family is kept for nothing but its warnings).
 type iptablesEngine struct {
 	v4, v6 *iptables.Dump
+	// all are every dump given, for their names.
+	all []*iptables.Dump
 	// newLayout caches, per dump, whether kube-proxy ≥1.24 wrote it.
 	newLayout map[*iptables.Dump]bool
 }
 
 func (e *iptablesEngine) add(d *iptables.Dump) {
+	e.all = append(e.all, d)
 	slot := &e.v4
 	if d.IPv6() {
 		slot = &e.v6
@@ -152,4 +155,35 @@ func isBase32(s string) bool {
 		}
 	}
 	return true
+}
+
+// Names are the chains of every dump (both families, every table), without
+// kube-proxy's hashed per-Service and per-endpoint chains.
+func (e *iptablesEngine) Names() Names {
+	var n Names
+	seen := map[string]bool{}
+	for _, d := range e.all {
+		for _, t := range d.Tables() {
+			for _, c := range t.Chains() {
+				if seen[c.Name] || isHashedChain(c.Name) {
+					continue
+				}
+				name := strings.Clone(c.Name)
+				seen[name] = true
+				n.Chains = append(n.Chains, name)
+			}
+		}
+	}
+	return n
+}
+
+// isHashedChain tells kube-proxy's per-Service and per-endpoint chains
+// (KUBE-SVC-XXXXXXXXXXXXXXXX, …) by their prefix and hash.
+func isHashedChain(name string) bool {
+	for _, h := range iptablesHashed {
+		if hash, ok := strings.CutPrefix(name, h.prefix); ok && len(hash) == 16 && isBase32(hash) {
+			return true
+		}
+	}
+	return false
 }

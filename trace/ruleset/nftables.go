@@ -108,3 +108,23 @@ func (e *nftEngine) ChainInfo(name string) (trace.ChainInfo, bool) {
 	}
 	return trace.ChainInfo{}, false
 }
+
+// Names are the ruleset's tables, and the chains of every table but
+// kube-proxy's (iptables-nft's tables show here with their chains).
+func (e *nftEngine) Names() Names {
+	var n Names
+	seen := map[string]bool{}
+	for _, t := range e.rs.Tables {
+		n.NFTTables = append(n.NFTTables, t.Family+" "+t.Name)
+		if t.Name == nftables.KubeProxyTable {
+			continue
+		}
+		for _, c := range t.ChainOrder {
+			if !seen[c] {
+				seen[c] = true
+				n.Chains = append(n.Chains, c)
+			}
+		}
+	}
+	return n
+}

@@ -1,7 +1,9 @@
 // Package ruleset is the one door to the dataplane engines. A node's
 // dataplane is one value (Dataplane) built from any number of sources —
-// iptables-save and ip6tables-save output, nft list ruleset text or JSON —
-// each recognised from its content and handed to the engine that reads it.
+// iptables-save and ip6tables-save output, nft list ruleset text or JSON,
+// and the node's route and interface sections (ip route, /proc/net/route,
+// …) — each recognised from its content and handed to the engine that
+// reads it (route sections to trace/routes: Routes).
 // The tracer, the commands and the renderers reach the engines only through
 // this package: simulate a packet, which IP families and kube-proxy mode the
 // sources cover, whether kube-proxy programmed a Service port (drift), and
@@ -17,8 +19,10 @@ import (
 	"io"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/routes"
 )
 
 // Source is a dump to parse: its first bytes without consuming them, a
@@ -37,6 +41,12 @@ type Input struct {
 	Source Source
 	// Format forces a format (one of Formats); "" or "auto" detects it.
 	Format string
+	// Section, when it is one of routes.SectionNames, says that the source
+	// is that route or interface section (the collector's name for it, or
+	// a saved file's NODE.NAME suffix: see RouteSectionOf); otherwise route
+	// sections are told by their content. ip -6 rule's output cannot be
+	// told from ip rule's by content alone.
+	Section string
 }
 
 // Options are the node facts every engine needs.
@@ -59,12 +69,16 @@ type Dataplane struct {
 	engines  []Engine
 	formats  []string
 	warnings []trace.Warning
+	// routes is the node's routing, from its route sections; nil when
+	// none was given or they could not be read (a warning says why).
+	routes *routes.Snapshot
 }
 
 // Load parses every input and builds the node's dataplane. An input that
 // cannot be read fails the whole load, naming the input.
 func Load(inputs ...Input) (*Dataplane, error) {
 	var parsed []parsedSource
+	var sections []routes.Section
 	d := &Dataplane{}
 	for _, in := range inputs {
 		ps, err := parse(in)
@@ -74,6 +88,10 @@ func Load(inputs ...Input) (*Dataplane, error) {
 			}
 			return nil, fmt.Errorf("read ruleset %s: %w", in.Name, err)
 		}
+		if sec, ok := ps.value.(routes.Section); ok {
+			sections = append(sections, sec)
+			continue
+		}
 		parsed = append(parsed, ps)
 		d.formats = append(d.formats, ps.format)
 		for _, w := range ps.warnings {
@@ -82,10 +100,61 @@ func Load(inputs ...Input) (*Dataplane, error) {
 		}
 	}
 	d.engines = assemble(parsed)
+	if len(sections) > 0 {
+		d.loadRoutes(sections)
+	}
 	return d, nil
 }
 
-// Formats are the formats of the sources, in the order given.
+// loadRoutes reads the node's route sections together. Sections that
+// cannot be read leave the routes unknown with a warning: the rules still
+// trace, only the last leg is missing.
+func (d *Dataplane) loadRoutes(sections []routes.Section) {
+	snap, err := routes.Parse(sections)
+	if err != nil {
+		d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeRoutesIncomplete,
+			Message: fmt.Sprintf("the node's routes could not be read (%v): the path after DNAT is not shown", err)})
+		return
+	}
+	for _, w := range snap.Warnings {
+		d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeRoutesIncomplete, Message: "routes: " + w})
+	}
+	if snap.RoutesFrom4 == "" && snap.RoutesFrom6 == "" {
+		d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeRoutesIncomplete,
+			Message: fmt.Sprintf("the node's route sections (%s) hold no routing table: the path after DNAT is not shown", strings.Join(snap.Sections, ", "))})
+		return
+	}
+	d.routes = snap
+}
+
+// Routes is the node's routing (tables, policy rules, interfaces), from
+// its route sections; nil when none was given or they hold no routing
+// table.
+func (d *Dataplane) Routes() *routes.Snapshot { return d.routes }
+
+// Names are the names every engine's sources declare (chains, tables,
+// sets), each once.
+func (d *Dataplane) Names() Names {
+	lists := make([]Names, 0, len(d.engines))
+	for _, e := range d.engines {
+		lists = append(lists, e.Names())
+	}
+	return mergeNames(lists...)
+}
+
+// RouteSectionOf returns the route section a saved dump's file name ends
+// in ("node-1.ip-route" → "ip-route", as --save-dumps names them), or "".
+func RouteSectionOf(fileName string) string {
+	for _, name := range routes.SectionNames {
+		if strings.HasSuffix(fileName, "."+name) {
+			return name
+		}
+	}
+	return ""
+}
+
+// Formats are the formats of the rule sources, in the order given (route
+// sections are not among them: see Routes).
 func (d *Dataplane) Formats() []string { return slices.Clone(d.formats) }
 
 // Warnings are what the parsers noticed: the tools' own warnings in the

@@ -25,8 +25,14 @@ func chainFindings(p *trace.Path, in Input) []trace.Finding {
 	for _, ip := range p.Service.ClusterIPs {
 		families[ip.Is6()] = true
 	}
+	replaced := map[string]bool{}
+	for _, np := range p.Nodes {
+		// (kube-proxy does not run there: an eBPF dataplane serves the
+		// Services, which KubeProxyReplaced says.)
+		replaced[np.Name] = np.ServiceDataplane != nil && np.ServiceDataplane.ReplacesKubeProxy
+	}
 	for _, n := range in.Nodes {
-		if n.Err != nil || n.Dataplane == nil {
+		if n.Err != nil || n.Dataplane == nil || replaced[n.Node.Name] {
 			continue
 		}
 		for _, sp := range p.Service.Ports {

@@ -42,6 +42,10 @@ type Input struct {
 	// Pods by "namespace/name".
 	Pods  map[string]*corev1.Pod
 	Nodes []Node
+	// AllNodes are every node the API returned (not only those traced):
+	// their addresses and pod CIDRs name the node a route leads to. The
+	// traced Nodes' objects are used when it is empty.
+	AllNodes []*corev1.Node
 	// Client is the external client's address (DefaultClient if invalid);
 	// ClientV6 the same for IPv6 entries.
 	Client, ClientV6 netip.Addr
@@ -118,8 +122,15 @@ func Build(in Input) (*trace.Path, error) {
 			p.NodeZones[n.Node.Name] = z
 		}
 	}
+	all := in.AllNodes
+	if len(all) == 0 {
+		for _, n := range in.Nodes {
+			all = append(all, n.Node)
+		}
+	}
+	idx := newNodeIndex(all)
 	for _, n := range in.Nodes {
-		p.Nodes = append(p.Nodes, buildNode(p, in, n))
+		p.Nodes = append(p.Nodes, buildNode(p, in, n, idx))
 	}
 	p.Findings = append(p.Findings, compareNodes(p)...)
 	p.Findings = append(p.Findings, chainFindings(p, in)...)
@@ -379,7 +390,7 @@ func entries(svc trace.ServiceInfo, n *corev1.Node, client, clientV6 netip.Addr)
 	return out
 }
 
-func buildNode(p *trace.Path, in Input, n Node) trace.NodePaths {
+func buildNode(p *trace.Path, in Input, n Node, idx *nodeIndex) trace.NodePaths {
 	np := trace.NodePaths{Name: n.Node.Name, Addresses: nodeAddrs(n.Node), ProxyMode: n.proxyMode(), Paths: []trace.EntryPath{}}
 	if np.Addresses == nil {
 		np.Addresses = []netip.Addr{}
@@ -396,8 +407,36 @@ func buildNode(p *trace.Path, in Input, n Node) trace.NodePaths {
 	if f := n.Dataplane.Formats(); len(f) > 0 {
 		np.RulesetFormat = f[0]
 	}
+	det := dataplanes(n)
+	np.NetworkPlugins = det.Plugins
+	np.ServiceDataplane = det.Service
+	replaced := det.Service != nil && det.Service.ReplacesKubeProxy
+	snap := n.Dataplane.Routes()
+	if snap != nil {
+		np.RoutesFrom = routesFrom(snap)
+	}
 	for _, w := range append(slices.Clone(n.Warnings), n.Dataplane.Warnings()...) {
+		if replaced && w.Code == trace.CodeKubeProxyRulesMissing {
+			continue // the KubeProxyReplaced finding says why, and what to use
+		}
 		p.Findings = append(p.Findings, trace.Finding{Severity: trace.SeverityWarning, Code: w.Code, Node: np.Name, Message: "node " + np.Name + ": " + w.Message})
+	}
+	if snap != nil {
+		for _, note := range snap.Notes {
+			p.Findings = append(p.Findings, trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeRoutesAssumed, Node: np.Name, Message: "node " + np.Name + ": " + note})
+		}
+	}
+	p.Findings = append(p.Findings, dataplaneFindings(np.Name, det)...)
+	switch {
+	case replaced:
+		// kube-proxy is not the dataplane: there are no rules of its to
+		// walk, and saying so once beats a NONE under every entry.
+		return np
+	case len(n.Dataplane.Engines()) == 0:
+		np.Error = fmt.Sprintf("no kube-proxy rules were found on node %s (only its routes and interfaces were given): kube-proxy may not run there, or a replacement such as an eBPF dataplane handles Services", np.Name)
+		p.Findings = append(p.Findings, trace.Finding{Severity: trace.SeverityError, Code: trace.CodeNodeNotCollected, Node: np.Name,
+			Message: fmt.Sprintf("the rules of node %s could not be read: %s", np.Name, np.Error)})
+		return np
 	}
 	if p.Service.Headless {
 		return np
@@ -431,6 +470,11 @@ func buildNode(p *trace.Path, in Input, n Node) trace.NodePaths {
 	p.Findings = append(p.Findings, drift.findings(p)...)
 	explainNodePortMisses(&np)
 	np.ChainInfo = chainInfo(np.Paths, n.Dataplane)
+	if snap != nil {
+		ll := newLastLeg(np.Name, snap, idx, p.Endpoints)
+		ll.annotate(&np)
+		p.Findings = append(p.Findings, ll.findings...)
+	}
 	return np
 }
 
