@@ -21,6 +21,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
@@ -418,7 +419,7 @@ func (c *Chain) rule(pc *parsedChain, i int) (*Rule, error) {
 			if pc.errs == nil {
 				pc.errs = map[int]error{}
 			}
-			pc.errs[i] = &ParseError{Line: int(pc.lines[i]), Msg: fmt.Sprintf("rule in chain %s of table %s: %v", c.Name, t.Name, err)}
+			pc.errs[i] = &ParseError{Line: int(pc.lines[i]), Msg: fmt.Sprintf("rule in chain %s of table %s: %v", excerpt.Clip(c.Name), t.Name, err)}
 		} else {
 			r.Table, r.Chain, r.Line, r.Index = t.Name, c.Name, int(pc.lines[i]), i
 			pc.rules[i] = r
@@ -440,7 +441,7 @@ func (c *Chain) RawRules(fn func(line int, text string) bool) error {
 			text = d.arena.str(seg.arenaRef())
 		} else {
 			if text, err = d.readSegment(seg); err != nil {
-				err = fmt.Errorf("read rules of chain %s of table %s at line %d: %w", c.Name, c.table.Name, seg.firstLine, err)
+				err = fmt.Errorf("read rules of chain %s of table %s at line %d: %w", excerpt.Clip(c.Name), excerpt.Clip(c.table.Name), seg.firstLine, err)
 				return false
 			}
 		}
@@ -671,6 +672,19 @@ type parser struct {
 	last     int32
 	lastLine int
 	lastName []byte // name of chain last
+	// moreWarnings counts warnings past maxWarnings.
+	moreWarnings int
+}
+
+// maxWarnings bounds the warnings a dump keeps; the rest are counted.
+const maxWarnings = 100
+
+func (p *parser) warn(w trace.Warning) {
+	if len(p.dump.Warnings) < maxWarnings {
+		p.dump.Warnings = append(p.dump.Warnings, w)
+		return
+	}
+	p.moreWarnings++
 }
 
 func (p *parser) errorf(format string, args ...any) error {
@@ -709,7 +723,7 @@ func (p *parser) line(raw []byte) error {
 	if len(bytes.TrimSpace(line)) == 0 {
 		return nil
 	}
-	return p.errorf("unexpected line %q: iptables-save output has only *table, :CHAIN, -A CHAIN, COMMIT and # lines", clip(line))
+	return p.errorf("unexpected line %s: iptables-save output has only *table, :CHAIN, -A CHAIN, COMMIT and # lines", excerpt.Quote(line))
 }
 
 func (p *parser) comment(line []byte) {
@@ -721,27 +735,27 @@ func (p *parser) comment(line []byte) {
 			if i := strings.Index(gen, " on "); i >= 0 {
 				gen = gen[:i]
 			}
-			p.dump.Generator = gen
+			p.dump.Generator = excerpt.Line(gen)
 		}
 	case strings.HasPrefix(text, "Warning"):
 		code := trace.CodeToolWarning
 		if strings.Contains(text, "iptables-legacy tables present") {
 			code = trace.CodeLegacyTablesPresent
 		}
-		p.dump.Warnings = append(p.dump.Warnings, trace.Warning{Code: code, Message: text})
+		p.warn(trace.Warning{Code: code, Message: excerpt.Line(text)})
 	}
 }
 
 func (p *parser) startTable(line []byte) error {
 	name := string(bytes.TrimSpace(line[1:]))
 	if p.table != nil {
-		return p.errorf("table %q starts before table %q (line %d) was committed; the dump looks cut or spliced", name, p.table.Name, p.table.Line)
+		return p.errorf("table %s starts before table %s (line %d) was committed; the dump looks cut or spliced", excerpt.Quote(name), excerpt.Quote(p.table.Name), p.table.Line)
 	}
 	if name == "" || strings.ContainsAny(name, " \t") {
-		return p.errorf("bad table name %q", name)
+		return p.errorf("bad table name %s", excerpt.Quote(name))
 	}
 	if t := p.dump.Table(name); t != nil {
-		return p.errorf("table %q appears a second time (first at line %d); save IPv4 and IPv6 rules, or several nodes, to separate files", name, t.Line)
+		return p.errorf("table %s appears a second time (first at line %d); save IPv4 and IPv6 rules, or several nodes, to separate files", excerpt.Quote(name), t.Line)
 	}
 	p.table = &Table{Name: name, Line: p.lineNo, dump: p.dump}
 	p.dump.tables = append(p.dump.tables, p.table)
@@ -775,14 +789,14 @@ func (p *parser) declareChain(line []byte) error {
 	policy, rest := nextField(rest)
 	counters, rest := nextField(rest)
 	if extra, _ := nextField(rest); len(name) == 0 || len(policy) == 0 || len(extra) > 0 {
-		return p.errorf("bad chain declaration %q: want \":NAME POLICY [packets:bytes]\"", clip(line))
+		return p.errorf("bad chain declaration %s: want \":NAME POLICY [packets:bytes]\"", excerpt.Quote(line))
 	}
 	code, ok := policyCode(policy)
 	if !ok {
-		return p.errorf("chain %s has unknown policy %q", name, policy)
+		return p.errorf("chain %s has unknown policy %s", excerpt.Clip(name), excerpt.Quote(policy))
 	}
 	if len(counters) > 0 && !isCounters(counters) {
-		return p.errorf("chain %s has bad counters %q", name, counters)
+		return p.errorf("chain %s has bad counters %s", excerpt.Clip(name), excerpt.Quote(counters))
 	}
 	return p.declare(name, code)
 }
@@ -798,7 +812,7 @@ func (p *parser) declare(name []byte, code uint8) error {
 	if !added {
 		c := p.table.chains.at(i)
 		if c.line != 0 {
-			return p.errorf("chain %s is declared twice in table %s (first at line %d)", name, p.table.Name, c.line)
+			return p.errorf("chain %s is declared twice in table %s (first at line %d)", excerpt.Clip(name), excerpt.Clip(p.table.Name), c.line)
 		}
 		// A rule referenced it before its declaration; keep the rules.
 		c.policy, c.line = code, int32(p.lineNo)
@@ -815,14 +829,14 @@ func splitRuleLine(line []byte) (counters, name, body []byte, msg string) {
 	if len(line) > 0 && line[0] == '[' {
 		end := bytes.IndexByte(line, ']')
 		if end < 0 || !isCounters(line[:end+1]) {
-			return nil, nil, nil, fmt.Sprintf("expected [packets:bytes] before the rule, got %q", clip(line))
+			return nil, nil, nil, fmt.Sprintf("expected [packets:bytes] before the rule, got %s", excerpt.Quote(line))
 		}
 		counters = line[:end+1]
 		line = bytes.TrimLeft(line[end+1:], " ")
 	}
 	if len(line) < 3 || line[0] != '-' || line[1] != 'A' || line[2] != ' ' {
 		cmd, _, _ := bytes.Cut(line, space)
-		return nil, nil, nil, fmt.Sprintf("unsupported command %q: only -A rules appear in iptables-save output", cmd)
+		return nil, nil, nil, fmt.Sprintf("unsupported command %s: only -A rules appear in iptables-save output", excerpt.Quote(cmd))
 	}
 	name, body = nextField(line[3:])
 	if len(name) == 0 {
@@ -869,7 +883,7 @@ func (p *parser) rule(line []byte) error {
 	if idx < 0 {
 		idx = t.lookup(name)
 		if idx < 0 {
-			p.dump.Warnings = append(p.dump.Warnings, trace.Warning{Code: trace.CodeDumpIrregular, Message: fmt.Sprintf("line %d: chain %s of table %s has rules but no declaration; kept as a user chain", p.lineNo, name, t.Name)})
+			p.warn(trace.Warning{Code: trace.CodeDumpIrregular, Message: fmt.Sprintf("line %d: chain %s of table %s has rules but no declaration; kept as a user chain", p.lineNo, excerpt.Clip(name), excerpt.Clip(t.Name))})
 			ref, stored, err := p.dump.names.add(name)
 			if err != nil {
 				return p.errorf("%v", err)
@@ -934,8 +948,11 @@ func (p *parser) isChain(i int32, name []byte) bool {
 
 func (p *parser) finish() error {
 	p.dump.Lines = p.lineNo
+	if p.moreWarnings > 0 {
+		p.dump.Warnings = append(p.dump.Warnings, trace.Warning{Code: trace.CodeDumpIrregular, Message: fmt.Sprintf("%d more warnings like these were left out", p.moreWarnings)})
+	}
 	if p.table != nil {
-		return &ParseError{Line: p.lineNo, Msg: fmt.Sprintf("the dump ends inside table %q (started at line %d) without COMMIT; it was probably cut off — collect it again", p.table.Name, p.table.Line)}
+		return &ParseError{Line: p.lineNo, Msg: fmt.Sprintf("the dump ends inside table %s (started at line %d) without COMMIT; it was probably cut off — collect it again", excerpt.Quote(p.table.Name), p.table.Line)}
 	}
 	if len(p.dump.tables) == 0 {
 		return &ParseError{Msg: fmt.Sprintf("no tables found in %d lines: this is not iptables-save output", p.lineNo)}
@@ -955,15 +972,6 @@ func isCounters(b []byte) bool {
 	_, e1 := strconv.ParseUint(string(pk), 10, 64)
 	_, e2 := strconv.ParseUint(string(by), 10, 64)
 	return e1 == nil && e2 == nil
-}
-
-// clip shortens a line for an error message.
-func clip(b []byte) string {
-	const max = 80
-	if len(b) > max {
-		return string(b[:max]) + "..."
-	}
-	return string(b)
 }
 
 // Check tokenizes every rule of the dump and returns the first error. Parse

@@ -50,11 +50,14 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse and ParseReaderAt disagree: %v / %v", err, err2)
 		}
 		if err != nil {
+			checkErrorLen(t, err)
 			return
 		}
-		if e1, e2 := d.Check(), d2.Check(); (e1 == nil) != (e2 == nil) {
+		e1, e2 := d.Check(), d2.Check()
+		if (e1 == nil) != (e2 == nil) {
 			t.Fatalf("Check disagrees between modes: %v / %v", e1, e2)
 		}
+		checkErrorLen(t, e1)
 		// Every "-A CHAIN body" line of the input must come back exactly
 		// once as a rule of CHAIN (counters stay in front of the body).
 		want := map[string]int{}
@@ -110,6 +113,7 @@ func FuzzParseRule(f *testing.F) {
 		}
 		r, err := parseRule(body)
 		if err != nil {
+			checkErrorLen(t, err)
 			return
 		}
 		if !strings.HasSuffix(body, r.Text) {
@@ -139,6 +143,7 @@ func FuzzSimulate(f *testing.F) {
 		pkt := trace.Packet{Source: s, Destination: ds, DestinationPort: port, Protocol: proto}
 		sim, err := Simulate(d, pkt, Options{LocalAddrs: []netip.Addr{n}, MaxBranches: 10000})
 		if err != nil {
+			checkErrorLen(t, err)
 			return
 		}
 		sum := 0.0
@@ -149,4 +154,13 @@ func FuzzSimulate(f *testing.F) {
 			t.Fatalf("outcome probabilities sum to %v, want 1", sum)
 		}
 	})
+}
+
+// checkErrorLen fails when err echoes more of the input than a short
+// excerpt: its message must stay within maxErrorLen whatever the input.
+func checkErrorLen(t *testing.T, err error) {
+	t.Helper()
+	if err != nil && len(err.Error()) > maxErrorLen {
+		t.Fatalf("error of %d bytes: %.200s…", len(err.Error()), err)
+	}
 }

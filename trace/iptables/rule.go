@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 )
 
 // Rule is one tokenized "-A CHAIN ..." line. Matches the simulator
@@ -284,7 +286,7 @@ func tokenize(s string) (out []string, quoted []bool, err error) {
 			j++
 		}
 		if !closed {
-			return nil, nil, fmt.Errorf("unterminated quote in %q", s[i:])
+			return nil, nil, fmt.Errorf("unterminated quote in %s", excerpt.Quote(s[i:]))
 		}
 		out = append(out, b.String())
 		quoted = append(quoted, true)
@@ -300,7 +302,7 @@ func parseRule(body string) (*Rule, error) {
 	if strings.HasPrefix(body, "[") {
 		end := strings.IndexByte(body, ']')
 		if end < 0 {
-			return nil, fmt.Errorf("bad counters in %q", body)
+			return nil, fmt.Errorf("bad counters in %s", excerpt.Quote(body))
 		}
 		pk, by, _ := strings.Cut(body[1:end], ":")
 		r.Packets, _ = strconv.ParseUint(pk, 10, 64)
@@ -335,7 +337,7 @@ func (p *ruleParser) next() string { t := p.toks[p.i]; p.i++; return t }
 // value returns the option argument after tok, or an error.
 func (p *ruleParser) value(opt string) (string, error) {
 	if !p.more() {
-		return "", fmt.Errorf("option %s needs a value", opt)
+		return "", fmt.Errorf("option %s needs a value", excerpt.Clip(opt))
 	}
 	return p.next(), nil
 }
@@ -379,7 +381,7 @@ func (p *ruleParser) parse() error {
 			}
 			pfx, err := parseAddrOrPrefix(v)
 			if err != nil {
-				return fmt.Errorf("%s %q: %v", tok, v, err)
+				return fmt.Errorf("%s %s: %v", excerpt.Clip(tok), excerpt.Quote(v), err)
 			}
 			m := &AddrMatch{Prefix: pfx, Negated: neg}
 			if tok == "-s" || tok == "--source" {
@@ -418,7 +420,7 @@ func (p *ruleParser) parse() error {
 			p.startModule(v)
 		case "-j", "--jump", "-g", "--goto":
 			if neg {
-				return fmt.Errorf("'!' before %s", tok)
+				return fmt.Errorf("'!' before %s", excerpt.Clip(tok))
 			}
 			v, err := p.value(tok)
 			if err != nil {
@@ -429,7 +431,7 @@ func (p *ruleParser) parse() error {
 			return p.parseTarget()
 		default:
 			if quoted || !strings.HasPrefix(tok, "--") {
-				return fmt.Errorf("unexpected %q", tok)
+				return fmt.Errorf("unexpected %s", excerpt.Quote(tok))
 			}
 			if _, isPorts := p.cur.(*PortMatch); !isPorts && p.r.Protocol != "" && portOptions[tok] {
 				// "-p tcp --dport 80" without "-m tcp": the protocol
@@ -437,7 +439,7 @@ func (p *ruleParser) parse() error {
 				p.startModule(p.r.Protocol)
 			}
 			if p.cur == nil {
-				return fmt.Errorf("option %s outside of any -m module", tok)
+				return fmt.Errorf("option %s outside of any -m module", excerpt.Clip(tok))
 			}
 			if err := p.moduleOption(tok, neg); err != nil {
 				return err
@@ -487,7 +489,7 @@ func (p *ruleParser) moduleOption(opt string, neg bool) error {
 	args := p.optArgs()
 	one := func() (string, error) {
 		if len(args) != 1 {
-			return "", fmt.Errorf("-m %s %s wants one value, got %d", p.cur.Module(), opt, len(args))
+			return "", fmt.Errorf("-m %s %s wants one value, got %d", excerpt.Clip(p.cur.Module()), excerpt.Clip(opt), len(args))
 		}
 		return args[0], nil
 	}
@@ -508,7 +510,7 @@ func (p *ruleParser) moduleOption(opt string, neg bool) error {
 			}
 			ranges, err := parsePorts(v)
 			if err != nil {
-				return fmt.Errorf("%s %q: %v", opt, v, err)
+				return fmt.Errorf("%s %s: %v", excerpt.Clip(opt), excerpt.Quote(v), err)
 			}
 			switch opt {
 			case "--dport", "--destination-port", "--dports", "--destination-ports":
@@ -539,7 +541,7 @@ func (p *ruleParser) moduleOption(opt string, neg bool) error {
 		case "--limit-iface-out":
 			m.LimitIfaceOut = true
 		default:
-			return fmt.Errorf("-m addrtype: unknown option %s", opt)
+			return fmt.Errorf("-m addrtype: unknown option %s", excerpt.Clip(opt))
 		}
 	case *StatisticMatch:
 		if neg {
@@ -555,13 +557,13 @@ func (p *ruleParser) moduleOption(opt string, neg bool) error {
 		case "--probability":
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil || f < 0 || f > 1 {
-				return fmt.Errorf("-m statistic --probability %q is not a number between 0 and 1", v)
+				return fmt.Errorf("-m statistic --probability %s is not a number between 0 and 1", excerpt.Quote(v))
 			}
 			m.Probability = f
 		case "--every", "--packet":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				return fmt.Errorf("-m statistic %s %q is not a count", opt, v)
+				return fmt.Errorf("-m statistic %s %s is not a count", excerpt.Clip(opt), excerpt.Quote(v))
 			}
 			if opt == "--every" {
 				m.Every = n
@@ -569,7 +571,7 @@ func (p *ruleParser) moduleOption(opt string, neg bool) error {
 				m.Packet = n
 			}
 		default:
-			return fmt.Errorf("-m statistic: unknown option %s", opt)
+			return fmt.Errorf("-m statistic: unknown option %s", excerpt.Clip(opt))
 		}
 	case *RecentMatch:
 		if neg {
@@ -591,7 +593,7 @@ func (p *ruleParser) moduleOption(opt string, neg bool) error {
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				return fmt.Errorf("-m recent %s %q is not a number", opt, v)
+				return fmt.Errorf("-m recent %s %s is not a number", excerpt.Clip(opt), excerpt.Quote(v))
 			}
 			if opt == "--seconds" {
 				m.Seconds = n
@@ -610,11 +612,11 @@ func (p *ruleParser) moduleOption(opt string, neg bool) error {
 			m.Mask = v
 		case "--rttl":
 		default:
-			return fmt.Errorf("-m recent: unknown option %s", opt)
+			return fmt.Errorf("-m recent: unknown option %s", excerpt.Clip(opt))
 		}
 	case *MarkMatch:
 		if opt != "--mark" {
-			return fmt.Errorf("-m mark: unknown option %s", opt)
+			return fmt.Errorf("-m mark: unknown option %s", excerpt.Clip(opt))
 		}
 		v, err := one()
 		if err != nil {
@@ -622,7 +624,7 @@ func (p *ruleParser) moduleOption(opt string, neg bool) error {
 		}
 		val, mask, err := parseMark(v)
 		if err != nil {
-			return fmt.Errorf("-m mark --mark %q: %v", v, err)
+			return fmt.Errorf("-m mark --mark %s: %v", excerpt.Quote(v), err)
 		}
 		m.Value, m.Mask, m.Negated = val, mask, neg
 	case *ConntrackMatch:
@@ -642,7 +644,7 @@ func (p *ruleParser) moduleOption(opt string, neg bool) error {
 			return nil
 		}
 		if len(args) != 2 {
-			return fmt.Errorf("-m set %s wants a set name and flags", opt)
+			return fmt.Errorf("-m set %s wants a set name and flags", excerpt.Clip(opt))
 		}
 		m.Set, m.Flags, m.Negated = args[0], args[1], neg
 	case *CommentMatch:
@@ -656,7 +658,7 @@ func (p *ruleParser) moduleOption(opt string, neg bool) error {
 		p.r.Comment = v
 	case *NFAcctMatch:
 		if opt != "--nfacct-name" {
-			return fmt.Errorf("-m nfacct: unknown option %s", opt)
+			return fmt.Errorf("-m nfacct: unknown option %s", excerpt.Clip(opt))
 		}
 		v, err := one()
 		if err != nil {
@@ -676,26 +678,26 @@ func (p *ruleParser) parseTarget() error {
 	for p.more() {
 		opt := p.next()
 		if opt == "!" {
-			return fmt.Errorf("'!' in the options of target %s", t.Name)
+			return fmt.Errorf("'!' in the options of target %s", excerpt.Clip(t.Name))
 		}
 		args := p.optArgs()
 		switch t.Name + " " + opt {
 		case "DNAT --to-destination", "SNAT --to-source":
 			if len(args) != 1 {
-				return fmt.Errorf("%s %s wants one value", t.Name, opt)
+				return fmt.Errorf("%s %s wants one value", excerpt.Clip(t.Name), excerpt.Clip(opt))
 			}
 			nat, err := parseNATTarget(args[0])
 			if err != nil {
-				return fmt.Errorf("%s %s %q: %v", t.Name, opt, args[0], err)
+				return fmt.Errorf("%s %s %s: %v", excerpt.Clip(t.Name), excerpt.Clip(opt), excerpt.Quote(args[0]), err)
 			}
 			t.NAT = nat
 		case "MARK --set-xmark", "MARK --set-mark", "MARK --or-mark", "MARK --and-mark", "MARK --xor-mark":
 			if len(args) != 1 {
-				return fmt.Errorf("MARK %s wants one value", opt)
+				return fmt.Errorf("MARK %s wants one value", excerpt.Clip(opt))
 			}
 			mt, err := parseMarkTarget(opt, args[0])
 			if err != nil {
-				return fmt.Errorf("MARK %s %q: %v", opt, args[0], err)
+				return fmt.Errorf("MARK %s %s: %v", excerpt.Clip(opt), excerpt.Quote(args[0]), err)
 			}
 			t.Mark = &mt
 		case "MASQUERADE --random-fully":
@@ -707,7 +709,7 @@ func (p *ruleParser) parseTarget() error {
 		}
 	}
 	if (t.Name == "DNAT" || t.Name == "SNAT") && t.NAT == nil {
-		return fmt.Errorf("%s target without an address", t.Name)
+		return fmt.Errorf("%s target without an address", excerpt.Clip(t.Name))
 	}
 	if t.Name == "MARK" && t.Mark == nil {
 		return fmt.Errorf("MARK target without a mark operation")
@@ -747,11 +749,11 @@ func parseAddrOrPrefix(v string) (netip.Prefix, error) {
 		} else {
 			mask, err := netip.ParseAddr(maskPart)
 			if err != nil || mask.BitLen() != addr.BitLen() {
-				return netip.Prefix{}, fmt.Errorf("bad mask %q", maskPart)
+				return netip.Prefix{}, fmt.Errorf("bad mask %s", excerpt.Quote(maskPart))
 			}
 			bits = maskBits(mask)
 			if bits < 0 {
-				return netip.Prefix{}, fmt.Errorf("non-contiguous mask %q is not supported", maskPart)
+				return netip.Prefix{}, fmt.Errorf("non-contiguous mask %s is not supported", excerpt.Quote(maskPart))
 			}
 		}
 	}
@@ -789,12 +791,12 @@ func parsePorts(v string) ([]PortRange, error) {
 		lo, hi, isRange := strings.Cut(part, ":")
 		first, err := strconv.ParseUint(lo, 10, 16)
 		if err != nil {
-			return nil, fmt.Errorf("bad port %q", part)
+			return nil, fmt.Errorf("bad port %s", excerpt.Quote(part))
 		}
 		last := first
 		if isRange {
 			if last, err = strconv.ParseUint(hi, 10, 16); err != nil {
-				return nil, fmt.Errorf("bad port %q", part)
+				return nil, fmt.Errorf("bad port %s", excerpt.Quote(part))
 			}
 		}
 		out = append(out, PortRange{First: uint16(first), Last: uint16(last)})
@@ -839,7 +841,7 @@ func parseMarkTarget(opt, v string) (MarkTarget, error) {
 	case "--xor-mark":
 		return MarkTarget{Value: val, Mask: 0}, nil
 	}
-	return MarkTarget{}, fmt.Errorf("unknown MARK option %s", opt)
+	return MarkTarget{}, fmt.Errorf("unknown MARK option %s", excerpt.Clip(opt))
 }
 
 // parseNATTarget reads "10.0.0.1:80", "10.0.0.1", "[fd00::1]:80", "fd00::1".
