@@ -130,6 +130,9 @@ type ruleNode struct {
 }
 
 func ruleLabel(pal palette, ref trace.RuleRef) string {
+	if ref.Folded > 0 {
+		return fmt.Sprintf("%s %s %s", pal.dim.Render(ref.Table), pal.accent.Render(ref.Chain), pal.dim.Render(ref.FoldedText()))
+	}
 	return fmt.Sprintf("%s %s %s", pal.dim.Render(ref.Table), pal.accent.Render(ref.Chain), ref.Rule)
 }
 

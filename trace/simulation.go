@@ -7,6 +7,7 @@ package trace
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -74,10 +75,40 @@ type RuleRef struct {
 	Line int `json:"line"`
 	// Rule is the rule's text as it stands in the dump, without "-A CHAIN".
 	Rule string `json:"rule"`
+	// Folded, when set, makes this entry stand for that many rules of
+	// Chain, from Line on, that matched one after the other without
+	// changing the packet; they are not listed one by one (Rule is empty).
+	// See FoldAfter.
+	Folded int `json:"folded,omitempty"`
 }
 
 func (r RuleRef) String() string {
+	if r.Folded > 0 {
+		return fmt.Sprintf("%s/%s (from line %d): %s", r.Table, r.Chain, r.Line, r.FoldedText())
+	}
 	return fmt.Sprintf("%s/%s (line %d): %s", r.Table, r.Chain, r.Line, r.Rule)
+}
+
+// FoldedText describes a folded entry for people: "… 1,199,998 more rules
+// matched, no effect".
+func (r RuleRef) FoldedText() string {
+	noun := "rules"
+	if r.Folded == 1 {
+		noun = "rule"
+	}
+	return fmt.Sprintf("… %s more %s matched, no effect", thousands(r.Folded), noun)
+}
+
+// thousands writes n with commas between groups of three digits.
+func thousands(n int) string {
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // Endpoint is a destination the packet can be DNATed to.

@@ -128,6 +128,7 @@ type Table struct {
 
 	mu     sync.Mutex
 	parsed map[int32]*parsedChain // chains split into rules so far
+	cached int                    // tokenized rules kept in parsed
 }
 
 // parsedChain is a chain's rule text split into rules, each tokenized on
@@ -408,24 +409,36 @@ func (c *Chain) split() (*parsedChain, error) {
 	return pc, nil
 }
 
-// rule tokenizes rule i of a split chain once.
+// maxCachedRules bounds how many tokenized rules a table keeps. A rule costs
+// a few hundred bytes tokenized; past the bound (a hostile or freak dump,
+// such as a chain of a million rules that all match) rules are tokenized
+// again each time a walk needs them instead of being kept.
+const maxCachedRules = 1 << 17
+
+// rule tokenizes rule i of a split chain, once while the table's cache has
+// room.
 func (c *Chain) rule(pc *parsedChain, i int) (*Rule, error) {
 	t := c.table
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if pc.rules[i] == nil && pc.errs[i] == nil {
-		r, err := parseRule(pc.texts[i])
-		if err != nil {
-			if pc.errs == nil {
-				pc.errs = map[int]error{}
-			}
-			pc.errs[i] = &ParseError{Line: int(pc.lines[i]), Msg: fmt.Sprintf("rule in chain %s of table %s: %v", excerpt.Clip(c.Name), t.Name, err)}
-		} else {
-			r.Table, r.Chain, r.Line, r.Index = t.Name, c.Name, int(pc.lines[i]), i
-			pc.rules[i] = r
-		}
+	if r, err := pc.rules[i], pc.errs[i]; r != nil || err != nil {
+		return r, err
 	}
-	return pc.rules[i], pc.errs[i]
+	r, err := parseRule(pc.texts[i])
+	if err != nil {
+		err = &ParseError{Line: int(pc.lines[i]), Msg: fmt.Sprintf("rule in chain %s of table %s: %v", excerpt.Clip(c.Name), t.Name, err)}
+		if pc.errs == nil {
+			pc.errs = map[int]error{}
+		}
+		pc.errs[i] = err
+		return nil, err
+	}
+	r.Table, r.Chain, r.Line, r.Index = t.Name, c.Name, int(pc.lines[i]), i
+	if t.cached < maxCachedRules {
+		t.cached++
+		pc.rules[i] = r
+	}
+	return r, nil
 }
 
 // RawRules calls fn with each rule's line number and text (as after
@@ -980,8 +993,15 @@ func isCounters(b []byte) bool {
 func (d *Dump) Check() error {
 	for _, t := range d.tables {
 		for i := int32(0); i < t.chains.len(); i++ {
-			if _, err := t.chain(i).Rules(); err != nil {
+			c := t.chain(i)
+			pc, err := c.split()
+			if err != nil {
 				return err
+			}
+			for j := range pc.texts {
+				if _, err := c.rule(pc, j); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
@@ -24,10 +25,23 @@ type Options struct {
 	// MaxBranches bounds the number of random-choice branches followed
 	// (default 1,000,000), so a hostile dump cannot make a walk explode.
 	MaxBranches int
+	// MaxRules bounds how many rules one simulation looks at, counting a
+	// rule again each time a walk passes it (default DefaultMaxRules).
+	MaxRules int
 }
+
+// DefaultMaxRules is Options.MaxRules unless set: room for every branch of
+// a Service with thousands of endpoints to cross a KUBE-SERVICES chain of
+// tens of thousands of rules, while a hostile dump's walk still ends in
+// seconds.
+const DefaultMaxRules = 50_000_000
 
 // ErrLoop is wrapped when the rules jump in a circle or nest too deeply.
 var ErrLoop = errors.New("rules loop or nest too deeply")
+
+// ErrBudget is wrapped when a walk looks at more rules than Options.MaxRules
+// allows, or keeps more than trace.MaxTrail and trace.MaxOutcomeRules allow.
+var ErrBudget = trace.ErrBudget
 
 const maxJumpDepth = 100
 
@@ -47,11 +61,14 @@ func Simulate(d *Dump, pkt trace.Packet, opts Options) (*trace.Simulation, error
 		if pkt.Destination.Is6() {
 			fam, tool = "IPv6", "ip6tables-save"
 		}
-		return nil, fmt.Errorf("the packet is %s but the dump was written by %s; simulate %s packets on %s output", fam, d.Generator, fam, tool)
+		return nil, fmt.Errorf("the packet is %s but the dump was written by %s; simulate %s packets on %s output", fam, excerpt.Clip(d.Generator), fam, tool)
 	}
 	w := &walker{dump: d, opts: opts, local: map[netip.Addr]bool{}}
 	if w.opts.MaxBranches <= 0 {
 		w.opts.MaxBranches = 1_000_000
+	}
+	if w.opts.MaxRules <= 0 {
+		w.opts.MaxRules = DefaultMaxRules
 	}
 	sim := &trace.Simulation{Packet: pkt, LocalAddresses: []netip.Addr{}}
 	for _, a := range opts.LocalAddrs {
@@ -84,6 +101,16 @@ func Simulate(d *Dump, pkt trace.Packet, opts Options) (*trace.Simulation, error
 		return nil, err
 	}
 	final = append(final, w.done...)
+	err = trace.CheckOutcomeRules(func(yield func(int) bool) {
+		for _, s := range final {
+			if !yield(s.TrailLen()) {
+				return
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range final {
 		sim.Outcomes = append(sim.Outcomes, s.Outcome())
 	}
@@ -108,6 +135,7 @@ type walker struct {
 	opts     Options
 	local    map[netip.Addr]bool
 	branches int
+	visited  int
 	done     []*state // branches that ended early (dropped, rejected)
 	notes    []string
 	affinity []trace.AffinityRule
@@ -149,6 +177,11 @@ func (s *state) record(r *Rule) trace.RuleRef {
 	return ref
 }
 
+// recordNoEffect records a rule that matched and left the packet as it was.
+func (s *state) recordNoEffect(r *Rule) {
+	s.RecordNoEffect(trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text})
+}
+
 // exit says how a chain walk ended for one branch.
 type exit int
 
@@ -182,7 +215,7 @@ func (w *walker) hook(hook string, states []*state) ([]*state, error) {
 		}
 		var next []*state
 		for _, s := range states {
-			bs, err := w.runRules(s, c, 0, 0)
+			bs, err := w.walkChain(s, c)
 			if err != nil {
 				return nil, err
 			}
@@ -209,141 +242,195 @@ func (w *walker) hook(hook string, states []*state) ([]*state, error) {
 	return states, nil
 }
 
-// runRules walks chain c from rule index from. Random matches fork the state:
-// the share that matched follows the target, the rest goes on down the chain.
-func (w *walker) runRules(st *state, c *Chain, from, depth int) ([]branch, error) {
-	if depth > maxJumpDepth {
-		return nil, fmt.Errorf("chain %s of table %s: jumps nest more than %d deep: %w", c.Name, c.Table(), maxJumpDepth, ErrLoop)
-	}
+// frame is one chain on a branch's call stack: the rule to look at next, and
+// how many jumps and gotos led there.
+type frame struct {
+	chain *Chain
+	pc    *parsedChain
+	next  int
+	depth int
+	// jumped marks the end of the rule trail right after the jump that
+	// entered this chain: if nothing is recorded before it returns, the
+	// jump changed nothing.
+	jumped trace.TrailMark
+}
+
+// task is a branch still to be walked, with its own call stack.
+type task struct {
+	st    *state
+	stack []frame
+}
+
+// walkChain walks the branch st through the hook's chain c and returns how
+// each resulting branch left it. The walk is a loop over an explicit stack:
+// a chain of a million rules that match and fall through, or jumps nested
+// to the limit, cost memory in proportion to the branches, not the rules.
+// Branches are finished depth first, the share that matched a random rule
+// before the rest, so they come out in the order a recursive walk gives.
+func (w *walker) walkChain(st *state, c *Chain) ([]branch, error) {
 	pc, err := c.split()
 	if err != nil {
 		return nil, err
 	}
+	todo := []task{{st: st, stack: []frame{{chain: c, pc: pc}}}}
 	var out []branch
-	cur := st
-	for i := from; i < len(pc.texts); i++ {
-		if pc.rules[i] == nil && destinationExcludes(pc.texts[i], cur.dst) {
+	for len(todo) > 0 {
+		t := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		e, err := w.run(&t, &todo)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, branch{t.st, e})
+	}
+	return out, nil
+}
+
+// run walks one branch until it leaves the hook's chain. A random match
+// pushes the share that did not match onto todo (to go on after the rule)
+// and goes on with the share that did.
+func (w *walker) run(t *task, todo *[]task) (exit, error) {
+	for {
+		f := &t.stack[len(t.stack)-1]
+		if f.next >= len(f.pc.texts) {
+			if e, done := w.ret(t); done {
+				return e, nil
+			}
+			continue
+		}
+		i := f.next
+		f.next++
+		w.visited++
+		if w.visited > w.opts.MaxRules {
+			return 0, fmt.Errorf("the walk looked at more than %d rules without finishing: the dump is too large or its chains call each other too often: %w", w.opts.MaxRules, ErrBudget)
+		}
+		c, pc := f.chain, f.pc
+		if pc.rules[i] == nil && destinationExcludes(pc.texts[i], t.st.dst) {
 			// Long chains such as KUBE-SERVICES are mostly rules for other
 			// destinations: skip them without tokenizing.
 			continue
 		}
 		r, err := c.rule(pc, i)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
-		p := w.matchChance(cur, r)
+		p := w.matchChance(t.st, r)
 		if p <= 0 {
 			continue
 		}
 		if p < 1 {
 			w.branches++
 			if w.branches > w.opts.MaxBranches {
-				return nil, fmt.Errorf("more than %d random branches: the dump is too large or loops", w.opts.MaxBranches)
+				return 0, fmt.Errorf("more than %d random branches: the dump is too large or loops", w.opts.MaxBranches)
 			}
-			taken := cur.fork(p)
-			bs, err := w.follow(taken, c, i, depth)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, bs...)
-			continue
+			taken := t.st.fork(p)
+			*todo = append(*todo, task{st: t.st, stack: slices.Clone(t.stack)})
+			t.st = taken
 		}
-		bs, err := w.follow(cur, c, i, depth)
-		if err != nil {
-			return nil, err
+		e, done, err := w.apply(t, r)
+		if err != nil || done {
+			return e, err
 		}
-		return append(out, bs...), nil
+		if err := t.st.CheckTrail(); err != nil {
+			return 0, err
+		}
 	}
-	return append(out, branch{cur, exitReturn}), nil
 }
 
-// follow applies rule i's target to st and, where the target lets the packet
-// go on in this chain, continues the walk after rule i.
-func (w *walker) follow(st *state, c *Chain, i, depth int) ([]branch, error) {
-	pc, err := c.split()
-	if err != nil {
-		return nil, err
+// ret returns the branch from the chain on top of its stack to the caller;
+// done is true when it left the hook's chain.
+func (w *walker) ret(t *task) (exit, bool) {
+	f := t.stack[len(t.stack)-1]
+	t.stack = t.stack[:len(t.stack)-1]
+	if len(t.stack) == 0 {
+		return exitReturn, true
 	}
-	r, err := c.rule(pc, i)
-	if err != nil {
-		return nil, err
+	t.st.JumpReturned(f.jumped)
+	return 0, false
+}
+
+// apply carries out the target of rule r, which matched, on the branch; done
+// is true when the branch left the hook's chain with e.
+func (w *walker) apply(t *task, r *Rule) (e exit, done bool, err error) {
+	st := t.st
+	f := &t.stack[len(t.stack)-1]
+	c := f.chain
+	tg := r.Target
+	if tg.Name == "" || noEffectTargets[tg.Name] {
+		st.recordNoEffect(r)
+		return 0, false, nil
 	}
 	ref := st.record(r)
-	t := r.Target
-	goOn := func(s *state) ([]branch, error) { return w.runRules(s, c, i+1, depth) }
-	decide := func(v trace.Verdict, e exit) ([]branch, error) {
+	decide := func(v trace.Verdict, e exit) (exit, bool, error) {
 		st.Verdict, st.DecidedBy = v, &ref
-		return []branch{{st, e}}, nil
+		return e, true, nil
 	}
-	switch {
-	case t.Name == "":
-		return goOn(st)
-	case t.IsChainJump():
-		sub := c.table.Chain(t.Name)
+	if tg.IsChainJump() {
+		sub := c.table.Chain(tg.Name)
 		if sub == nil {
-			return nil, fmt.Errorf("line %d: rule in chain %s jumps to chain %s, which table %s does not have", r.Line, c.Name, t.Name, c.Table())
+			return 0, false, fmt.Errorf("line %d: rule in chain %s jumps to chain %s, which table %s does not have", r.Line, excerpt.Clip(c.Name), excerpt.Clip(tg.Name), c.Table())
 		}
-		bs, err := w.runRules(st, sub, 0, depth+1)
+		depth := f.depth + 1
+		if depth > maxJumpDepth {
+			return 0, false, fmt.Errorf("chain %s of table %s: jumps nest more than %d deep: %w", excerpt.Clip(sub.Name), sub.Table(), maxJumpDepth, ErrLoop)
+		}
+		pc, err := sub.split()
 		if err != nil {
-			return nil, err
+			return 0, false, err
 		}
-		if t.Goto {
+		next := frame{chain: sub, pc: pc, depth: depth, jumped: st.Mark()}
+		if tg.Goto {
 			// A goto's RETURN goes back to this chain's caller.
-			return bs, nil
+			next.jumped = f.jumped
+			*f = next
+		} else {
+			t.stack = append(t.stack, next)
 		}
-		var out []branch
-		for _, b := range bs {
-			if b.exit != exitReturn {
-				out = append(out, b)
-				continue
-			}
-			more, err := goOn(b.st)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, more...)
-		}
-		return out, nil
+		return 0, false, nil
 	}
-	switch t.Name {
+	switch tg.Name {
 	case "ACCEPT":
 		if strings.HasPrefix(c.Name, "KUBE-") {
 			// Only kube-proxy's own accepts make the verdict ACCEPT;
 			// others just let the packet pass this table.
 			return decide(trace.VerdictAccept, exitAccept)
 		}
-		return []branch{{st, exitAccept}}, nil
+		return exitAccept, true, nil
 	case "DROP":
 		return decide(trace.VerdictDrop, exitStop)
 	case "REJECT":
 		return decide(trace.VerdictReject, exitStop)
 	case "RETURN":
-		return []branch{{st, exitReturn}}, nil
+		e, done := w.ret(t)
+		return e, done, nil
 	case "MARK":
-		st.mark = t.Mark.Apply(st.mark)
-		return goOn(st)
+		st.mark = tg.Mark.Apply(st.mark)
+		return 0, false, nil
 	case "DNAT":
-		port := t.NAT.Port
+		port := tg.NAT.Port
 		if port == 0 {
 			port = st.dport
 		}
-		st.Endpoint = &trace.Endpoint{IP: t.NAT.Addr, Port: port, Chain: c.Name}
-		st.dst, st.dport = t.NAT.Addr, port
+		st.Endpoint = &trace.Endpoint{IP: tg.NAT.Addr, Port: port, Chain: c.Name}
+		st.dst, st.dport = tg.NAT.Addr, port
 		st.DecidedBy = &ref
-		return []branch{{st, exitAccept}}, nil
+		return exitAccept, true, nil
 	case "SNAT", "MASQUERADE":
 		st.Masquerade = true
-		return []branch{{st, exitAccept}}, nil
+		return exitAccept, true, nil
 	case "REDIRECT":
 		w.note("line %d: REDIRECT sends the packet to the node itself; the simulator treats it as accepted without an endpoint", r.Line)
-		return []branch{{st, exitAccept}}, nil
+		return exitAccept, true, nil
 	case "QUEUE", "NFQUEUE", "TPROXY":
-		w.note("line %d: %s hands the packet to user space; the simulator cannot follow it and treats it as accepted", r.Line, t.Name)
-		return []branch{{st, exitAccept}}, nil
+		w.note("line %d: %s hands the packet to user space; the simulator cannot follow it and treats it as accepted", r.Line, tg.Name)
+		return exitAccept, true, nil
 	}
-	// LOG, CONNMARK, CT, NOTRACK and the like do not end the chain.
-	return goOn(st)
+	// CONNMARK, CT, NOTRACK and the like do not end the chain.
+	return 0, false, nil
 }
+
+// noEffectTargets only log or count: the packet goes on unchanged.
+var noEffectTargets = map[string]bool{"LOG": true, "NFLOG": true, "ULOG": true, "TRACE": true}
 
 // matchChance returns how likely rule r matches the packet in state st: 0 or
 // 1 for ordinary matches, a fraction for -m statistic.
@@ -397,7 +484,7 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 			if len(m.Other) == 1 && m.Other[0] == "--syn" {
 				// The first packet of a TCP connection is a SYN.
 			} else {
-				w.note("line %d: the simulator does not evaluate -m %s %s; taken as not matching", r.Line, m.Name, strings.Join(m.Other, " "))
+				w.note("line %d: the simulator does not evaluate -m %s %s; taken as not matching", r.Line, excerpt.Clip(m.Name), excerpt.Clip(strings.Join(m.Other, " ")))
 				return 0
 			}
 		}
@@ -435,7 +522,7 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 		return yes((st.mark&m.Mask == m.Value) != m.Negated)
 	case *ConntrackMatch:
 		if len(m.Other) > 0 {
-			w.note("line %d: the simulator does not evaluate -m %s %s; taken as not matching", r.Line, m.Name, strings.Join(m.Other, " "))
+			w.note("line %d: the simulator does not evaluate -m %s %s; taken as not matching", r.Line, excerpt.Clip(m.Name), excerpt.Clip(strings.Join(m.Other, " ")))
 			return 0
 		}
 		if m.States == nil {
@@ -454,12 +541,12 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 		}
 		return yes(any != m.Negated)
 	case *SetMatch:
-		w.note("line %d: the contents of ipset %q are not in the dump; the packet is taken not to be in it", r.Line, m.Set)
+		w.note("line %d: the contents of ipset %s are not in the dump; the packet is taken not to be in it", r.Line, excerpt.Quote(m.Set))
 		return yes(m.Negated)
 	case *CommentMatch, *NFAcctMatch:
 		return 1
 	case *UnknownMatch:
-		w.note("line %d: the simulator does not evaluate -m %s; taken as not matching", r.Line, m.Name)
+		w.note("line %d: the simulator does not evaluate -m %s; taken as not matching", r.Line, excerpt.Clip(m.Name))
 		return 0
 	}
 	return 0

@@ -37,6 +37,7 @@ func TestErrorsQuoteAShortPrefix(t *testing.T) {
 		{"bad target value", table("-A PREROUTING -j DNAT --to-destination " + big + "\n")},
 		{"option outside a module", table("-A PREROUTING --" + big + " 1\n")},
 		{"long chain name in a rule error", "*nat\n:PREROUTING ACCEPT [0:0]\n:" + big + " - [0:0]\n-A " + big + " -s 10.0.0.300\nCOMMIT\n"},
+		{"jump to a missing chain", table("-A PREROUTING -j " + big + "\n")},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
@@ -26,10 +27,22 @@ type Options struct {
 	// AllTables evaluates every table of the packet's family, not only
 	// kube-proxy's.
 	AllTables bool
+	// MaxRules bounds how many rules one simulation looks at, counting a
+	// rule again each time a walk passes it (default DefaultMaxRules).
+	MaxRules int
 }
+
+// DefaultMaxRules is Options.MaxRules unless set: far above what a walk
+// through kube-proxy's rules of a big cluster looks at, while a hostile
+// ruleset's walk still ends in seconds.
+const DefaultMaxRules = 50_000_000
 
 // ErrLoop is wrapped when the rules jump in a circle or nest too deeply.
 var ErrLoop = errors.New("rules loop or nest too deeply")
+
+// ErrBudget is wrapped when a walk looks at more rules than Options.MaxRules
+// allows, or keeps more than trace.MaxTrail and trace.MaxOutcomeRules allow.
+var ErrBudget = trace.ErrBudget
 
 const maxJumpDepth = 64
 
@@ -49,6 +62,9 @@ func Simulate(rs *Ruleset, pkt trace.Packet, opts Options) (*trace.Simulation, e
 	w := &walker{opts: opts, local: map[netip.Addr]bool{}}
 	if w.opts.MaxBranches <= 0 {
 		w.opts.MaxBranches = 1_000_000
+	}
+	if w.opts.MaxRules <= 0 {
+		w.opts.MaxRules = DefaultMaxRules
 	}
 	sim := &trace.Simulation{Packet: pkt, LocalAddresses: []netip.Addr{}}
 	for _, a := range opts.LocalAddrs {
@@ -90,6 +106,16 @@ func Simulate(rs *Ruleset, pkt trace.Packet, opts Options) (*trace.Simulation, e
 		return nil, err
 	}
 	final = append(final, w.done...)
+	err = trace.CheckOutcomeRules(func(yield func(int) bool) {
+		for _, s := range final {
+			if !yield(s.TrailLen()) {
+				return
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range final {
 		sim.Outcomes = append(sim.Outcomes, s.Outcome())
 	}
@@ -105,6 +131,7 @@ type walker struct {
 	tables       []*Table
 	done         []*state // branches a rule dropped or rejected
 	branches     int
+	visited      int
 	notes        []string
 	affinity     []trace.AffinityRule
 	unknownIface bool
@@ -143,6 +170,11 @@ func (s *state) record(r *Rule) trace.RuleRef {
 	return ref
 }
 
+// recordNoEffect records a rule that matched and left the packet as it was.
+func (s *state) recordNoEffect(r *Rule) {
+	s.RecordNoEffect(trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text})
+}
+
 // hook runs every base chain registered at hook, in priority order, over the
 // branches; dropped and rejected branches go to w.done.
 func (w *walker) hook(hook string, states []*state) ([]*state, error) {
@@ -160,7 +192,7 @@ func (w *walker) hook(hook string, states []*state) ([]*state, error) {
 	for _, cr := range chains {
 		var next []*state
 		for _, st := range states {
-			outs, err := w.runChain(st, cr.t, cr.c, 0)
+			outs, err := w.walkChain(st, cr.t, cr.c)
 			if err != nil {
 				return nil, err
 			}
@@ -172,7 +204,7 @@ func (w *walker) hook(hook string, states []*state) ([]*state, error) {
 					if cr.c.Policy == "drop" {
 						o.st.Verdict = trace.VerdictDrop
 						o.st.DecidedBy = nil
-						w.note("chain %s ends with policy drop", cr.c.Name)
+						w.note("chain %s ends with policy drop", excerpt.Clip(cr.c.Name))
 						w.done = append(w.done, o.st)
 						continue
 					}
@@ -193,6 +225,7 @@ const (
 	exitEnd    exitKind = iota // fell off the end of the chain (or return)
 	exitAccept                 // accept / NAT: this base chain is done
 	exitDrop                   // drop or reject: the packet is gone
+	exitGone                   // no branch left the rule (an empty dnat map)
 )
 
 type branchOut struct {
@@ -200,60 +233,159 @@ type branchOut struct {
 	exit exitKind
 }
 
-// runChain walks chain c from its first rule. Jumps recurse; a goto's chain
-// replaces the current one, so its end returns to our caller.
-func (w *walker) runChain(st *state, t *Table, c *Chain, depth int) ([]branchOut, error) {
-	if depth > maxJumpDepth {
-		return nil, fmt.Errorf("chain %s of table %s %s: %w", c.Name, t.Family, t.Name, ErrLoop)
-	}
-	return w.runRules(st, t, c, 0, depth)
+// frame is one chain on a branch's call stack: the rule to look at next, and
+// how many jumps and gotos led there.
+type frame struct {
+	t     *Table
+	chain *Chain
+	next  int
+	depth int
+	// jumped marks the end of the rule trail right after the jump that
+	// entered this chain: if nothing is recorded before it returns, the
+	// jump changed nothing.
+	jumped trace.TrailMark
 }
 
-func (w *walker) runRules(st *state, t *Table, c *Chain, from, depth int) ([]branchOut, error) {
-	rules := c.Rules()
-	for i := from; i < len(rules); i++ {
-		r := rules[i]
-		if r.Unknown != "" {
-			w.note("rule at line %d in chain %s was not evaluated (%s); it is taken not to match", r.Line, c.Name, r.Unknown)
-			continue
-		}
-		outs, matched, err := w.runStmts(st, t, c, r, 0, depth)
+// task is a branch still to be walked, with its own call stack and what the
+// rule that forked it does to it next.
+type task struct {
+	st      *state
+	stack   []frame
+	pending *stmtOut
+}
+
+// walkChain walks the branch st through base chain c and returns how each
+// resulting branch left it. The walk is a loop over an explicit stack: a
+// chain of a million rules that match and fall through, or jumps nested to
+// the limit, cost memory in proportion to the branches, not the rules.
+// Branches are finished depth first, in the order a rule forked them, which
+// is the order a recursive walk gives.
+func (w *walker) walkChain(st *state, t *Table, c *Chain) ([]branchOut, error) {
+	todo := []task{{st: st, stack: []frame{{t: t, chain: c}}}}
+	var out []branchOut
+	for len(todo) > 0 {
+		tk := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		e, err := w.run(&tk, &todo)
 		if err != nil {
 			return nil, err
+		}
+		if e != exitGone {
+			out = append(out, branchOut{tk.st, e})
+		}
+	}
+	return out, nil
+}
+
+// run walks one branch until it leaves the base chain. A rule that forks
+// the branch (numgen) goes on with the first share and pushes the others
+// onto todo, last first.
+func (w *walker) run(tk *task, todo *[]task) (exitKind, error) {
+	if tk.pending != nil {
+		o := *tk.pending
+		tk.pending = nil
+		if e, done, err := w.apply(tk, o); err != nil || done {
+			return e, err
+		}
+	}
+	for {
+		f := &tk.stack[len(tk.stack)-1]
+		if f.next >= f.chain.Len() {
+			if w.ret(tk) {
+				return exitEnd, nil
+			}
+			continue
+		}
+		r := f.chain.Rule(f.next)
+		f.next++
+		w.visited++
+		if w.visited > w.opts.MaxRules {
+			return 0, fmt.Errorf("the walk looked at more than %d rules without finishing: the ruleset is too large or its chains call each other too often: %w", w.opts.MaxRules, ErrBudget)
+		}
+		if r.Unknown != "" {
+			w.note("rule at line %d in chain %s was not evaluated (%s); it is taken not to match", r.Line, excerpt.Clip(f.chain.Name), excerpt.Clip(r.Unknown))
+			continue
+		}
+		outs, matched, err := w.runStmts(tk.st, f.t, f.chain, r, 0)
+		if err != nil {
+			return 0, err
 		}
 		if !matched {
 			continue
 		}
-		// The rule acted: each branch either ended (verdict) or goes on
-		// with the next rule.
-		var res []branchOut
-		for _, o := range outs {
-			if o.cont {
-				more, err := w.runRules(o.st, t, c, i+1, depth)
-				if err != nil {
-					return nil, err
-				}
-				res = append(res, more...)
-				continue
-			}
-			res = append(res, branchOut{o.st, o.exit})
+		for k := len(outs) - 1; k > 0; k-- {
+			*todo = append(*todo, task{st: outs[k].st, stack: slices.Clone(tk.stack), pending: &outs[k]})
 		}
-		return res, nil
+		if len(outs) == 0 {
+			// A dnat map with no element for any numgen value: no
+			// branch goes on.
+			return exitGone, nil
+		}
+		tk.st = outs[0].st
+		if e, done, err := w.apply(tk, outs[0]); err != nil || done {
+			return e, err
+		}
+		if err := tk.st.CheckTrail(); err != nil {
+			return 0, err
+		}
 	}
-	return []branchOut{{st, exitEnd}}, nil
 }
 
-// stmtOut is one branch after a rule's statements: either it continues with
-// the chain's next rule (cont) or the chain walk ended with exit.
+// ret returns the branch from the chain on top of its stack to the caller;
+// it reports true when the branch left the base chain.
+func (w *walker) ret(tk *task) bool {
+	f := tk.stack[len(tk.stack)-1]
+	tk.stack = tk.stack[:len(tk.stack)-1]
+	if len(tk.stack) == 0 {
+		return true
+	}
+	tk.st.JumpReturned(f.jumped)
+	return false
+}
+
+// apply carries out what a rule's statements left to do for one branch: go
+// on with the next rule, end the chain walk, or enter another chain. done is
+// true when the branch left the base chain with e.
+func (w *walker) apply(tk *task, o stmtOut) (e exitKind, done bool, err error) {
+	switch {
+	case o.call != nil:
+		f := &tk.stack[len(tk.stack)-1]
+		depth := f.depth + 1
+		if depth > maxJumpDepth {
+			return 0, false, fmt.Errorf("chain %s of table %s %s: %w", excerpt.Clip(o.call.Name), f.t.Family, excerpt.Clip(f.t.Name), ErrLoop)
+		}
+		next := frame{t: f.t, chain: o.call, depth: depth, jumped: tk.st.Mark()}
+		if o.isGoto {
+			// A goto's chain replaces this one: its end returns to our
+			// caller.
+			next.jumped = f.jumped
+			*f = next
+		} else {
+			tk.stack = append(tk.stack, next)
+		}
+		return 0, false, nil
+	case o.cont:
+		return 0, false, nil
+	case o.exit == exitEnd:
+		return exitEnd, w.ret(tk), nil
+	}
+	return o.exit, true, nil
+}
+
+// stmtOut is one branch after a rule's statements: it continues with the
+// chain's next rule (cont), enters chain call (a jump, or a goto), or the
+// chain walk ended with exit.
 type stmtOut struct {
-	st   *state
-	cont bool
-	exit exitKind
+	st     *state
+	cont   bool
+	exit   exitKind
+	call   *Chain
+	isGoto bool
 }
 
 // runStmts evaluates r's statements from k on. matched is false when a match
 // statement failed before anything happened (the rule does not apply).
-func (w *walker) runStmts(st *state, t *Table, c *Chain, r *Rule, k, depth int) ([]stmtOut, bool, error) {
+func (w *walker) runStmts(st *state, t *Table, c *Chain, r *Rule, k int) ([]stmtOut, bool, error) {
 	recorded := false
 	rec := func(s *state) trace.RuleRef {
 		return s.record(r)
@@ -321,15 +453,15 @@ func (w *walker) runStmts(st *state, t *Table, c *Chain, r *Rule, k, depth int) 
 			if !recorded {
 				rec(st)
 			}
-			outs, err := w.verdict(st, t, c, r, s.Verdict, depth)
-			return outs, true, err
+			out, err := w.verdict(st, t, c, r, s.Verdict)
+			return []stmtOut{out}, true, err
 		case StmtVMap:
-			return w.vmap(st, t, c, r, s, recorded, depth)
+			return w.vmap(st, t, c, r, s, recorded)
 		}
 	}
 	// All statements ran without a verdict: the rule matched, go on.
 	if !recorded {
-		rec(st)
+		st.recordNoEffect(r)
 	}
 	return []stmtOut{{st: st, cont: true}}, true, nil
 }
@@ -353,51 +485,37 @@ func (w *walker) dnat(st *state, c *Chain, to netip.AddrPort, r *Rule) {
 	st.DecidedBy = &ref
 }
 
-// verdict applies a jump, goto, return or terminal verdict.
-func (w *walker) verdict(st *state, t *Table, c *Chain, r *Rule, v Verdict, depth int) ([]stmtOut, error) {
+// verdict applies a terminal verdict, or says which chain a jump or goto
+// enters.
+func (w *walker) verdict(st *state, t *Table, c *Chain, r *Rule, v Verdict) (stmtOut, error) {
 	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
 	switch v.Kind {
 	case "accept":
 		st.Verdict, st.DecidedBy = trace.VerdictAccept, &ref
-		return []stmtOut{{st: st, exit: exitAccept}}, nil
+		return stmtOut{st: st, exit: exitAccept}, nil
 	case "drop":
 		st.Verdict, st.DecidedBy = trace.VerdictDrop, &ref
-		return []stmtOut{{st: st, exit: exitDrop}}, nil
+		return stmtOut{st: st, exit: exitDrop}, nil
 	case "reject":
 		st.Verdict, st.DecidedBy = trace.VerdictReject, &ref
-		return []stmtOut{{st: st, exit: exitDrop}}, nil
+		return stmtOut{st: st, exit: exitDrop}, nil
 	case "return":
-		return []stmtOut{{st: st, exit: exitEnd}}, nil
+		return stmtOut{st: st, exit: exitEnd}, nil
 	case "continue":
-		return []stmtOut{{st: st, cont: true}}, nil
+		return stmtOut{st: st, cont: true}, nil
 	case "jump", "goto":
 		target := t.Chains[v.Target]
 		if target == nil {
-			return nil, fmt.Errorf("line %d: chain %s jumps to chain %s, which table %s %s does not have", r.Line, c.Name, v.Target, t.Family, t.Name)
+			return stmtOut{}, fmt.Errorf("line %d: chain %s jumps to chain %s, which table %s %s does not have", r.Line, excerpt.Clip(c.Name), excerpt.Clip(v.Target), t.Family, excerpt.Clip(t.Name))
 		}
-		outs, err := w.runChain(st, t, target, depth+1)
-		if err != nil {
-			return nil, err
-		}
-		var res []stmtOut
-		for _, o := range outs {
-			switch {
-			case o.exit == exitEnd && v.Kind == "jump":
-				res = append(res, stmtOut{st: o.st, cont: true}) // back after the jump
-			case o.exit == exitEnd:
-				res = append(res, stmtOut{st: o.st, exit: exitEnd}) // goto: return to our caller
-			default:
-				res = append(res, stmtOut{st: o.st, exit: o.exit})
-			}
-		}
-		return res, nil
+		return stmtOut{st: st, call: target, isGoto: v.Kind == "goto"}, nil
 	}
-	return nil, fmt.Errorf("line %d: verdict %q is not understood", r.Line, v.Kind)
+	return stmtOut{}, fmt.Errorf("line %d: verdict %s is not understood", r.Line, excerpt.Quote(v.Kind))
 }
 
 // vmap looks the key up and applies the element's verdict; no element means
 // the rule does nothing.
-func (w *walker) vmap(st *state, t *Table, c *Chain, r *Rule, s Stmt, recorded bool, depth int) ([]stmtOut, bool, error) {
+func (w *walker) vmap(st *state, t *Table, c *Chain, r *Rule, s Stmt, recorded bool) ([]stmtOut, bool, error) {
 	if len(s.Left) == 1 && s.Left[0].Proto == "numgen" {
 		mod := s.Left[0].Mod
 		byValue := map[int]Verdict{}
@@ -423,11 +541,11 @@ func (w *walker) vmap(st *state, t *Table, c *Chain, r *Rule, s Stmt, recorded b
 				res = append(res, stmtOut{st: b, cont: true})
 				continue
 			}
-			outs, err := w.verdict(b, t, c, r, v, depth)
+			out, err := w.verdict(b, t, c, r, v)
 			if err != nil {
 				return nil, false, err
 			}
-			res = append(res, outs...)
+			res = append(res, out)
 		}
 		return res, true, nil
 	}
@@ -439,7 +557,7 @@ func (w *walker) vmap(st *state, t *Table, c *Chain, r *Rule, s Stmt, recorded b
 	if s.SetRef != "" {
 		set := t.Sets[s.SetRef]
 		if set == nil {
-			return nil, false, fmt.Errorf("line %d: chain %s uses map @%s, which table %s %s does not have", r.Line, c.Name, s.SetRef, t.Family, t.Name)
+			return nil, false, fmt.Errorf("line %d: chain %s uses map @%s, which table %s %s does not have", r.Line, excerpt.Clip(c.Name), excerpt.Clip(s.SetRef), t.Family, excerpt.Clip(t.Name))
 		}
 		var err error
 		if e, err = set.lookup(key, s.Left); err != nil {
@@ -454,8 +572,8 @@ func (w *walker) vmap(st *state, t *Table, c *Chain, r *Rule, s Stmt, recorded b
 	if !recorded {
 		st.record(r)
 	}
-	outs, err := w.verdict(st, t, c, r, parseVerdict(e.Data), depth)
-	return outs, true, err
+	out, err := w.verdict(st, t, c, r, parseVerdict(e.Data))
+	return []stmtOut{out}, true, err
 }
 
 // keyPart is one evaluated selector.

@@ -52,7 +52,8 @@ type Table struct {
 	// quotas, ct helpers, ...) as "kind name".
 	Skipped []string
 
-	base []*Chain // base chains, found on first use
+	base   []*Chain // base chains, found on first use
+	cached int      // parsed rules kept by the chains, bounded by maxCachedRules
 }
 
 func newTable(family, name string, line int) *Table {
@@ -60,7 +61,7 @@ func newTable(family, name string, line int) *Table {
 }
 
 func (t *Table) addChain(c *Chain) error {
-	c.table = t.Name
+	c.table, c.cached = t.Name, &t.cached
 	if _, dup := t.Chains[c.Name]; dup {
 		return fmt.Errorf("chain %s is declared twice in table %s %s", c.Name, t.Family, t.Name)
 	}
@@ -136,22 +137,59 @@ type Chain struct {
 	Line       int
 
 	table string
+	// rules are the parsed rules: all of them for a chain read from JSON;
+	// for one read from text, those parsed so far (index-aligned with raw).
 	rules []*Rule
-	raw   []rawRule // rules not parsed yet
+	raw   []rawRule // the rules' text, from a text ruleset
+	// cached counts the parsed rules the table keeps (Table.cached).
+	cached *int
 }
 
 // Rules returns the chain's rules, parsing them on first use.
 func (c *Chain) Rules() []*Rule {
-	if c.raw != nil {
-		c.rules = make([]*Rule, 0, len(c.raw))
-		for _, r := range c.raw {
-			rule := &Rule{Table: c.table, Chain: c.Name, Line: int(r.line), Text: r.text}
-			parseRule(rule)
-			c.rules = append(c.rules, rule)
-		}
-		c.raw = nil
+	if c.raw == nil {
+		return c.rules
 	}
-	return c.rules
+	out := make([]*Rule, c.Len())
+	for i := range out {
+		out[i] = c.Rule(i)
+	}
+	return out
+}
+
+// Len is the number of rules in the chain.
+func (c *Chain) Len() int {
+	if c.raw != nil {
+		return len(c.raw)
+	}
+	return len(c.rules)
+}
+
+// maxCachedRules bounds how many parsed rules a table keeps. A parsed rule
+// costs a few hundred bytes; past the bound (a hostile or freak ruleset,
+// such as a chain of a million rules that all match) rules are parsed again
+// each time a walk needs them instead of being kept.
+const maxCachedRules = 1 << 17
+
+// Rule returns rule i (0-based), parsing it on first use.
+func (c *Chain) Rule(i int) *Rule {
+	if c.raw == nil {
+		return c.rules[i]
+	}
+	if c.rules == nil {
+		c.rules = make([]*Rule, len(c.raw))
+	}
+	if r := c.rules[i]; r != nil {
+		return r
+	}
+	raw := c.raw[i]
+	r := &Rule{Table: c.table, Chain: c.Name, Line: int(raw.line), Text: raw.text}
+	parseRule(r)
+	if c.cached != nil && *c.cached < maxCachedRules {
+		*c.cached++
+		c.rules[i] = r
+	}
+	return r
 }
 
 // Rule is one rule: its text as printed, and the statements it was parsed
