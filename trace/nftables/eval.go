@@ -82,14 +82,14 @@ func Simulate(rs *Ruleset, pkt trace.Packet, opts Options) (*trace.Simulation, e
 		if t.Name == KubeProxyTable || opts.AllTables {
 			w.tables = append(w.tables, t)
 		} else {
-			skipped = append(skipped, t.Family+" "+t.Name)
+			skipped = append(skipped, excerpt.Clip(t.Family+" "+t.Name))
 		}
 	}
 	if len(w.tables) == 0 {
 		return nil, fmt.Errorf("the ruleset has no %s %s table: kube-proxy's nftables rules for %s packets are not in this dump", family, KubeProxyTable, map[string]string{"ip": "IPv4", "ip6": "IPv6"}[family])
 	}
 	if len(skipped) > 0 {
-		w.note("tables %s were read but not evaluated: only kube-proxy's tables are simulated", strings.Join(skipped, ", "))
+		w.note("tables %s were read but not evaluated: only kube-proxy's tables are simulated", joinSome(skipped, 10))
 	}
 	start := &state{Branch: trace.Branch{Prob: 1}, src: pkt.Source.Unmap(), dst: pkt.Destination.Unmap(), dport: pkt.DestinationPort, proto: pkt.Protocol, in: pkt.InInterface}
 	local := w.isLocal(start.src)
@@ -627,7 +627,7 @@ func (w *walker) key(st *state, sels []Selector) ([]keyPart, bool) {
 			k = keyPart{kind: 's', str: map[bool]string{true: "ipv4", false: "ipv6"}[st.dst.Is4()]}
 		default:
 			// sport, oifname: not part of the packet model.
-			w.note("%s is not known for the simulated packet; rules matching it are taken not to match", s)
+			w.note("%s is not known for the simulated packet; rules matching it are taken not to match", excerpt.Clip(s.String()))
 			return nil, false
 		}
 		out = append(out, k)
@@ -661,7 +661,7 @@ func (w *walker) match(st *state, t *Table, r *Rule, s Stmt) (bool, error) {
 	case s.SetRef != "":
 		set := t.Sets[s.SetRef]
 		if set == nil {
-			return false, fmt.Errorf("line %d: chain %s uses @%s, which table %s %s does not have", r.Line, r.Chain, s.SetRef, t.Family, t.Name)
+			return false, fmt.Errorf("line %d: chain %s uses @%s, which table %s %s does not have", r.Line, excerpt.Clip(r.Chain), excerpt.Clip(s.SetRef), t.Family, excerpt.Clip(t.Name))
 		}
 		e, err := set.lookup(key, s.Left)
 		if err != nil {
@@ -710,7 +710,16 @@ func (w *walker) affinityHit(st *state, t *Table, r *Rule, set *Set, inDump bool
 		w.affinity = append(w.affinity, ar)
 	}
 	if inDump && !w.opts.AffinityEndpoint.IsValid() {
-		w.note("the dump's affinity set %s already holds the client %s: it is pinned to %s", set.Name, st.src, ar.Endpoint)
+		w.note("the dump's affinity set %s already holds the client %s: it is pinned to %s", excerpt.Clip(set.Name), st.src, ar.Endpoint)
 	}
 	return hit
+}
+
+// joinSome joins the first n of items with ", " and says how many more
+// there are.
+func joinSome(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
 }

@@ -44,9 +44,11 @@ func FuzzParseText(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		rs, err := ParseText(bytes.NewReader(in))
 		if err != nil {
+			checkErrorLen(t, err)
 			return
 		}
-		_ = rs.Check()
+		checkErrorLen(t, rs.Check())
+		checkNotesLen(t, rs)
 		lines := strings.Split(string(in), "\n")
 		joined := strings.Join(strings.Fields(string(in)), " ")
 		rules := 0
@@ -74,8 +76,9 @@ func FuzzParseJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		rs, err := ParseJSON(bytes.NewReader(in))
 		if err == nil {
-			_ = rs.Check()
+			err = rs.Check()
 		}
+		checkErrorLen(t, err)
 	})
 }
 
@@ -99,6 +102,7 @@ func FuzzSimulate(f *testing.F) {
 		}
 		sim, err := Simulate(rs, trace.Packet{Source: s, Destination: d, DestinationPort: port, Protocol: proto}, Options{LocalAddrs: []netip.Addr{n}, MaxBranches: 10000})
 		if err != nil {
+			checkErrorLen(t, err)
 			return
 		}
 		sum := 0.0
@@ -109,4 +113,28 @@ func FuzzSimulate(f *testing.F) {
 			t.Fatalf("outcome probabilities sum to %v, want 1", sum)
 		}
 	})
+}
+
+// checkErrorLen fails when err echoes more of the input than a short
+// excerpt: its message must stay within maxErrorLen whatever the input.
+func checkErrorLen(t *testing.T, err error) {
+	t.Helper()
+	if err != nil && len(err.Error()) > maxErrorLen {
+		t.Fatalf("error of %d bytes: %.200s…", len(err.Error()), err)
+	}
+}
+
+// checkNotesLen fails when a rule's Unknown (which notes repeat) echoes more
+// than an excerpt of the rule.
+func checkNotesLen(t *testing.T, rs *Ruleset) {
+	t.Helper()
+	for _, tb := range rs.Tables {
+		for _, c := range tb.Chains {
+			for _, r := range c.Rules() {
+				if len(r.Unknown) > maxErrorLen {
+					t.Fatalf("rule at line %d: Unknown of %d bytes", r.Line, len(r.Unknown))
+				}
+			}
+		}
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 )
 
 // ParseJSON reads `nft -j list ruleset` output. Rules are turned back into
@@ -32,7 +34,7 @@ func ParseJSON(r io.Reader) (*Ruleset, error) {
 	table := func(family, name string, pos int) (*Table, error) {
 		t := tables[family+" "+name]
 		if t == nil {
-			return nil, fmt.Errorf("%w: object %d refers to table %s %s before it is declared", ErrMalformed, pos, family, name)
+			return nil, fmt.Errorf("%w: object %d refers to table %s %s before it is declared", ErrMalformed, pos, excerpt.Clip(family), excerpt.Clip(name))
 		}
 		return t, nil
 	}
@@ -42,14 +44,14 @@ func ParseJSON(r io.Reader) (*Ruleset, error) {
 			var o jsonObject
 			if kind != "metainfo" {
 				if err := decodeJSON(raw, &o); err != nil {
-					return nil, fmt.Errorf("%w: object %d (%s): %v", ErrMalformed, pos, kind, err)
+					return nil, fmt.Errorf("%w: object %d (%s): %v", ErrMalformed, pos, excerpt.Clip(kind), err)
 				}
 			}
 			switch kind {
 			case "metainfo":
 			case "table":
 				if tables[o.Family+" "+o.Name] != nil {
-					return nil, fmt.Errorf("%w: object %d: table %s %s is declared twice", ErrMalformed, pos, o.Family, o.Name)
+					return nil, fmt.Errorf("%w: object %d: table %s %s is declared twice", ErrMalformed, pos, excerpt.Clip(o.Family), excerpt.Clip(o.Name))
 				}
 				t := newTable(o.Family, o.Name, pos)
 				t.Comment = o.Comment
@@ -69,7 +71,7 @@ func ParseJSON(r io.Reader) (*Ruleset, error) {
 					if o.Prio != nil {
 						p, err := jsonPriority(o.Prio)
 						if err != nil {
-							return nil, fmt.Errorf("%w: object %d: chain %s: %v", ErrMalformed, pos, o.Name, err)
+							return nil, fmt.Errorf("%w: object %d: chain %s: %v", ErrMalformed, pos, excerpt.Clip(o.Name), err)
 						}
 						c.Priority = p
 					}
@@ -83,7 +85,7 @@ func ParseJSON(r io.Reader) (*Ruleset, error) {
 					return nil, err
 				}
 				if _, dup := t.Sets[o.Name]; dup {
-					return nil, fmt.Errorf("%w: object %d: %s %s is declared twice", ErrMalformed, pos, kind, o.Name)
+					return nil, fmt.Errorf("%w: object %d: %s %s is declared twice", ErrMalformed, pos, excerpt.Clip(kind), excerpt.Clip(o.Name))
 				}
 				s := &Set{Name: o.Name, IsMap: kind == "map", Comment: o.Comment, Line: pos}
 				s.KeyType = stringList(o.Type)
@@ -94,7 +96,7 @@ func ParseJSON(r io.Reader) (*Ruleset, error) {
 				for _, e := range o.Elem {
 					el, err := jsonElement(e, s.IsMap)
 					if err != nil {
-						return nil, fmt.Errorf("%w: object %d: %s %s: %v", ErrMalformed, pos, kind, o.Name, err)
+						return nil, fmt.Errorf("%w: object %d: %s %s: %v", ErrMalformed, pos, excerpt.Clip(kind), excerpt.Clip(o.Name), err)
 					}
 					s.elements = append(s.elements, el)
 				}
@@ -106,7 +108,7 @@ func ParseJSON(r io.Reader) (*Ruleset, error) {
 				}
 				c := t.Chains[o.Chain]
 				if c == nil {
-					return nil, fmt.Errorf("%w: object %d: rule for chain %s, which table %s %s has not declared", ErrMalformed, pos, o.Chain, o.Family, o.Table)
+					return nil, fmt.Errorf("%w: object %d: rule for chain %s, which table %s %s has not declared", ErrMalformed, pos, excerpt.Clip(o.Chain), excerpt.Clip(o.Family), excerpt.Clip(o.Table))
 				}
 				var parts []string
 				for _, st := range o.Expr {
@@ -122,7 +124,7 @@ func ParseJSON(r io.Reader) (*Ruleset, error) {
 			default:
 				// flowtable, counter, quota, ct helper, element, ...
 				if t := tables[o.Family+" "+o.Table]; t != nil {
-					t.Skipped = append(t.Skipped, kind+" "+o.Name)
+					t.skip(kind + " " + o.Name)
 				}
 			}
 		}
@@ -163,7 +165,7 @@ func jsonPriority(v any) (int, error) {
 	case string:
 		return parsePriority(strings.Fields(p))
 	}
-	return 0, fmt.Errorf("priority %v is not understood", v)
+	return 0, fmt.Errorf("priority %s is not understood", excerpt.Quote(fmt.Sprint(v)))
 }
 
 func stringList(v any) []string {
@@ -187,7 +189,7 @@ func jsonElement(v any, isMap bool) (Element, error) {
 	if isMap {
 		pair, ok := v.([]any)
 		if !ok || len(pair) != 2 {
-			return e, fmt.Errorf("map element %v is not a [key, value] pair", v)
+			return e, fmt.Errorf("map element %s is not a [key, value] pair", excerpt.Quote(fmt.Sprint(v)))
 		}
 		v = pair[0]
 		e.Data = exprText(pair[1])
@@ -217,7 +219,7 @@ func jsonElement(v any, isMap bool) (Element, error) {
 	}
 	e.Key = []string{exprText(v)}
 	if e.Key[0] == "" {
-		return e, fmt.Errorf("element %v is not understood", v)
+		return e, fmt.Errorf("element %s is not understood", excerpt.Quote(fmt.Sprint(v)))
 	}
 	return e, nil
 }

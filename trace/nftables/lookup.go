@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 )
 
 // protoNames maps protocol numbers as nft may print them to names.
@@ -211,7 +213,7 @@ func (s *Set) findRaw(k string, sels []Selector) (*Element, error) {
 			stop := elementEnd(text, i)
 			elems, err := parseElements(tokenize(text[i:stop]), s.IsMap)
 			if err != nil {
-				return nil, fmt.Errorf("%w: line %d: set %s: %v", ErrMalformed, r.line, s.Name, err)
+				return nil, fmt.Errorf("%w: line %d: set %s: %v", ErrMalformed, r.line, excerpt.Clip(s.Name), err)
 			}
 			if len(elems) == 1 {
 				if ek, span := elementKey(&elems[0], sels); !span && ek == k {

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 )
 
 // ErrMalformed is wrapped by every parse error.
@@ -56,6 +58,20 @@ type Table struct {
 	cached int      // parsed rules kept by the chains, bounded by maxCachedRules
 }
 
+// maxSkipped bounds Table.Skipped: a ruleset can hold any number of objects
+// the model does not read.
+const maxSkipped = 100
+
+// skip notes an object the model does not hold, as "kind name".
+func (t *Table) skip(what string) {
+	switch n := len(t.Skipped); {
+	case n < maxSkipped:
+		t.Skipped = append(t.Skipped, excerpt.Clip(what))
+	case n == maxSkipped:
+		t.Skipped = append(t.Skipped, "and more objects")
+	}
+}
+
 func newTable(family, name string, line int) *Table {
 	return &Table{Family: family, Name: name, Line: line, Sets: map[string]*Set{}, Chains: map[string]*Chain{}}
 }
@@ -63,7 +79,7 @@ func newTable(family, name string, line int) *Table {
 func (t *Table) addChain(c *Chain) error {
 	c.table, c.cached = t.Name, &t.cached
 	if _, dup := t.Chains[c.Name]; dup {
-		return fmt.Errorf("chain %s is declared twice in table %s %s", c.Name, t.Family, t.Name)
+		return fmt.Errorf("chain %s is declared twice in table %s %s", excerpt.Clip(c.Name), excerpt.Clip(t.Family), excerpt.Clip(t.Name))
 	}
 	t.Chains[c.Name] = c
 	t.ChainOrder = append(t.ChainOrder, c.Name)
@@ -102,7 +118,7 @@ func (s *Set) Elements() ([]Element, error) {
 		for _, r := range s.raw {
 			elems, err := parseElements(tokenize(r.text), s.IsMap)
 			if err != nil {
-				s.rawErr = fmt.Errorf("%w: line %d: set %s: %v", ErrMalformed, r.line, s.Name, err)
+				s.rawErr = fmt.Errorf("%w: line %d: set %s: %v", ErrMalformed, r.line, excerpt.Clip(s.Name), err)
 				break
 			}
 			s.elements = append(s.elements, elems...)
@@ -249,12 +265,12 @@ func (rs *Ruleset) Check() error {
 				for _, st := range r.Stmts {
 					for _, target := range st.targets() {
 						if _, ok := t.Chains[target]; !ok {
-							return fmt.Errorf("%w: line %d: rule in chain %s jumps to chain %s, which table %s %s does not have", ErrMalformed, r.Line, r.Chain, target, t.Family, t.Name)
+							return fmt.Errorf("%w: line %d: rule in chain %s jumps to chain %s, which table %s %s does not have", ErrMalformed, r.Line, excerpt.Clip(r.Chain), excerpt.Clip(target), excerpt.Clip(t.Family), excerpt.Clip(t.Name))
 						}
 					}
 					for _, set := range st.setRefs() {
 						if _, ok := t.Sets[set]; !ok {
-							return fmt.Errorf("%w: line %d: rule in chain %s uses @%s, which table %s %s does not have", ErrMalformed, r.Line, r.Chain, set, t.Family, t.Name)
+							return fmt.Errorf("%w: line %d: rule in chain %s uses @%s, which table %s %s does not have", ErrMalformed, r.Line, excerpt.Clip(r.Chain), excerpt.Clip(set), excerpt.Clip(t.Family), excerpt.Clip(t.Name))
 						}
 					}
 				}
@@ -271,7 +287,7 @@ func (rs *Ruleset) Check() error {
 			for _, e := range elems {
 				if v := parseVerdict(e.Data); v.Target != "" {
 					if _, ok := t.Chains[v.Target]; !ok {
-						return fmt.Errorf("%w: line %d: map %s sends %s to chain %s, which table %s %s does not have", ErrMalformed, s.Line, s.Name, strings.Join(e.Key, " . "), v.Target, t.Family, t.Name)
+						return fmt.Errorf("%w: line %d: map %s sends %s to chain %s, which table %s %s does not have", ErrMalformed, s.Line, excerpt.Clip(s.Name), excerpt.Clip(strings.Join(e.Key, " . ")), excerpt.Clip(v.Target), excerpt.Clip(t.Family), excerpt.Clip(t.Name))
 					}
 				}
 			}

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 )
 
 // StmtKind says what a statement does.
@@ -181,7 +183,7 @@ func (p *stmtParser) statement(r *Rule) (Stmt, error) {
 		p.next()
 		target := p.next()
 		if target == "" {
-			return Stmt{}, fmt.Errorf("%s without a chain", t)
+			return Stmt{}, fmt.Errorf("%s without a chain", excerpt.Clip(t))
 		}
 		return Stmt{Kind: StmtVerdict, Verdict: Verdict{Kind: t, Target: target}}, nil
 	case "return", "accept", "drop", "continue":
@@ -211,7 +213,7 @@ func (p *stmtParser) statement(r *Rule) (Stmt, error) {
 			p.next()
 			set := strings.TrimPrefix(p.next(), "@")
 			if p.peek() != "{" {
-				return Stmt{}, fmt.Errorf("update @%s without { key }", set)
+				return Stmt{}, fmt.Errorf("update @%s without { key }", excerpt.Clip(set))
 			}
 			for !p.done() && p.next() != "}" {
 			}
@@ -227,7 +229,7 @@ func (p *stmtParser) statement(r *Rule) (Stmt, error) {
 		}
 		return p.vmap([]Selector{sel})
 	case "log", "notrack", "snat", "redirect", "queue", "limit", "quota", "meter", "tproxy", "fwd", "dup", "synproxy", "set", "flow":
-		return Stmt{}, fmt.Errorf("statement %q is not evaluated", t)
+		return Stmt{}, fmt.Errorf("statement %s is not evaluated", excerpt.Quote(t))
 	}
 	if (t == "meta" && p.at(1) == "mark" && p.at(2) == "set") || (t == "mark" && p.at(1) == "set") {
 		return p.setMark()
@@ -254,7 +256,7 @@ func (p *stmtParser) selector() (Selector, error) {
 	case "fib":
 		dir := p.next()
 		if dir != "saddr" && dir != "daddr" {
-			return Selector{}, fmt.Errorf("fib %s is not understood", dir)
+			return Selector{}, fmt.Errorf("fib %s is not understood", excerpt.Clip(dir))
 		}
 		if p.next() != "type" {
 			return Selector{}, fmt.Errorf("only \"fib saddr|daddr type\" is understood")
@@ -267,11 +269,11 @@ func (p *stmtParser) selector() (Selector, error) {
 	}
 	fields, ok := selectorFields[t]
 	if !ok {
-		return Selector{}, fmt.Errorf("expression %q is not understood", t)
+		return Selector{}, fmt.Errorf("expression %s is not understood", excerpt.Quote(t))
 	}
 	f := p.next()
 	if !fields[f] {
-		return Selector{}, fmt.Errorf("expression %q is not understood", t+" "+f)
+		return Selector{}, fmt.Errorf("expression %s is not understood", excerpt.Quote(t+" "+f))
 	}
 	return Selector{Proto: t, Field: f}, nil
 }
@@ -309,7 +311,7 @@ func (p *stmtParser) match() (Stmt, error) {
 	case "==", "eq":
 		p.next()
 	case "<", ">", "<=", ">=", "lt", "gt", "le", "ge":
-		return Stmt{}, fmt.Errorf("comparison %q is not understood", p.peek())
+		return Stmt{}, fmt.Errorf("comparison %s is not understood", excerpt.Quote(p.peek()))
 	}
 	switch v := p.peek(); {
 	case v == "":
@@ -398,7 +400,7 @@ func (p *stmtParser) setMark() (Stmt, error) {
 		p.i += 2
 		st.MarkOp = p.next()
 		if st.MarkOp != "|" && st.MarkOp != "^" && st.MarkOp != "&" {
-			return Stmt{}, fmt.Errorf("mark operation %q is not understood", st.MarkOp)
+			return Stmt{}, fmt.Errorf("mark operation %s is not understood", excerpt.Quote(st.MarkOp))
 		}
 	} else if p.peek() == "mark" {
 		p.next()
@@ -415,7 +417,7 @@ func (p *stmtParser) setMark() (Stmt, error) {
 func parseMark(s string) (uint32, error) {
 	v, err := strconv.ParseUint(s, 0, 32)
 	if err != nil {
-		return 0, fmt.Errorf("mark value %q is not a number", s)
+		return 0, fmt.Errorf("mark value %s is not a number", excerpt.Quote(s))
 	}
 	return uint32(v), nil
 }
@@ -450,7 +452,7 @@ func (p *stmtParser) dnat() (Stmt, error) {
 		for _, e := range elems {
 			idx, err := strconv.Atoi(e.Key[0])
 			if err != nil || idx < 0 || idx >= sel.Mod {
-				return Stmt{}, fmt.Errorf("dnat map key %q is not below numgen's modulus %d", e.Key[0], sel.Mod)
+				return Stmt{}, fmt.Errorf("dnat map key %s is not below numgen's modulus %d", excerpt.Quote(e.Key[0]), sel.Mod)
 			}
 			ap, err := parseAddrDotPort(e.Data)
 			if err != nil {
@@ -477,7 +479,7 @@ func parseDNATTarget(s string) (netip.AddrPort, error) {
 	}
 	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("dnat target %q is not an address", s)
+		return netip.AddrPort{}, fmt.Errorf("dnat target %s is not an address", excerpt.Quote(s))
 	}
 	return netip.AddrPortFrom(a, 0), nil
 }
@@ -487,14 +489,14 @@ func parseAddrDotPort(s string) (netip.AddrPort, error) {
 	addr, port, ok := strings.Cut(s, " . ")
 	a, err := netip.ParseAddr(strings.TrimSpace(addr))
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("dnat map value %q is not an address", s)
+		return netip.AddrPort{}, fmt.Errorf("dnat map value %s is not an address", excerpt.Quote(s))
 	}
 	if !ok {
 		return netip.AddrPortFrom(a, 0), nil
 	}
 	n, err := strconv.ParseUint(strings.TrimSpace(port), 10, 16)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("dnat map value %q has no valid port", s)
+		return netip.AddrPort{}, fmt.Errorf("dnat map value %s has no valid port", excerpt.Quote(s))
 	}
 	return netip.AddrPortFrom(a, uint16(n)), nil
 }

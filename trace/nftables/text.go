@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"unsafe"
+
+	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 )
 
 // ParseText reads `nft list ruleset` output (as a node prints it, or as a
@@ -50,7 +52,7 @@ func ParseTextBytes(data []byte) (*Ruleset, error) {
 		return nil, p.errorf(p.pendingLine, "a statement opened with { is never closed; is the ruleset truncated?")
 	}
 	if p.table != nil {
-		return nil, p.errorf(p.table.Line, "table %s %s is not closed with }; is the ruleset truncated?", p.table.Family, p.table.Name)
+		return nil, p.errorf(p.table.Line, "table %s %s is not closed with }; is the ruleset truncated?", excerpt.Clip(p.table.Family), excerpt.Clip(p.table.Name))
 	}
 	if len(p.rs.Tables) == 0 {
 		return nil, fmt.Errorf("%w: no table found: is this `nft list ruleset` output?", ErrMalformed)
@@ -164,7 +166,7 @@ func (p *textParser) statement(text string, line int) error {
 			p.table = newTable(words[1], words[2], line)
 			return nil
 		}
-		return p.errorf(line, "expected \"table FAMILY NAME {\", found %q", text)
+		return p.errorf(line, "expected \"table FAMILY NAME {\", found %s", excerpt.Quote(text))
 	}
 	// Inside a table.
 	if len(words) == 3 && words[2] == "{" {
@@ -177,7 +179,7 @@ func (p *textParser) statement(text string, line int) error {
 			return nil
 		case "set", "map":
 			if _, dup := p.table.Sets[words[1]]; dup {
-				return p.errorf(line, "%s %s is declared twice in table %s %s", words[0], words[1], p.table.Family, p.table.Name)
+				return p.errorf(line, "%s %s is declared twice in table %s %s", excerpt.Clip(words[0]), excerpt.Clip(words[1]), excerpt.Clip(p.table.Family), excerpt.Clip(p.table.Name))
 			}
 			p.set = &Set{Name: words[1], IsMap: words[0] == "map", Line: line}
 			p.table.Sets[p.set.Name] = p.set
@@ -186,7 +188,7 @@ func (p *textParser) statement(text string, line int) error {
 	}
 	if strings.HasSuffix(text, "{") {
 		// flowtable, counter, quota, ct helper, secmark, synproxy, ...
-		p.table.Skipped = append(p.table.Skipped, strings.Join(words[:len(words)-1], " "))
+		p.table.skip(strings.Join(words[:len(words)-1], " "))
 		p.skip = braceBalance(text)
 		return nil
 	}
@@ -197,7 +199,7 @@ func (p *textParser) statement(text string, line int) error {
 	if words[0] == "flags" {
 		return nil // table flags (dormant, owner, ...)
 	}
-	return p.errorf(line, "unexpected %q in table %s %s", text, p.table.Family, p.table.Name)
+	return p.errorf(line, "unexpected %s in table %s %s", excerpt.Quote(text), excerpt.Clip(p.table.Family), excerpt.Clip(p.table.Name))
 }
 
 // chainLine handles a line inside a chain block: the base-chain header, a
@@ -239,7 +241,7 @@ func (p *textParser) baseChainHeader(text string, line int) error {
 		case "type":
 			// type T hook H [device D] priority P
 			if len(f) < 6 || f[2] != "hook" {
-				return p.errorf(line, "chain %s: cannot read base chain header %q", c.Name, text)
+				return p.errorf(line, "chain %s: cannot read base chain header %s", excerpt.Clip(c.Name), excerpt.Quote(text))
 			}
 			c.Type, c.Hook, c.Base = f[1], f[3], true
 			i := 4
@@ -247,22 +249,22 @@ func (p *textParser) baseChainHeader(text string, line int) error {
 				i += 2
 			}
 			if f[i] != "priority" {
-				return p.errorf(line, "chain %s: cannot read base chain header %q", c.Name, text)
+				return p.errorf(line, "chain %s: cannot read base chain header %s", excerpt.Clip(c.Name), excerpt.Quote(text))
 			}
 			prio, err := parsePriority(f[i+1:])
 			if err != nil {
-				return p.errorf(line, "chain %s: %v", c.Name, err)
+				return p.errorf(line, "chain %s: %v", excerpt.Clip(c.Name), err)
 			}
 			c.Priority = prio
 		case "policy":
 			if len(f) != 2 {
-				return p.errorf(line, "chain %s: cannot read policy in %q", c.Name, text)
+				return p.errorf(line, "chain %s: cannot read policy in %s", excerpt.Clip(c.Name), excerpt.Quote(text))
 			}
 			c.Policy = f[1]
 		case "comment":
 			c.Comment = unquote(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(part), "comment")))
 		default:
-			return p.errorf(line, "chain %s: unexpected %q in base chain header", c.Name, strings.TrimSpace(part))
+			return p.errorf(line, "chain %s: unexpected %s in base chain header", excerpt.Clip(c.Name), excerpt.Quote(strings.TrimSpace(part)))
 		}
 	}
 	if c.Policy == "" {
@@ -280,7 +282,7 @@ func parsePriority(f []string) (int, error) {
 	if !ok {
 		n, err := strconv.Atoi(f[0])
 		if err != nil {
-			return 0, fmt.Errorf("priority %q is neither a number nor a standard name", strings.Join(f, " "))
+			return 0, fmt.Errorf("priority %s is neither a number nor a standard name", excerpt.Quote(strings.Join(f, " ")))
 		}
 		base = n
 	}
@@ -288,11 +290,11 @@ func parsePriority(f []string) (int, error) {
 		return base, nil
 	}
 	if len(f) != 3 || (f[1] != "+" && f[1] != "-") {
-		return 0, fmt.Errorf("cannot read priority %q", strings.Join(f, " "))
+		return 0, fmt.Errorf("cannot read priority %s", excerpt.Quote(strings.Join(f, " ")))
 	}
 	n, err := strconv.Atoi(f[2])
 	if err != nil {
-		return 0, fmt.Errorf("cannot read priority %q", strings.Join(f, " "))
+		return 0, fmt.Errorf("cannot read priority %s", excerpt.Quote(strings.Join(f, " ")))
 	}
 	if f[1] == "-" {
 		n = -n
@@ -323,12 +325,12 @@ func (p *textParser) setLine(text string, line int) error {
 	case "elements":
 		body := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), "="))
 		if !strings.HasPrefix(body, "{") || !strings.HasSuffix(body, "}") {
-			return p.errorf(line, "set %s: cannot read elements %q", s.Name, text)
+			return p.errorf(line, "set %s: cannot read elements %s", excerpt.Clip(s.Name), excerpt.Quote(text))
 		}
 		s.raw = append(s.raw, rawRule{line: int32(line), text: body[1 : len(body)-1]})
 	case "timeout", "gc-interval", "size", "policy", "auto-merge", "counter":
 	default:
-		return p.errorf(line, "set %s: unexpected %q", s.Name, text)
+		return p.errorf(line, "set %s: unexpected %s", excerpt.Clip(s.Name), excerpt.Quote(text))
 	}
 	return nil
 }
@@ -370,7 +372,7 @@ func parseElement(toks []string, isMap bool) (Element, error) {
 	if isMap {
 		i := indexOf(toks, ":")
 		if i < 0 {
-			return e, fmt.Errorf("map element %q has no \" : \"", strings.Join(toks, " "))
+			return e, fmt.Errorf("map element %s has no \" : \"", excerpt.Quote(strings.Join(toks, " ")))
 		}
 		keyToks = toks[:i]
 		e.Data = strings.Join(toks[i+1:], " ")
@@ -393,7 +395,7 @@ func parseElement(toks []string, isMap bool) (Element, error) {
 		}
 	}
 	if len(e.Key) == 0 {
-		return e, fmt.Errorf("empty element in %q", strings.Join(toks, " "))
+		return e, fmt.Errorf("empty element in %s", excerpt.Quote(strings.Join(toks, " ")))
 	}
 	e.Extra = strings.Join(extra, " ")
 	return e, nil

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
 	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
@@ -88,7 +89,7 @@ func parse(in Input) (parsedSource, error) {
 		for _, t := range rs.Tables {
 			for _, sk := range t.Skipped {
 				ps.warnings = append(ps.warnings, trace.Warning{Code: trace.CodeObjectSkipped,
-					Message: fmt.Sprintf("table %s %s: %s is not modelled and was skipped", t.Family, t.Name, sk)})
+					Message: fmt.Sprintf("table %s %s: %s is not modelled and was skipped", excerpt.Clip(t.Family), excerpt.Clip(t.Name), sk)})
 			}
 		}
 	default:
