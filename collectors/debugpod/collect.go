@@ -155,7 +155,10 @@ func noShell(err error, stderr []byte) bool {
 func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container string) (*Result, error) {
 	var out, errOut bytes.Buffer
 	found := 0
-	for _, dc := range directCommands {
+	for _, dc := range dumpSections {
+		if dc.argv == nil {
+			continue
+		}
 		var o, e bytes.Buffer
 		err := ex.Exec(ctx, ns, pod, container, dc.argv, &o, &e)
 		if ctx.Err() != nil {

@@ -5,26 +5,30 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
 // Marker starts every line the dump script adds to the output.
 const Marker = "@@trace-svc@@"
 
-// Dump names: each command's output is one dump.
+// Section names of the rule dumps: each command's output is one section of
+// the dump script's output, between markers that carry the name.
 const (
 	DumpIPTablesNFT     = "iptables-nft-save"
 	DumpIP6TablesNFT    = "ip6tables-nft-save"
 	DumpIPTablesLegacy  = "iptables-legacy-save"
 	DumpIP6TablesLegacy = "ip6tables-legacy-save"
 	DumpNFT             = "nft"
-	sectionProxyMode    = "proxyMode"
+	// SectionProxyMode is what kube-proxy's /proxyMode says.
+	SectionProxyMode = "proxyMode"
 )
 
 // Families of a dump.
@@ -42,21 +46,128 @@ const (
 	BackendNFTables       = "nftables"
 )
 
-// DumpNames are the names of every dump the script prints, which Save
-// writes and --dump reads back: the rule dumps, then the route sections.
-var DumpNames = append([]string{DumpIPTablesNFT, DumpIP6TablesNFT, DumpIPTablesLegacy, DumpIP6TablesLegacy, DumpNFT}, RouteDumps...)
+// sectionKind says what ParseOutput makes of a section.
+type sectionKind int
 
-// Script runs with sh -c in the debug pod. It only reads: every *-save and
-// nft list ruleset, kube-proxy's /proxyMode, then the node's routes and
-// interfaces (RoutesScript). iptables-legacy-save gets no -t, so the kernel
-// creates no table that did not exist (iptables-wrapper avoids it for the
-// same reason). Each command's output sits between begin and end markers on
-// stdout; its stderr follows a marker on stderr; a missing command is
-// reported as absent.
-const Script = scriptRules + RoutesScript + `printf '%s done\n' "$m"
+const (
+	// rulesDump is iptables-save or nft list ruleset output: a Dump with a
+	// family.
+	rulesDump sectionKind = iota
+	// proxyModeAnswer is kube-proxy's answer on /proxyMode.
+	proxyModeAnswer
+	// routeSection is one of the node's route or interface views
+	// (RouteDumps): a Dump without a family.
+	routeSection
+	// conntrackSection is one of the node's connection tables
+	// (IsConntrackSection): a Dump without a family.
+	conntrackSection
+)
+
+// section is one thing the dump script collects from a node.
+type section struct {
+	// name is the section's name in the markers and the suffix of its
+	// file in --save-dumps (NODE.NAME).
+	name string
+	kind sectionKind
+	// argv runs the command; without a shell (an image that has none) it
+	// is run as it is. Nil for a section that needs the shell.
+	argv []string
+	// script is the part of Script that prints the section; empty runs
+	// argv through the script's run function. A fragment that prints
+	// several sections (RoutesScript) is given to each and written once.
+	script string
+}
+
+// proxyModeScript asks kube-proxy's metrics port with whichever of wget and
+// curl the image has.
+const proxyModeScript = `if command -v wget >/dev/null 2>&1; then
+	run proxyMode wget -q -T 2 -O - http://127.0.0.1:10249/proxyMode
+elif command -v curl >/dev/null 2>&1; then
+	run proxyMode curl -sS -m 2 http://127.0.0.1:10249/proxyMode
+else
+	printf '%s absent proxyMode\n' "$m"
+fi
 `
 
-const scriptRules = `m='` + Marker + `'
+// dumpSections is the one list of what the dump script collects, in order. The
+// script, the commands run without a shell, what ParseOutput keeps (any
+// other section in the output is dropped with a warning) and the files
+// Save writes are all made from it: a new section (conntrack, ipvs,
+// ipset, ...) is one entry here, plus what ParseOutput makes of a new
+// kind. It only reads: iptables-legacy-save gets no -t, so the kernel
+// creates no table that did not exist (iptables-wrapper avoids it for the
+// same reason).
+var dumpSections = append([]section{
+	{name: DumpIPTablesNFT, kind: rulesDump, argv: []string{"iptables-nft-save"}},
+	{name: DumpIP6TablesNFT, kind: rulesDump, argv: []string{"ip6tables-nft-save"}},
+	{name: DumpIPTablesLegacy, kind: rulesDump, argv: []string{"iptables-legacy-save"}},
+	{name: DumpIP6TablesLegacy, kind: rulesDump, argv: []string{"ip6tables-legacy-save"}},
+	{name: DumpNFT, kind: rulesDump, argv: []string{"nft", "list", "ruleset"}},
+	{name: SectionProxyMode, kind: proxyModeAnswer, script: proxyModeScript},
+}, append(routeSections(), conntrackSections()...)...)
+
+// conntrackSections are the sections of ConntrackScript. They are known
+// (kept and saved when a node sends them), but the script does not print
+// them yet: once the observed view is wired in, their script is
+// ConntrackScript(opts).
+func conntrackSections() []section {
+	var out []section
+	for _, name := range []string{DumpConntrackProc, DumpConntrackList, DumpConntrackList6, DumpIPVSConn, DumpConntrackLimits} {
+		out = append(out, section{name: name, kind: conntrackSection})
+	}
+	return out
+}
+
+// routeSections are RouteDumps, printed by RoutesScript; those the ip
+// command prints can also run without a shell.
+func routeSections() []section {
+	argv := map[string][]string{
+		DumpIPRoute:  {"ip", "-4", "-d", "route", "show", "table", "all"},
+		DumpIP6Route: {"ip", "-6", "-d", "route", "show", "table", "all"},
+		DumpIPLink:   {"ip", "-d", "link", "show"},
+		DumpIPAddr:   {"ip", "-d", "addr", "show"},
+		DumpIPRule:   {"ip", "rule", "show"},
+		DumpIP6Rule:  {"ip", "-6", "rule", "show"},
+	}
+	out := make([]section, 0, len(RouteDumps))
+	for _, name := range RouteDumps {
+		out = append(out, section{name: name, kind: routeSection, argv: argv[name], script: RoutesScript})
+	}
+	return out
+}
+
+// sectionNamed returns the known section called name.
+func sectionNamed(name string) (section, bool) {
+	for _, s := range dumpSections {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return section{}, false
+}
+
+// DumpNames are the names of every dump the script prints, which Save
+// writes and --dump reads back: the rule dumps, then the route sections.
+var DumpNames = func() []string {
+	var names []string
+	for _, s := range dumpSections {
+		if s.kind == rulesDump || s.kind == routeSection {
+			names = append(names, s.name)
+		}
+	}
+	return names
+}()
+
+// Script runs with sh -c in the debug pod: every section of dumpSections, in
+// order (the rule dumps, kube-proxy's /proxyMode, then the node's routes
+// and interfaces through RoutesScript). Each command's output sits between
+// begin and end markers on stdout; its stderr follows a marker on stderr;
+// a missing command is reported as absent.
+var Script = buildScript()
+
+func buildScript() string {
+	var b strings.Builder
+	b.WriteString(`m='` + Marker + `'
 run() {
 	name=$1; shift
 	if command -v "$1" >/dev/null 2>&1; then
@@ -69,40 +180,26 @@ run() {
 		printf '%s absent %s\n' "$m" "$name"
 	fi
 }
-run iptables-nft-save iptables-nft-save
-run ip6tables-nft-save ip6tables-nft-save
-run iptables-legacy-save iptables-legacy-save
-run ip6tables-legacy-save ip6tables-legacy-save
-run nft nft list ruleset
-if command -v wget >/dev/null 2>&1; then
-	run proxyMode wget -q -T 2 -O - http://127.0.0.1:10249/proxyMode
-elif command -v curl >/dev/null 2>&1; then
-	run proxyMode curl -sS -m 2 http://127.0.0.1:10249/proxyMode
-else
-	printf '%s absent proxyMode\n' "$m"
-fi
-`
+`)
+	written := map[string]bool{}
+	for _, s := range dumpSections {
+		switch {
+		case s.script == "" && s.argv == nil:
+			// not collected by the script (yet)
+		case s.script == "":
+			b.WriteString("run " + s.name + " " + strings.Join(s.argv, " ") + "\n")
+		case !written[s.script]:
+			written[s.script] = true
+			b.WriteString(s.script)
+		}
+	}
+	b.WriteString(`printf '%s done\n' "$m"
+`)
+	return b.String()
+}
 
 // ScriptCommand is the argv that runs Script.
 var ScriptCommand = []string{"sh", "-c", Script}
-
-// directCommands are run one by one when the image has no shell.
-var directCommands = []struct {
-	name string
-	argv []string
-}{
-	{DumpIPTablesNFT, []string{"iptables-nft-save"}},
-	{DumpIP6TablesNFT, []string{"ip6tables-nft-save"}},
-	{DumpIPTablesLegacy, []string{"iptables-legacy-save"}},
-	{DumpIP6TablesLegacy, []string{"ip6tables-legacy-save"}},
-	{DumpNFT, []string{"nft", "list", "ruleset"}},
-	{DumpIPRoute, []string{"ip", "-4", "-d", "route", "show", "table", "all"}},
-	{DumpIP6Route, []string{"ip", "-6", "-d", "route", "show", "table", "all"}},
-	{DumpIPLink, []string{"ip", "-d", "link", "show"}},
-	{DumpIPAddr, []string{"ip", "-d", "addr", "show"}},
-	{DumpIPRule, []string{"ip", "rule", "show"}},
-	{DumpIP6Rule, []string{"ip", "-6", "rule", "show"}},
-}
 
 // Dump is one command's output. It satisfies trace/ruleset's Source.
 type Dump struct {
@@ -133,8 +230,13 @@ func (d Dump) ReaderAt() (io.ReaderAt, int64, bool) {
 type Result struct {
 	Node string
 	// Pod is the debug pod that collected it ("namespace/name").
-	Pod   string
+	Pod string
+	// Dumps are the rule dumps and the route sections.
 	Dumps []Dump
+	// Sections is the output of every known section, rule dumps, route
+	// sections and the others (proxyMode, ...), in output order: what Save
+	// writes.
+	Sections []Dump
 	// Backend holds kube-proxy's rules: iptables-nft, iptables-legacy or
 	// nftables.
 	Backend string
@@ -146,21 +248,54 @@ type Result struct {
 	Warnings  []trace.Warning
 }
 
-// Save writes every non-empty dump as DIR/NODE.NAME (for example
-// node-1.iptables-nft-save, node-1.nft), the names --dump reads back.
+// Save writes every known section that has output as DIR/NODE.SECTION
+// (node-1.iptables-nft-save, node-1.nft, node-1.ip-route,
+// node-1.proxyMode), the names --dump reads back. The files hold a node's
+// whole firewall: they are created 0600, and DIR, when Save creates it,
+// 0700. Every write goes through an os.Root on DIR, the node name must be a
+// DNS subdomain (as the API server requires of node names) and section
+// names come from the dumpSections list, never from the pod's output: nothing
+// can land outside DIR.
 func (r *Result) Save(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if errs := validation.IsDNS1123Subdomain(r.Node); len(errs) > 0 {
+		return fmt.Errorf("node name %s cannot name a file: %s", excerpt.Quote(r.Node), errs[0])
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	for _, d := range r.Dumps {
-		if len(d.Data) == 0 {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for _, d := range r.Sections {
+		sec, known := sectionNamed(d.Name)
+		if !known || len(d.Data) == 0 {
 			continue
 		}
-		if err := os.WriteFile(filepath.Join(dir, r.Node+"."+d.Name), d.Data, 0o644); err != nil {
+		if err := writeFile(root, r.Node+"."+sec.name, d.Data); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeFile writes data to name in root, mode 0600 even when the file was
+// there before with another mode.
+func writeFile(root *os.Root, name string, data []byte) error {
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // Dump returns the dump called name.
@@ -178,8 +313,8 @@ func warn(code trace.Code, msg string) trace.Warning { return trace.Warning{Code
 
 func familyOf(name string) string {
 	switch {
-	case slices.Contains(RouteDumps, name):
-		return ""
+	case slices.Contains(RouteDumps, name), IsConntrackSection(name):
+		return "" // a route or conntrack section: no rules
 	case name == DumpNFT:
 		return FamilyAll
 	case strings.HasPrefix(name, "ip6"):
@@ -189,41 +324,70 @@ func familyOf(name string) string {
 	}
 }
 
-type section struct {
+type output struct {
 	data     []byte
-	stderr   string
 	exitCode int
 	cut      bool
 }
 
+// maxNamedUnknown is how many unknown section names the warning quotes.
+const maxNamedUnknown = 5
+
 // ParseOutput splits the script's stdout and stderr into a Result for node
-// and decides which backend holds kube-proxy's rules.
+// and decides which backend holds kube-proxy's rules. Only the sections
+// the dump script collects are kept; the output comes from the node and
+// may hold anything else, which is dropped with one warning.
 func ParseOutput(node string, stdout, stderr []byte) *Result {
 	res := &Result{Node: node}
-	sections, order, done := splitStdout(stdout)
+	outs, order, done := splitStdout(stdout)
 	errs := splitStderr(stderr)
 	if !done {
 		res.Warnings = append(res.Warnings, warn(trace.CodeDumpIncomplete, "the dump script's output ended early; the dumps may be incomplete"))
 	}
+	var unknown []string
 	for _, name := range order {
-		s := sections[name]
-		s.stderr = errs[name]
-		if name == sectionProxyMode {
-			if s.exitCode == 0 && !s.cut {
-				res.ProxyMode = strings.TrimSpace(string(s.data))
+		sec, known := sectionNamed(name)
+		if !known {
+			unknown = append(unknown, name)
+			continue
+		}
+		o := outs[name]
+		d := Dump{Name: sec.name, Data: o.data, Stderr: errs[name], ExitCode: o.exitCode}
+		res.Sections = append(res.Sections, d)
+		if sec.kind == proxyModeAnswer {
+			if o.exitCode == 0 && !o.cut {
+				res.ProxyMode = excerpt.Clip(strings.TrimSpace(string(o.data)))
 			}
 			continue
 		}
-		res.Dumps = append(res.Dumps, Dump{Name: name, Family: familyOf(name), Data: s.data, Stderr: s.stderr, ExitCode: s.exitCode})
-		if s.cut {
-			res.Warnings = append(res.Warnings, warn(trace.CodeDumpIncomplete, fmt.Sprintf("%s output was cut off", name)))
+		d.Family = familyOf(sec.name)
+		res.Dumps = append(res.Dumps, d)
+		if o.cut {
+			res.Warnings = append(res.Warnings, warn(trace.CodeDumpIncomplete, fmt.Sprintf("%s output was cut off", sec.name)))
 		}
+	}
+	if len(unknown) > 0 {
+		res.Warnings = append(res.Warnings, warn(trace.CodeDumpIrregular, unknownSections(unknown)))
 	}
 	if routesAbsent(stdout) && !slices.ContainsFunc(res.Dumps, func(d Dump) bool { return d.Family == "" }) {
 		res.Warnings = append(res.Warnings, warn(trace.CodeRoutesIncomplete, "the node gave none of its routes or interfaces (neither /proc/net nor ip could be read): the path after DNAT is not shown"))
 	}
 	analyze(res)
 	return res
+}
+
+// unknownSections is the warning about sections the dump script does not
+// collect: their names, quoted and clipped, the first few of them.
+func unknownSections(names []string) string {
+	quoted := make([]string, 0, maxNamedUnknown)
+	for _, n := range names[:min(len(names), maxNamedUnknown)] {
+		quoted = append(quoted, excerpt.Quote(n))
+	}
+	list := strings.Join(quoted, ", ")
+	if more := len(names) - len(quoted); more > 0 {
+		list += fmt.Sprintf(" and %d more", more)
+	}
+	return fmt.Sprintf("the node's output holds sections the dump script does not collect, dropped unread: %s", list)
 }
 
 // routesAbsent tells whether the output reports a route section absent
@@ -239,8 +403,8 @@ func routesAbsent(stdout []byte) bool {
 
 // splitStdout returns the sections by name in output order, and whether the
 // final marker was seen.
-func splitStdout(out []byte) (map[string]*section, []string, bool) {
-	sections := map[string]*section{}
+func splitStdout(out []byte) (map[string]*output, []string, bool) {
+	sections := map[string]*output{}
 	var order []string
 	done := false
 	begin := []byte(Marker + " begin ")
@@ -250,7 +414,7 @@ func splitStdout(out []byte) (map[string]*section, []string, bool) {
 		switch {
 		case bytes.HasPrefix(line, begin):
 			name := string(line[len(begin):])
-			s := &section{}
+			s := &output{}
 			end := []byte("\n" + Marker + " end " + name + " rc=")
 			i := bytes.Index(out, end)
 			if i < 0 {
@@ -307,7 +471,7 @@ func analyze(res *Result) {
 	nftKubeProxy := false
 	for _, d := range res.Dumps {
 		if d.ExitCode != 0 {
-			msg := firstLine(d.Stderr)
+			msg := excerpt.Line(firstLine(d.Stderr))
 			if msg == "" {
 				msg = "no message"
 			}
