@@ -127,3 +127,25 @@ func TestSaveDumpsKeepsHostileSectionsOut(t *testing.T) {
 		t.Errorf("warnings about unknown sections (-want +got):\n%s", diff)
 	}
 }
+
+// TestMaxDumpSize: --max-dump-size bounds what a node may print; a node
+// over it is not traced and says which flag to raise.
+func TestMaxDumpSize(t *testing.T) {
+	recorded, err := os.ReadFile("../../collectors/debugpod/testdata/recorded/iptables-nft.stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runTraceWith(t, hostileNode(recorded), "svc1", "--dump", lbDump, "--node", "node-b",
+		"--collector", "kube-proxy", "--max-dump-size", "4Ki", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `node \"node-b\" printed more than 4Ki of rules; pass --max-dump-size with a larger size (for example --max-dump-size 8Ki)`; !strings.Contains(out, want) {
+		t.Errorf("want node-b's error to say %s:\n%s", want, out)
+	}
+	for _, bad := range []string{"lots", "-1Mi", "0"} {
+		if _, _, err := runTrace(t, "svc1", "--dump", lbDump, "--max-dump-size", bad); err == nil || !strings.Contains(err.Error(), "--max-dump-size") {
+			t.Errorf("--max-dump-size %s: %v", bad, err)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -48,6 +49,7 @@ type TraceOptions struct {
 	DebugNamespace string
 	Parallel       int
 	SaveDumps      string
+	MaxDumpSize    string
 	From           string
 	FailOn         string
 	CompareNodes   bool
@@ -59,6 +61,7 @@ type TraceOptions struct {
 	source      netip.Addr
 	from        run.From
 	failOn      trace.Severity
+	maxOutput   int64 // --max-dump-size in bytes
 
 	restConfig *rest.Config
 	objects    []runtime.Object // --objects: the API, saved
@@ -96,6 +99,7 @@ func addTraceFlags(cmd *cobra.Command, o *TraceOptions) {
 	_ = cmd.RegisterFlagCompletionFunc("fail-on", cobra.FixedCompletions([]string{"warning", "error"}, cobra.ShellCompDirectiveNoFileComp))
 	f.StringVar(&o.SaveDumps, "save-dumps", o.SaveDumps, "keep what was collected from the nodes in this directory (NODE.DUMP files: the rules and the route sections), so the trace can be repeated offline with --dump or attached to a bug report")
 	_ = cmd.MarkFlagDirname("save-dumps")
+	f.StringVar(&o.MaxDumpSize, "max-dump-size", o.MaxDumpSize, "fail a node whose rules and other output, as collected, are larger than this (256Mi, 1Gi, ...)")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(traceOutputs, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("collector", cobra.FixedCompletions(run.Collectors, cobra.ShellCompDirectiveNoFileComp))
 }
@@ -183,6 +187,14 @@ func (o *TraceOptions) Validate() error {
 	if o.CompareNodes && o.Output != "tree" {
 		return fmt.Errorf("--compare-nodes prints a table and cannot be combined with -o %s; the same per-node verdicts are in -o json under .nodes[].paths[] (for example: jq '.nodes[] | {name, verdicts: [.paths[] | .verdict]}')", o.Output)
 	}
+	o.maxOutput = debugpod.DefaultMaxOutput
+	if o.MaxDumpSize != "" {
+		q, err := resource.ParseQuantity(o.MaxDumpSize)
+		if err != nil || q.Sign() <= 0 {
+			return fmt.Errorf("--max-dump-size %q is not a positive size (for example 256Mi or 1Gi)", o.MaxDumpSize)
+		}
+		o.maxOutput = q.Value()
+	}
 	return nil
 }
 
@@ -203,7 +215,7 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 	}
 	cfg.DebugPod = debugpod.NewOptions()
 	cfg.DebugPod.Namespace, cfg.DebugPod.ImagePullSecrets, cfg.DebugPod.Image = o.DebugNamespace, o.PullSecrets, o.Image
-	cfg.DebugPod.Executor = o.executor
+	cfg.DebugPod.Executor, cfg.DebugPod.MaxOutput = o.executor, o.maxOutput
 	p, err := run.Trace(ctx, cfg)
 	if err != nil {
 		return err

@@ -42,7 +42,7 @@ func (cfg Config) collectFromKubeProxy(ctx context.Context, facts *cluster.Facts
 		return failAll(nodes, err)
 	}
 	opts := debugpod.NewOptions()
-	opts.Executor = cfg.DebugPod.Executor
+	opts.Executor, opts.MaxOutput = cfg.DebugPod.Executor, cfg.DebugPod.MaxOutput
 	res, err := debugpod.CollectAllFromKubeProxy(ctx, cfg.Client, cfg.RESTConfig, facts.KubeProxyPods, nodes, opts, cfg.Parallel, cfg.Progress)
 	if err != nil {
 		return failAll(nodes, err)

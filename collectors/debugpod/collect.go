@@ -121,13 +121,16 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 
 	progress(fmt.Sprintf("node %s: debug pod %s is running; dumping rules", node, ref))
 	var stdout, stderr bytes.Buffer
-	err = ex.Exec(ctx, opts.Namespace, pod.Name, ContainerName, ScriptCommand, &stdout, &stderr)
+	limit := newOutputCap(opts.MaxOutput)
+	err = limit.exec(ctx, ex, opts.Namespace, pod.Name, ContainerName, ScriptCommand, &stdout, &stderr)
 	switch {
+	case limit.exceeded():
+		return nil, limit.tooLarge(node)
 	case err == nil:
 		res = ParseOutput(node, stdout.Bytes(), stderr.Bytes())
 	case ctx.Err() == nil && noShell(err, stderr.Bytes()):
 		// A distroless image: run each dump on its own.
-		res, err = collectDirect(ctx, ex, node, opts.Namespace, pod.Name, ContainerName)
+		res, err = collectDirect(ctx, ex, node, opts.Namespace, pod.Name, ContainerName, newOutputCap(opts.MaxOutput))
 		if err != nil {
 			return nil, fmt.Errorf("node %q: exec in debug pod %q: %w", node, ref, err)
 		}
@@ -151,8 +154,9 @@ func noShell(err error, stderr []byte) bool {
 		strings.Contains(s, "exit code 127") || strings.Contains(s, "exit code 126")
 }
 
-// collectDirect runs each dump command without a shell in the container.
-func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container string) (*Result, error) {
+// collectDirect runs each dump command without a shell in the container,
+// all of them within limit.
+func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container string, limit *outputCap) (*Result, error) {
 	var out, errOut bytes.Buffer
 	found := 0
 	for _, dc := range dumpSections {
@@ -160,9 +164,12 @@ func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container st
 			continue
 		}
 		var o, e bytes.Buffer
-		err := ex.Exec(ctx, ns, pod, container, dc.argv, &o, &e)
+		err := limit.exec(ctx, ex, ns, pod, container, dc.argv, &o, &e)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if limit.exceeded() {
+			return nil, limit.tooLarge(node)
 		}
 		if err != nil && noShell(err, e.Bytes()) {
 			fmt.Fprintf(&out, "%s absent %s\n", Marker, dc.name)

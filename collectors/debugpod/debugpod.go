@@ -41,6 +41,11 @@ const (
 	DefaultStartTimeout = 60 * time.Second
 	// DefaultParallel bounds how many nodes are collected at once.
 	DefaultParallel = 5
+	// DefaultMaxOutput bounds what one node's dump script may print:
+	// several times the iptables-save output of a node of a cluster with
+	// tens of thousands of Services, and well below what would hurt the
+	// machine running the plugin.
+	DefaultMaxOutput = 256 << 20
 
 	// KubeProxyRepository is the fallback image's repository; its tag is the
 	// server's version.
@@ -70,6 +75,11 @@ type Options struct {
 	// the user asks.
 	HostFilesystem bool
 
+	// MaxOutput bounds what the dump script may print on one node,
+	// standard output and error together (--max-dump-size); past it the
+	// collection of that node fails.
+	MaxOutput int64
+
 	// Executor runs commands in the pod; nil uses the API server's exec
 	// (WebSocket, SPDY fallback).
 	Executor Executor
@@ -86,6 +96,7 @@ func NewOptions() Options {
 		Deadline:     DefaultDeadline,
 		StartTimeout: DefaultStartTimeout,
 		PollInterval: time.Second,
+		MaxOutput:    DefaultMaxOutput,
 	}
 }
 
@@ -104,6 +115,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
+	}
+	if o.MaxOutput <= 0 {
+		o.MaxOutput = DefaultMaxOutput
 	}
 	return o
 }

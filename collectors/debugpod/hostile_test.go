@@ -1,6 +1,8 @@
 package debugpod
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -101,4 +103,43 @@ func TestSectionsMakeTheScript(t *testing.T) {
 	if !strings.HasSuffix(Script, "printf '%s done\\n' \"$m\"\n") {
 		t.Errorf("the script does not end with the done marker:\n%s", Script)
 	}
+}
+
+// TestOutputIsCapped: a node that prints more than MaxOutput fails with an
+// error that names it and the flag, and its debug pod is still deleted.
+func TestOutputIsCapped(t *testing.T) {
+	big := strings.Repeat("-A KUBE-SERVICES -j ACCEPT\n", 4096) // 108 KiB
+	t.Run("debug pod", func(t *testing.T) {
+		ex := &scriptedExec{t: t, steps: []execStep{{argv: ScriptCommand, stdout: sec(DumpIPTablesNFT, big, 0) + done}}}
+		c := newClient(t, running)
+		opts := testOptions(ex)
+		opts.MaxOutput = 64 << 10
+		_, err := Collect(context.Background(), c, nil, "node-1", opts, nil)
+		if !errors.Is(err, ErrOutputTooLarge) || !strings.Contains(err.Error(), `node "node-1" printed more than 64Ki`) || !strings.Contains(err.Error(), "--max-dump-size 128Ki") {
+			t.Errorf("got %v", err)
+		}
+		assertNoPods(t, c)
+	})
+	t.Run("without a shell", func(t *testing.T) {
+		noSh := errors.New(`exec: "sh": executable file not found in $PATH`)
+		ex := &scriptedExec{t: t, steps: []execStep{
+			{argv: ScriptCommand, err: noSh},
+			{argv: []string{"iptables-nft-save"}, stdout: big[:40<<10]},
+			{argv: []string{"ip6tables-nft-save"}, stdout: big[:40<<10]},
+		}}
+		c := newClient(t, running)
+		opts := testOptions(ex)
+		opts.MaxOutput = 64 << 10
+		_, err := Collect(context.Background(), c, nil, "node-1", opts, nil)
+		if !errors.Is(err, ErrOutputTooLarge) {
+			t.Errorf("got %v", err)
+		}
+		ex.done()
+		assertNoPods(t, c)
+	})
+	t.Run("default", func(t *testing.T) {
+		if NewOptions().MaxOutput != 256<<20 {
+			t.Errorf("default MaxOutput %d", NewOptions().MaxOutput)
+		}
+	})
 }
