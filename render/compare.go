@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/trace-svc/kubectl-trace-svc/render/termsafe"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
@@ -19,6 +20,7 @@ func PathCompare(w io.Writer, p *trace.Path) error {
 	if p == nil {
 		return fmt.Errorf("no path to render")
 	}
+	p = termsafe.Copy(p) // node-made text must not drive the terminal
 	type row struct{ key, label string }
 	var rows []row
 	seen := map[string]bool{}

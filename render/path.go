@@ -15,6 +15,7 @@ import (
 	"github.com/charmbracelet/lipgloss/tree"
 	"sigs.k8s.io/yaml"
 
+	"github.com/trace-svc/kubectl-trace-svc/render/termsafe"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/routes"
 )
@@ -99,6 +100,7 @@ func PathTree(w io.Writer, r *lipgloss.Renderer, p *trace.Path, opts PathTreeOpt
 	if p == nil {
 		return errNoPath
 	}
+	p = termsafe.Copy(p) // node-made text must not drive the terminal
 	v := &pathView{pal: newPalette(r), r: r, wide: opts.Wide}
 	var b strings.Builder
 	v.service(&b, p)

@@ -153,7 +153,9 @@ func dotQuote(s string) string {
 			b.WriteString(`\\`)
 		case r == '\n':
 			b.WriteString(`\n`)
-		case r < 0x20 || r == 0x7f:
+		case r < 0x20 || r >= 0x7f && r <= 0x9f:
+			// C0, DEL and C1 controls: Graphviz has no use for them,
+			// and a terminal shown the DOT text would act on them.
 			b.WriteByte(' ')
 		case r == 0xFFFD: // also what ranging yields for invalid UTF-8
 			b.WriteByte('?')

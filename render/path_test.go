@@ -506,7 +506,7 @@ func dotSafe(s string) string {
 		switch {
 		case r == '\n':
 			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
+		case r < 0x20 || r >= 0x7f && r <= 0x9f:
 			b.WriteByte(' ')
 		case r == utf8.RuneError:
 			b.WriteByte('?')

@@ -10,6 +10,7 @@ import (
 	"github.com/charmbracelet/lipgloss/tree"
 	"sigs.k8s.io/yaml"
 
+	"github.com/trace-svc/kubectl-trace-svc/render/termsafe"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
@@ -43,6 +44,7 @@ func SimulationYAML(w io.Writer, sim *trace.Simulation) error {
 // SimulationTree writes the walk as a tree: rules shared by every branch
 // once, then one subtree per random choice, each ending in its verdict.
 func SimulationTree(w io.Writer, r *lipgloss.Renderer, sim *trace.Simulation) error {
+	sim = termsafe.Copy(sim) // rule text and notes must not drive the terminal
 	pal := newPalette(r)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s (%s packet", pal.bold.Render("Packet"), sim.Packet, sim.Origin)

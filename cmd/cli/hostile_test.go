@@ -149,3 +149,69 @@ func TestMaxDumpSize(t *testing.T) {
 		}
 	}
 }
+
+// hostileText is what a node can put in a rule comment, a chain name or a
+// tool's warning: an OSC that retitles the terminal, BEL, a clear-screen
+// CSI, a C1 CSI and a byte that is not UTF-8.
+const hostileText = "\x1b]0;owned\a\x1b[2J\u009b1m\xff"
+
+func checkNoControls(t *testing.T, what, out string) {
+	t.Helper()
+	for _, c := range []string{"\x1b", "\a", "\u009b", "\xff"} {
+		if strings.Contains(out, c) {
+			t.Errorf("%s: %q reaches the terminal:\n%q", what, c, out)
+		}
+	}
+}
+
+// TestSimulateEscapesNodeText: a dump's rule comments and # Warning lines
+// reach the terminal escaped from simulate, in the tree and on stderr, also
+// with -o json, whose document keeps the text exact.
+func TestSimulateEscapesNodeText(t *testing.T) {
+	dump := filepath.Join(t.TempDir(), "hostile.iptables")
+	err := os.WriteFile(dump, []byte("# Warning: "+hostileText+"\n*nat\n:PREROUTING ACCEPT [0:0]\n"+
+		"-A PREROUTING -m comment --comment \""+hostileText+"\" -j ACCEPT\nCOMMIT\n"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"simulate", "--ruleset", dump, "--node-ip", "192.168.0.2", "--src", "10.0.0.2", "--dst", "10.96.0.1", "--dport", "80"}
+	const escaped = `\x1b]0;owned\x07\x1b[2J\u009b1m\xff`
+	for _, color := range []string{"never", "always"} {
+		out, errOut, err := runCLI(t, append(args, "--color", color)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if color == "never" {
+			checkNoControls(t, "tree", out)
+		} else if strings.Contains(out, "\x1b]") || strings.Contains(out, "\a") || strings.Contains(out, "\x1b[2J") {
+			t.Errorf("coloured tree lets node text through:\n%q", out)
+		}
+		checkNoControls(t, "stderr", errOut)
+		if !strings.Contains(out, escaped) || !strings.Contains(errOut, "warning: ") || !strings.Contains(errOut, escaped) {
+			t.Errorf("want %s shown escaped in the tree and the warning:\n%s\n%s", escaped, out, errOut)
+		}
+	}
+	out, errOut, err := runCLI(t, append(args, "-o", "json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNoControls(t, "stderr with -o json", errOut)
+	var doc struct{ Rules []struct{ Rule string } }
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Rules) != 1 || !strings.Contains(doc.Rules[0].Rule, "\x1b]0;owned\a") {
+		t.Errorf("JSON must keep the rule exact: %q", doc.Rules)
+	}
+}
+
+// TestProgressIsEscaped: collection progress lines quote pod names, images
+// and errors; they are printed escaped.
+func TestProgressIsEscaped(t *testing.T) {
+	var b strings.Builder
+	progressTo(&b)("node n: exec failed: " + hostileText)
+	checkNoControls(t, "progress", b.String())
+	if want := "node n: exec failed: \\x1b]0;owned\\x07\\x1b[2J\\u009b1m\\xff\n"; b.String() != want {
+		t.Errorf("progress line %q, want %q", b.String(), want)
+	}
+}

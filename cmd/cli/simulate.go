@@ -11,6 +11,7 @@ import (
 
 	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
 	"github.com/trace-svc/kubectl-trace-svc/render"
+	"github.com/trace-svc/kubectl-trace-svc/render/termsafe"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
 )
@@ -197,7 +198,7 @@ func (o *SimulateOptions) Run() error {
 		return err
 	}
 	for _, w := range dp.Warnings() {
-		fmt.Fprintf(o.ErrOut, "warning: %s: %s\n", w.Source, w.Message)
+		fmt.Fprintf(o.ErrOut, "warning: %s: %s\n", termsafe.String(w.Source), termsafe.String(w.Message))
 	}
 	sim, err := dp.Simulate(o.packet, ruleset.Options{LocalAddrs: o.local, AffinityEndpoint: o.affinity})
 	if err != nil {

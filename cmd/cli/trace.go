@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"slices"
@@ -25,6 +26,7 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
 	"github.com/trace-svc/kubectl-trace-svc/render"
+	"github.com/trace-svc/kubectl-trace-svc/render/termsafe"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
@@ -275,7 +277,13 @@ func failOn(level trace.Severity, p *trace.Path) error {
 // progress prints collection steps to stderr when it is a terminal.
 func (o *TraceOptions) progress() func(string) {
 	if f, ok := o.ErrOut.(interface{ Fd() uintptr }); ok && isatty.IsTerminal(f.Fd()) {
-		return func(msg string) { fmt.Fprintln(o.ErrOut, msg) }
+		return progressTo(o.ErrOut)
 	}
 	return func(string) {}
+}
+
+// progressTo prints each step on its own line, escaped: steps name pods,
+// images and errors that may quote what a node sent.
+func progressTo(w io.Writer) func(string) {
+	return func(msg string) { fmt.Fprintln(w, termsafe.Text(msg)) }
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/trace-svc/kubectl-trace-svc/cmd/cli"
+	"github.com/trace-svc/kubectl-trace-svc/render/termsafe"
 )
 
 func main() {
@@ -20,7 +21,9 @@ func main() {
 	err := cli.NewRootCommand(streams).ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		// Errors quote names and text a node sent: escape what a
+		// terminal would act on.
+		fmt.Fprintf(os.Stderr, "error: %s\n", termsafe.Text(err.Error()))
 		os.Exit(1)
 	}
 }
