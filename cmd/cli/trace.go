@@ -218,6 +218,7 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 	cfg.DebugPod = debugpod.NewOptions()
 	cfg.DebugPod.Namespace, cfg.DebugPod.ImagePullSecrets, cfg.DebugPod.Image = o.DebugNamespace, o.PullSecrets, o.Image
 	cfg.DebugPod.Executor, cfg.DebugPod.MaxOutput = o.executor, o.maxOutput
+	cfg.DebugPod.CreatedBy = creator(o.configFlags, time.Now())
 	p, err := run.Trace(ctx, cfg)
 	if err != nil {
 		return err

@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // asMain names the environment variable that makes the test binary run
@@ -53,5 +58,65 @@ func TestErrorsAreEscaped(t *testing.T) {
 	got := stderr.String()
 	if strings.ContainsAny(got, "\x1b\a") || !strings.Contains(got, `jumps to chain \x1b]0;owned\x07, which table nat does not have`) {
 		t.Errorf("stderr %q: want the chain name escaped", got)
+	}
+}
+
+// TestHangupCancels: closing the terminal (SIGHUP) cancels the run like
+// Ctrl-C, so the plugin deletes its debug pods and says so, instead of
+// dying on the spot. The trace here waits on an API server that never
+// answers; the hangup must end it with an error, not kill it.
+func TestHangupCancels(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGHUP to send on Windows")
+	}
+	asked := make(chan struct{}, 1)
+	release := make(chan struct{})
+	defer close(release)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer api.Close()
+	kubeconfig := filepath.Join(t.TempDir(), "config")
+	err := os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {server: \""+api.URL+
+		"\"}\ncontexts:\n- name: c\n  context: {cluster: c, user: u, namespace: shop}\nusers:\n- name: u\n  user: {token: t}\n"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := plugin("web", "--kubeconfig", kubeconfig)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-asked:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("the plugin never asked the API server")
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("the plugin did not end after SIGHUP")
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("after SIGHUP: %v (want exit status 1, not death by the signal)\n%s", err, stderr.String())
+	}
+	if !strings.HasPrefix(stderr.String(), "error: ") {
+		t.Errorf("stderr %q, want an error line", stderr.String())
 	}
 }

@@ -3,9 +3,10 @@ package debugpod
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
@@ -97,8 +99,13 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 	pod := PodSpec(opts, node)
 	ref := opts.Namespace + "/" + pod.Name
 	// The name is ours before Create returns, so the delete is armed first:
-	// a Create cut short by Ctrl-C may still have made the pod.
+	// a Create cut short by Ctrl-C may still have made the pod. It also
+	// runs when this node's collection panics: the panic becomes the
+	// node's error and the pod still goes.
 	defer func() {
+		if r := recover(); r != nil {
+			res, err = nil, panicError(node, r)
+		}
 		if found, derr := deletePod(ctx, c, opts.Namespace, pod.Name); derr != nil {
 			derr = fmt.Errorf("delete debug pod %q: %w (remove it with kubectl trace-svc cleanup)", ref, derr)
 			if err != nil {
@@ -193,6 +200,14 @@ func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container st
 	res := ParseOutput(node, out.Bytes(), errOut.Bytes())
 	res.Warnings = append(res.Warnings, warn(trace.CodeCollectorWarning, "the image has no shell: dumps were taken one by one and kube-proxy's mode was not asked"))
 	return res, nil
+}
+
+// ErrPanic: collecting a node hit a bug (a panic), reported as its error.
+var ErrPanic = errors.New("internal error")
+
+// panicError turns a recovered panic into node's error.
+func panicError(node string, r any) error {
+	return fmt.Errorf("node %q: %w while collecting its rules, please report it: %v", node, ErrPanic, r)
 }
 
 // deletePod deletes now, on a context that survives ctx's cancellation;
@@ -388,6 +403,13 @@ func forEachNode(ctx context.Context, nodes []string, parallel int, progress fun
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			// A panic in one node's collection must not take the others
+			// down with their debug pods: it is that node's error.
+			defer func() {
+				if r := recover(); r != nil {
+					out[i].Result, out[i].Err = nil, panicError(node, r)
+				}
+			}()
 			out[i].Result, out[i].Err = collect(node, safeProgress)
 		}()
 	}
@@ -395,26 +417,123 @@ func forEachNode(ctx context.Context, nodes []string, parallel int, progress fun
 	return out
 }
 
-// Cleanup deletes every debug pod in namespace ("" is all namespaces) and
-// returns the deleted pods as namespace/name.
-func Cleanup(ctx context.Context, c kubernetes.Interface, namespace string) ([]string, error) {
+// CleanupOptions tune Cleanup.
+type CleanupOptions struct {
+	// All deletes every debug pod, also those a trace may still be using.
+	All bool
+	// Now is the clock deadlines are judged by; nil is time.Now.
+	Now func() time.Time
+}
+
+// CleanupPod is one debug pod Cleanup looked at.
+type CleanupPod struct {
+	// Pod is "namespace/name"; Node the node it dumps.
+	Pod, Node string
+	// CreatedBy says who made it ("" when the pod does not say: an
+	// earlier version's).
+	CreatedBy string
+	// Why it was deleted or kept.
+	Why string
+}
+
+// CleanupReport is what Cleanup deleted and kept, each sorted by pod.
+type CleanupReport struct {
+	Deleted, Kept []CleanupPod
+}
+
+// Cleanup deletes the debug pods in namespace ("" is all namespaces) that
+// no trace can still be using: those that finished (or are being deleted)
+// and those past their deadline (activeDeadlineSeconds from the pod's start,
+// or its creation while it has not started; the kubelet kills them then,
+// but an unreachable node leaves them). A pod still inside its deadline may
+// be another person's trace, running right now: it is kept, and the report
+// says why, unless opts.All. Pods are found by DebugPodLabel, so those left
+// by earlier versions, without the CreatedByAnnotation, are judged the same
+// way.
+func Cleanup(ctx context.Context, c kubernetes.Interface, namespace string, opts CleanupOptions) (CleanupReport, error) {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	var rep CleanupReport
 	sel := labels.Set{DebugPodLabel: "true"}.AsSelector().String()
 	pods, err := c.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
-		return nil, fmt.Errorf("list debug pods: %w", err)
+		return rep, fmt.Errorf("list debug pods: %w", err)
 	}
-	var deleted []string
 	var errs []error
-	for _, p := range pods.Items {
+	for i := range pods.Items {
+		p := &pods.Items[i]
 		if p.Labels[DebugPodLabel] != "true" {
 			continue
 		}
-		if _, err := deletePod(ctx, c, p.Namespace, p.Name); err != nil {
-			errs = append(errs, fmt.Errorf("delete debug pod %q: %w", p.Namespace+"/"+p.Name, err))
+		cp := CleanupPod{Pod: p.Namespace + "/" + p.Name, Node: p.Annotations[NodeAnnotation], CreatedBy: creatorOf(p)}
+		if cp.Node == "" {
+			cp.Node = p.Spec.NodeName
+		}
+		del, why := judge(p, now())
+		switch {
+		case del:
+		case opts.All:
+			why, del = "--all: "+why, true
+		default:
+			cp.Why = why
+			rep.Kept = append(rep.Kept, cp)
 			continue
 		}
-		deleted = append(deleted, p.Namespace+"/"+p.Name)
+		cp.Why = why
+		if _, err := deletePod(ctx, c, p.Namespace, p.Name); err != nil {
+			errs = append(errs, fmt.Errorf("delete debug pod %q: %w", cp.Pod, err))
+			continue
+		}
+		rep.Deleted = append(rep.Deleted, cp)
 	}
-	sort.Strings(deleted)
-	return deleted, errors.Join(errs...)
+	byPod := func(a, b CleanupPod) int { return strings.Compare(a.Pod, b.Pod) }
+	slices.SortFunc(rep.Deleted, byPod)
+	slices.SortFunc(rep.Kept, byPod)
+	return rep, errors.Join(errs...)
+}
+
+// judge decides whether a debug pod may go: it finished, or its deadline
+// passed. why says so, or why the pod may still be in use.
+func judge(p *corev1.Pod, now time.Time) (bool, string) {
+	switch {
+	case p.DeletionTimestamp != nil:
+		return true, "it is being deleted"
+	case p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed:
+		return true, fmt.Sprintf("it finished (%s)", p.Status.Phase)
+	}
+	deadline, assumed := DefaultDeadline, " (it sets none; taken as the default)"
+	if s := p.Spec.ActiveDeadlineSeconds; s != nil {
+		deadline, assumed = time.Duration(*s)*time.Second, ""
+	}
+	start, since := p.CreationTimestamp.Time, "created"
+	if p.Status.StartTime != nil {
+		start, since = p.Status.StartTime.Time, "started"
+	}
+	end := start.Add(deadline)
+	if !now.Before(end) {
+		return true, fmt.Sprintf("its deadline of %s%s passed %s ago (%s %s ago)", deadline, assumed, round(now.Sub(end)), since, round(now.Sub(start)))
+	}
+	phase := strings.ToLower(string(p.Status.Phase))
+	if phase == "" {
+		phase = "pending"
+	}
+	return false, fmt.Sprintf("it is %s and inside its deadline (%s left): a trace may be using it", phase, round(end.Sub(now)))
+}
+
+func round(d time.Duration) time.Duration { return d.Round(time.Second) }
+
+// creatorOf reads CreatedByAnnotation for people: "alice on laptop-7 at
+// 2025-06-01T10:00:00Z", or "" when the pod does not say.
+func creatorOf(p *corev1.Pod) string {
+	v, ok := p.Annotations[CreatedByAnnotation]
+	if !ok {
+		return ""
+	}
+	var c Creator
+	if err := json.Unmarshal([]byte(v), &c); err != nil {
+		return "unreadable " + CreatedByAnnotation + " annotation " + excerpt.Quote(v)
+	}
+	return c.String()
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
 )
 
 var podsGR = schema.GroupResource{Resource: "pods"}
@@ -420,27 +421,133 @@ func (f execFunc) Exec(ctx context.Context, ns, pod, container string, argv []st
 }
 
 func TestCleanup(t *testing.T) {
-	pod := func(ns, name string, debug bool) *corev1.Pod {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{}}}
-		if debug {
-			p.Labels[DebugPodLabel] = "true"
-		}
+	now := time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)
+	ago := func(d time.Duration) *metav1.Time { return &metav1.Time{Time: now.Add(-d)} }
+	pod := func(ns, name string, edit func(*corev1.Pod)) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: *ago(30 * time.Second),
+			Labels:      map[string]string{NameLabel: NameValue, DebugPodLabel: "true"},
+			Annotations: map[string]string{NodeAnnotation: "node-1"}},
+			Spec:   corev1.PodSpec{NodeName: "node-1", ActiveDeadlineSeconds: ptr.To(int64(120))},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, StartTime: ago(20 * time.Second)}}
+		edit(p)
 		return p
 	}
-	c := fake.NewClientset(pod("debug", "trace-svc-1", true), pod("other", "trace-svc-2", true), pod("debug", "web", false))
-	got, err := Cleanup(context.Background(), c, "")
+	alice := `{"user":"alice","host":"laptop-7","time":"2025-06-01T09:59:30Z"}`
+	objs := []runtime.Object{
+		pod("debug", "trace-svc-running", func(p *corev1.Pod) { p.Annotations[CreatedByAnnotation] = alice }),
+		pod("debug", "trace-svc-succeeded", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }),
+		pod("debug", "trace-svc-failed", func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }),
+		pod("debug", "trace-svc-past-deadline", func(p *corev1.Pod) { p.Status.StartTime = ago(3 * time.Minute) }),
+		pod("debug", "trace-svc-pending", func(p *corev1.Pod) { p.Status = corev1.PodStatus{Phase: corev1.PodPending} }),
+		pod("debug", "trace-svc-pending-long", func(p *corev1.Pod) {
+			p.Status = corev1.PodStatus{Phase: corev1.PodPending}
+			p.CreationTimestamp = *ago(5 * time.Minute)
+		}),
+		pod("debug", "trace-svc-old-version", func(p *corev1.Pod) {
+			p.Labels = map[string]string{DebugPodLabel: "true"}
+			p.Annotations = nil
+			p.Spec.ActiveDeadlineSeconds = nil
+		}),
+		pod("other", "trace-svc-elsewhere", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }),
+		pod("debug", "web", func(p *corev1.Pod) { p.Labels = map[string]string{"app": "web"}; p.Status.Phase = corev1.PodSucceeded }),
+	}
+	c := fake.NewClientset(objs...)
+	rep, err := Cleanup(context.Background(), c, "debug", CleanupOptions{Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"debug/trace-svc-1", "other/trace-svc-2"}, got); diff != "" {
-		t.Errorf("deleted (-want +got):\n%s", diff)
+	want := CleanupReport{
+		Deleted: []CleanupPod{
+			{Pod: "debug/trace-svc-failed", Node: "node-1", Why: "it finished (Failed)"},
+			{Pod: "debug/trace-svc-past-deadline", Node: "node-1", Why: "its deadline of 2m0s passed 1m0s ago (started 3m0s ago)"},
+			{Pod: "debug/trace-svc-pending-long", Node: "node-1", Why: "its deadline of 2m0s passed 3m0s ago (created 5m0s ago)"},
+			{Pod: "debug/trace-svc-succeeded", Node: "node-1", Why: "it finished (Succeeded)"},
+		},
+		Kept: []CleanupPod{
+			{Pod: "debug/trace-svc-old-version", Node: "node-1", Why: "it is running and inside its deadline (1m40s left): a trace may be using it"},
+			{Pod: "debug/trace-svc-pending", Node: "node-1", Why: "it is pending and inside its deadline (1m30s left): a trace may be using it"},
+			{Pod: "debug/trace-svc-running", Node: "node-1", CreatedBy: "alice on laptop-7 at 2025-06-01T09:59:30Z", Why: "it is running and inside its deadline (1m40s left): a trace may be using it"},
+		},
 	}
-	left, _ := c.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{})
-	if len(left.Items) != 1 || left.Items[0].Name != "web" {
-		t.Errorf("left %v", left.Items)
+	if diff := cmp.Diff(want, rep); diff != "" {
+		t.Errorf("Cleanup (-want +got):\n%s", diff)
 	}
-	got, err = Cleanup(context.Background(), c, "debug")
-	if err != nil || len(got) != 0 {
-		t.Errorf("second cleanup: %v, %v", got, err)
+	left := func(ns string) []string {
+		pods, _ := c.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+		var names []string
+		for _, p := range pods.Items {
+			names = append(names, p.Name)
+		}
+		return names
+	}
+	if diff := cmp.Diff([]string{"trace-svc-old-version", "trace-svc-pending", "trace-svc-running", "web"}, left("debug")); diff != "" {
+		t.Errorf("pods left in debug (-want +got):\n%s", diff)
+	}
+
+	// --all deletes what is left, in every namespace, and says why.
+	rep, err = Cleanup(context.Background(), c, "", CleanupOptions{All: true, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deleted []string
+	for _, d := range rep.Deleted {
+		deleted = append(deleted, d.Pod+": "+d.Why)
+	}
+	if diff := cmp.Diff([]string{
+		"debug/trace-svc-old-version: --all: it is running and inside its deadline (1m40s left): a trace may be using it",
+		"debug/trace-svc-pending: --all: it is pending and inside its deadline (1m30s left): a trace may be using it",
+		"debug/trace-svc-running: --all: it is running and inside its deadline (1m40s left): a trace may be using it",
+		"other/trace-svc-elsewhere: it finished (Succeeded)",
+	}, deleted); diff != "" || len(rep.Kept) != 0 {
+		t.Errorf("--all deleted (-want +got):\n%s\nkept %v", diff, rep.Kept)
+	}
+	if diff := cmp.Diff([]string{"web"}, left("")); diff != "" {
+		t.Errorf("pods left (-want +got):\n%s", diff)
+	}
+}
+
+// TestCollectRecoversFromPanic: a panic while collecting one node becomes
+// that node's error, its debug pod is deleted, and the other nodes are
+// collected.
+func TestCollectRecoversFromPanic(t *testing.T) {
+	stdout, stderr := readRecorded(t, "iptables-nft")
+	ex := execFunc(func(_ context.Context, _, pod, _ string, _ []string, out, errOut io.Writer) error {
+		if strings.HasPrefix(pod, "trace-svc-"+NodeHash("node-2")) {
+			panic("exec went wrong")
+		}
+		_, _ = out.Write(stdout)
+		_, _ = errOut.Write(stderr)
+		return nil
+	})
+	c := newClient(t, running)
+	res, err := CollectAll(context.Background(), c, nil, []string{"node-1", "node-2", "node-3"}, testOptions(ex), 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		switch r.Node {
+		case "node-2":
+			if !errors.Is(r.Err, ErrPanic) || !strings.Contains(r.Err.Error(), `node "node-2": internal error while collecting its rules, please report it: exec went wrong`) {
+				t.Errorf("node-2: %v", r.Err)
+			}
+		default:
+			if r.Err != nil || r.Result == nil {
+				t.Errorf("%s: %v", r.Node, r.Err)
+			}
+		}
+	}
+	assertNoPods(t, c)
+
+	// The same panic outside Collect (here in the kube-proxy collector,
+	// which has no pod) is still only that node's error.
+	got := forEachNode(context.Background(), []string{"a", "b"}, 2, nil, func(node string, _ func(string)) (*Result, error) {
+		if node == "a" {
+			var m map[string]int
+			m["boom"]++ // a nil map write panics
+		}
+		return &Result{Node: node}, nil
+	})
+	if !errors.Is(got[0].Err, ErrPanic) || got[1].Err != nil || got[1].Result == nil {
+		t.Errorf("forEachNode: %+v", got)
 	}
 }

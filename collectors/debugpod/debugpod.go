@@ -8,6 +8,7 @@ package debugpod
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -29,6 +30,9 @@ const (
 	// NodeAnnotation names the node the pod dumps (node names can be longer
 	// than a label value may be).
 	NodeAnnotation = "trace-svc.io/node"
+	// CreatedByAnnotation records who made the pod, as JSON (Creator), so
+	// that cleanup can say whose trace a pod it keeps belongs to.
+	CreatedByAnnotation = "trace-svc.io/created-by"
 	// ContainerName is the debug pod's only container.
 	ContainerName = "dump"
 
@@ -71,6 +75,8 @@ type Options struct {
 	StartTimeout time.Duration
 	// PriorityClassName is set on the pod when not empty.
 	PriorityClassName string
+	// CreatedBy is recorded on the pod (CreatedByAnnotation) when set.
+	CreatedBy *Creator
 	// HostFilesystem mounts the node's root read-only at /host; off unless
 	// the user asks.
 	HostFilesystem bool
@@ -120,6 +126,33 @@ func (o Options) withDefaults() Options {
 		o.MaxOutput = DefaultMaxOutput
 	}
 	return o
+}
+
+// Creator says who made a debug pod.
+type Creator struct {
+	// User is the kubeconfig's user: the client certificate's common
+	// name, else the name of the context's user entry.
+	User string `json:"user,omitempty"`
+	// Host is the machine the plugin ran on.
+	Host string `json:"host,omitempty"`
+	// Time is when the pod was made (RFC 3339, UTC).
+	Time string `json:"time,omitempty"`
+}
+
+// String is the creator for people: "alice on laptop-7 at
+// 2025-06-01T10:00:00Z".
+func (c Creator) String() string {
+	s := c.User
+	if s == "" {
+		s = "an unknown user"
+	}
+	if c.Host != "" {
+		s += " on " + c.Host
+	}
+	if c.Time != "" {
+		s += " at " + c.Time
+	}
+	return s
 }
 
 // randomSuffix is replaced in tests.
@@ -192,6 +225,11 @@ func PodSpec(opts Options, node string) *corev1.Pod {
 				},
 			}},
 		},
+	}
+	if opts.CreatedBy != nil {
+		if b, err := json.Marshal(opts.CreatedBy); err == nil {
+			pod.Annotations[CreatedByAnnotation] = string(b)
+		}
 	}
 	for _, s := range opts.ImagePullSecrets {
 		if s = strings.TrimSpace(s); s != "" {

@@ -82,8 +82,10 @@ func TestPodSpec(t *testing.T) {
 				o.ImagePullSecrets = []string{"regcred", " ", "other"}
 				o.Deadline = 45 * time.Second
 				o.PriorityClassName = "system-node-critical"
+				o.CreatedBy = &Creator{User: "alice", Host: "laptop-7", Time: "2025-06-01T10:00:00Z"}
 			},
 			want: func(p *corev1.Pod) {
+				p.Annotations[CreatedByAnnotation] = `{"user":"alice","host":"laptop-7","time":"2025-06-01T10:00:00Z"}`
 				p.Namespace = "kube-system"
 				p.Spec.Containers[0].Image = "example.com/tools:1"
 				p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}, {Name: "other"}}
