@@ -31,6 +31,12 @@ var (
 	ErrForbidden = errors.New("not allowed to create the debug pod")
 	// ErrAdmission: another admission controller or webhook rejects it.
 	ErrAdmission = errors.New("admission rejects the debug pod")
+	// ErrQuota: a ResourceQuota in the debug namespace has no room for the
+	// pod, or wants requests or limits it does not set.
+	ErrQuota = errors.New("a resource quota rejects the debug pod")
+	// ErrLimitRange: a LimitRange in the debug namespace does not accept
+	// the pod's requests or limits.
+	ErrLimitRange = errors.New("a limit range rejects the debug pod")
 	// ErrImagePull: the node cannot pull the image.
 	ErrImagePull = errors.New("the node cannot pull the debug image")
 	// ErrUnschedulable: the pod cannot run on the node.
@@ -64,13 +70,17 @@ func explainCreateError(err error, ns string) error {
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "violates PodSecurity"):
-		return fmt.Errorf("%w: namespace %q does not allow host-network pods (the debug pod needs the privileged Pod Security level); label it with pod-security.kubernetes.io/enforce=privileged or pass --debug-namespace with a namespace that allows host-network pods: %s", ErrPodSecurity, ns, msg)
+		return fmt.Errorf("%w: namespace %q enforces a Pod Security level that forbids host-network pods; create a namespace for trace-svc's debug pods labelled pod-security.kubernetes.io/enforce=privileged and pass it with --debug-namespace (docs/rbac.md shows one): %s", ErrPodSecurity, ns, msg)
+	case apierrors.IsForbidden(err) && (strings.Contains(msg, "exceeded quota") || strings.Contains(msg, "failed quota")):
+		return fmt.Errorf("%w: namespace %q has a ResourceQuota without room for the debug pod, which requests cpu %s and memory %s and is limited to cpu %s and memory %s; free some quota there or pass --debug-namespace with a namespace that has room: %s", ErrQuota, ns, RequestCPU, RequestMemory, LimitCPU, LimitMemory, msg)
+	case apierrors.IsForbidden(err) && (strings.Contains(msg, " per Container is ") || strings.Contains(msg, " per Pod is ") || strings.Contains(msg, "LimitRange")):
+		return fmt.Errorf("%w: namespace %q has a LimitRange that does not accept the debug pod, which requests cpu %s and memory %s and is limited to cpu %s and memory %s; pass --debug-namespace with a namespace whose limits allow that: %s", ErrLimitRange, ns, RequestCPU, RequestMemory, LimitCPU, LimitMemory, msg)
 	case apierrors.IsForbidden(err) && strings.Contains(msg, "admission webhook"):
 		return fmt.Errorf("%w in namespace %q; pass --debug-namespace with a namespace the webhook allows, or ask its owner for an exception: %s", ErrAdmission, ns, msg)
 	case apierrors.IsForbidden(err) && (strings.Contains(msg, "cannot create resource") || strings.Contains(msg, "User \"")):
 		return fmt.Errorf("%w: you may not create pods in namespace %q; ask for create on pods and pods/exec there, or pass --debug-namespace with a namespace where you may (or pass --dump to trace saved files): %s", ErrForbidden, ns, msg)
 	case apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || strings.Contains(msg, "denied the request"):
-		return fmt.Errorf("%w in namespace %q; pass --debug-namespace with a namespace that allows host-network pods with NET_ADMIN and NET_RAW: %s", ErrAdmission, ns, msg)
+		return fmt.Errorf("%w in namespace %q; pass --debug-namespace with a namespace whose admission policies allow trace-svc's debug pod (docs/rbac.md): %s", ErrAdmission, ns, msg)
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("debug namespace %q does not exist; pass --debug-namespace with an existing one: %w", ns, err)
 	}

@@ -186,7 +186,7 @@ func TestCollectFailures(t *testing.T) {
 				})
 			},
 			sentinel:  ErrPodSecurity,
-			contains:  []string{`namespace "debug" does not allow host-network pods`, "pod-security.kubernetes.io/enforce=privileged", "--debug-namespace"},
+			contains:  []string{`namespace "debug" enforces a Pod Security level that forbids host-network pods`, "create a namespace for trace-svc's debug pods labelled pod-security.kubernetes.io/enforce=privileged", "--debug-namespace"},
 			wantVerbs: []string{"create(dry-run)"},
 		},
 		{
@@ -198,6 +198,39 @@ func TestCollectFailures(t *testing.T) {
 			},
 			sentinel:  ErrForbidden,
 			contains:  []string{`you may not create pods in namespace "debug"`, "pods/exec", "--debug-namespace"},
+			wantVerbs: []string{"create(dry-run)"},
+		},
+		{
+			name: "quota without room is not blamed on host network",
+			reactor: func(c *fake.Clientset) {
+				c.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, apierrors.NewForbidden(podsGR, "trace-svc-x", errors.New("exceeded quota: compute, requested: limits.memory=512Mi, used: limits.memory=1800Mi, limited: limits.memory=2Gi"))
+				})
+			},
+			sentinel:  ErrQuota,
+			contains:  []string{`namespace "debug" has a ResourceQuota without room for the debug pod, which requests cpu 10m and memory 32Mi and is limited to cpu 1 and memory 512Mi`, "--debug-namespace", "exceeded quota: compute"},
+			wantVerbs: []string{"create(dry-run)"},
+		},
+		{
+			name: "quota that wants what the pod does not set",
+			reactor: func(c *fake.Clientset) {
+				c.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, apierrors.NewForbidden(podsGR, "trace-svc-x", errors.New("failed quota: storage: must specify limits.ephemeral-storage for: dump"))
+				})
+			},
+			sentinel:  ErrQuota,
+			contains:  []string{"has a ResourceQuota without room", "must specify limits.ephemeral-storage"},
+			wantVerbs: []string{"create(dry-run)"},
+		},
+		{
+			name: "limit range",
+			reactor: func(c *fake.Clientset) {
+				c.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, apierrors.NewForbidden(podsGR, "trace-svc-x", errors.New("[minimum cpu usage per Container is 100m, but request is 10m, maximum memory usage per Container is 256Mi, but limit is 512Mi]"))
+				})
+			},
+			sentinel:  ErrLimitRange,
+			contains:  []string{`namespace "debug" has a LimitRange that does not accept the debug pod`, "minimum cpu usage per Container is 100m"},
 			wantVerbs: []string{"create(dry-run)"},
 		},
 		{
@@ -285,6 +318,10 @@ func TestPodSecurityMessageIsOneSentence(t *testing.T) {
 	msg := err.Error()
 	if strings.Count(msg, "\n") != 0 || strings.Count(msg, `"apps"`) != 1 {
 		t.Errorf("message %q", msg)
+	}
+	// It points to a namespace of its own, never to relabelling this one.
+	if strings.Contains(msg, "label it") || strings.Contains(msg, "default") {
+		t.Errorf("message %q tells people to relabel the namespace", msg)
 	}
 }
 

@@ -47,10 +47,16 @@ func wantPod() *corev1.Pod {
 				ImagePullPolicy:          corev1.PullIfNotPresent,
 				Command:                  []string{"sleep", "120"},
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-					corev1.ResourceCPU:    resource.MustParse("10m"),
-					corev1.ResourceMemory: resource.MustParse("32Mi"),
-				}},
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{
+						corev1.ResourceCPU:    resource.MustParse("10m"),
+						corev1.ResourceMemory: resource.MustParse("32Mi"),
+					},
+					Limits: corev1.ResourceList{
+						corev1.ResourceCPU:    resource.MustParse("1"),
+						corev1.ResourceMemory: resource.MustParse("512Mi"),
+					},
+				},
 				SecurityContext: &corev1.SecurityContext{
 					Capabilities: &corev1.Capabilities{
 						Add:  []corev1.Capability{"NET_ADMIN", "NET_RAW"},
@@ -60,6 +66,7 @@ func wantPod() *corev1.Pod {
 					RunAsUser:                ptr.To(int64(0)),
 					RunAsNonRoot:             ptr.To(false),
 					AllowPrivilegeEscalation: ptr.To(false),
+					SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 				},
 			}},
 		},
@@ -100,14 +107,6 @@ func TestPodSpec(t *testing.T) {
 			want: func(p *corev1.Pod) {
 				p.Spec.ActiveDeadlineSeconds = ptr.To(int64(1))
 				p.Spec.Containers[0].Command = []string{"sleep", "1"}
-			},
-		},
-		{
-			name: "host filesystem only when asked, read-only",
-			opts: func(o *Options) { o.HostFilesystem = true },
-			want: func(p *corev1.Pod) {
-				p.Spec.Volumes = []corev1.Volume{{Name: "host-root", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}}
-				p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "host-root", MountPath: "/host", ReadOnly: true}}
 			},
 		},
 	}
@@ -165,6 +164,15 @@ func TestPodSpecLeastPrivilege(t *testing.T) {
 		}
 		if len(c.VolumeMounts) != 0 {
 			t.Errorf("container %s mounts %v", c.Name, c.VolumeMounts)
+		}
+		if sc == nil || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Errorf("container %s runs without the runtime's default seccomp profile", c.Name)
+		}
+		if c.Resources.Limits.Memory().IsZero() || c.Resources.Limits.Cpu().IsZero() {
+			t.Errorf("container %s has no cpu and memory limits: a quota on limits would reject it", c.Name)
+		}
+		if c.Resources.Limits.Memory().Cmp(resource.MustParse("512Mi")) < 0 {
+			t.Errorf("container %s is limited to %s of memory: iptables-save of a big node needs 300 MB", c.Name, c.Resources.Limits.Memory())
 		}
 	}
 }

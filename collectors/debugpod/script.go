@@ -475,10 +475,14 @@ func analyze(res *Result) {
 			if msg == "" {
 				msg = "no message"
 			}
+			if d.ExitCode == 137 {
+				// SIGKILL: in a debug pod, most likely its memory limit.
+				msg += fmt.Sprintf("; it was killed, most likely for using more than the debug pod's %s of memory: use --collector kube-proxy on a node this big", LimitMemory)
+			}
 			res.Warnings = append(res.Warnings, warn(trace.CodeDumpCommandFailed, fmt.Sprintf("%s failed (exit status %d): %s", d.Name, d.ExitCode, msg)))
 		}
 		if d.Family == "" {
-			continue // a route section: no rules
+			continue // a route or conntrack section: no rules
 		}
 		if d.Name == DumpNFT {
 			nftKubeProxy = nftKubeProxyRE.Match(d.Data)
