@@ -1,6 +1,9 @@
 package debugpod
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -204,5 +207,34 @@ func TestDefaultImage(t *testing.T) {
 				t.Errorf("DefaultImage = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestPodSpecGolden keeps the debug pod, as the API server receives it, in
+// testdata/debug-pod.json: reviewers see every change to what runs on the
+// nodes, and the end-to-end suite checks the admission policy of
+// docs/rbac.md against exactly this pod.
+func TestPodSpecGolden(t *testing.T) {
+	fixedSuffix(t)
+	opts := NewOptions()
+	opts.Namespace = "trace-svc"
+	opts.CreatedBy = &Creator{User: "alice", Host: "laptop-7", Time: "2025-06-01T10:00:00Z"}
+	got, err := json.MarshalIndent(PodSpec(opts, "node-1"), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	path := filepath.Join("testdata", "debug-pod.json")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./collectors/debugpod -run TestPodSpecGolden -update writes it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s differs (-want +got); run with -update if intended:\n%s", path, diff)
 	}
 }
