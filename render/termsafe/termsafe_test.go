@@ -2,7 +2,9 @@ package termsafe
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -97,4 +99,32 @@ func TestCopy(t *testing.T) {
 	if in.Title != "t\x1b]0;x\a" || in.Rules[1] != "bad\x1b[2J" || in.Inner.Name != "n\x07" {
 		t.Error("Copy changed its argument")
 	}
+}
+
+// FuzzString: whatever the input, the output is valid UTF-8 with nothing a
+// terminal acts on, Text keeps exactly the input's newlines, and text with
+// nothing to escape comes back unchanged.
+func FuzzString(f *testing.F) {
+	for _, s := range []string{"", "KUBE-SVC-X", "\x1b]0;x\a", "a\u009bb", "\xff\xfe", "evil\u202e", "one\ntwo\tthree", "→ …"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, lines := range []bool{false, true} {
+			out := escape(s, lines)
+			if !utf8.ValidString(out) {
+				t.Fatalf("escape(%q, %v) = %q is not UTF-8", s, lines, out)
+			}
+			for _, r := range out {
+				if unsafe(r, lines) {
+					t.Fatalf("escape(%q, %v) = %q keeps %U", s, lines, out, r)
+				}
+			}
+			if firstUnsafe(s, lines) < 0 && out != s {
+				t.Fatalf("escape(%q, %v) changed safe text to %q", s, lines, out)
+			}
+		}
+		if strings.Count(Text(s), "\n") != strings.Count(s, "\n") {
+			t.Fatalf("Text(%q) = %q changes the lines", s, Text(s))
+		}
+	})
 }
