@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
 
 // Options are the facts about the node and the client that a dump alone does

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
 
 // Rule is one tokenized "-A CHAIN ..." line. Matches the simulator

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
 
 // Options are the facts about the node and the client that a ruleset alone

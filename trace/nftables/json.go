@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
 
 // ParseJSON reads `nft -j list ruleset` output. Rules are turned back into

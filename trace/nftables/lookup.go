@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
 
 // protoNames maps protocol numbers as nft may print them to names.

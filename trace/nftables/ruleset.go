@@ -14,7 +14,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
 
 // ErrMalformed is wrapped by every parse error.

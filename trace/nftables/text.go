@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
 
 // ParseText reads `nft list ruleset` output (as a node prints it, or as a

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/trace-svc/kubectl-trace-svc/internal/excerpt"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
 	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
 	"github.com/trace-svc/kubectl-trace-svc/trace/routes"
