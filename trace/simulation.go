@@ -74,6 +74,17 @@ type RuleRef struct {
 	Line int `json:"line"`
 	// Rule is the rule's text as it stands in the dump, without "-A CHAIN".
 	Rule string `json:"rule"`
+	// Counters are the rule's packet and byte counters when the dump has
+	// them (iptables-save -c); nil otherwise.
+	Counters *RuleCounters `json:"counters,omitempty"`
+}
+
+// RuleCounters are a rule's counters as the kernel kept them: packets and
+// bytes that matched it since the rule was written (for a nat rule, only
+// each connection's first packet).
+type RuleCounters struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
 }
 
 func (r RuleRef) String() string {
