@@ -135,6 +135,16 @@ const (
 	// missing or hold what could not be read; the last leg is then
 	// unknown or may differ from the node's.
 	CodeRoutesIncomplete Code = "RoutesIncomplete"
+	// CodeConntrackCapped: a connection table was longer than the
+	// collection cap (--conntrack-max-bytes); what was observed is of the
+	// part that was read.
+	CodeConntrackCapped Code = "ConntrackCapped"
+	// CodeConntrackUnavailable: observing was asked for but the node's
+	// connection table could not be read (or a saved one was not given).
+	CodeConntrackUnavailable Code = "ConntrackUnavailable"
+	// CodeConntrackIncomplete: a connection table had lines that are not
+	// entries, or was cut off; the counts are of what could be read.
+	CodeConntrackIncomplete Code = "ConntrackIncomplete"
 	// CodeDebugPodNotDeleted: the debug pod could not be deleted.
 	CodeDebugPodNotDeleted Code = "DebugPodNotDeleted"
 	// CodeCollectorWarning: anything else a collector noticed.

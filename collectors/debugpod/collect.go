@@ -121,13 +121,13 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 
 	progress(fmt.Sprintf("node %s: debug pod %s is running; dumping rules", node, ref))
 	var stdout, stderr bytes.Buffer
-	err = ex.Exec(ctx, opts.Namespace, pod.Name, ContainerName, ScriptCommand, &stdout, &stderr)
+	err = ex.Exec(ctx, opts.Namespace, pod.Name, ContainerName, CommandFor(opts.Script), &stdout, &stderr)
 	switch {
 	case err == nil:
 		res = ParseOutput(node, stdout.Bytes(), stderr.Bytes())
 	case ctx.Err() == nil && noShell(err, stderr.Bytes()):
 		// A distroless image: run each dump on its own.
-		res, err = collectDirect(ctx, ex, node, opts.Namespace, pod.Name, ContainerName)
+		res, err = collectDirect(ctx, ex, node, opts.Namespace, pod.Name, ContainerName, opts.Script)
 		if err != nil {
 			return nil, fmt.Errorf("node %q: exec in debug pod %q: %w", node, ref, err)
 		}
@@ -152,10 +152,10 @@ func noShell(err error, stderr []byte) bool {
 }
 
 // collectDirect runs each dump command without a shell in the container.
-func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container string) (*Result, error) {
+func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container string, so ScriptOptions) (*Result, error) {
 	var out, errOut bytes.Buffer
 	found := 0
-	for _, dc := range directCommands {
+	for _, dc := range directCommands(so) {
 		var o, e bytes.Buffer
 		err := ex.Exec(ctx, ns, pod, container, dc.argv, &o, &e)
 		if ctx.Err() != nil {
@@ -182,6 +182,9 @@ func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container st
 	fmt.Fprintf(&out, "%s done\n", Marker)
 	res := ParseOutput(node, out.Bytes(), errOut.Bytes())
 	res.Warnings = append(res.Warnings, warn(trace.CodeCollectorWarning, "the image has no shell: dumps were taken one by one and kube-proxy's mode was not asked"))
+	if so.Observe {
+		res.Warnings = append(res.Warnings, warn(trace.CodeConntrackUnavailable, "the image has no shell, so the node's connection table was not read (nothing could cap it): observed connections are not shown"))
+	}
 	return res, nil
 }
 

@@ -70,6 +70,10 @@ type Options struct {
 	// the user asks.
 	HostFilesystem bool
 
+	// Script shapes the dump script: whether it observes (rule counters
+	// and connection tables) and how much of a connection table it reads.
+	Script ScriptOptions
+
 	// Executor runs commands in the pod; nil uses the API server's exec
 	// (WebSocket, SPDY fallback).
 	Executor Executor
@@ -86,6 +90,7 @@ func NewOptions() Options {
 		Deadline:     DefaultDeadline,
 		StartTimeout: DefaultStartTimeout,
 		PollInterval: time.Second,
+		Script:       DefaultScriptOptions,
 	}
 }
 

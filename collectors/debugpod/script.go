@@ -43,21 +43,51 @@ const (
 )
 
 // DumpNames are the names of every dump the script prints, which Save
-// writes and --dump reads back: the rule dumps, then the route sections.
-var DumpNames = append([]string{DumpIPTablesNFT, DumpIP6TablesNFT, DumpIPTablesLegacy, DumpIP6TablesLegacy, DumpNFT}, RouteDumps...)
+// writes and --dump reads back: the rule dumps, the route sections, then
+// the connection tables (ConntrackDumps).
+var DumpNames = slices.Concat([]string{DumpIPTablesNFT, DumpIP6TablesNFT, DumpIPTablesLegacy, DumpIP6TablesLegacy, DumpNFT}, RouteDumps, ConntrackDumps)
 
-// Script runs with sh -c in the debug pod. It only reads: every *-save and
-// nft list ruleset, kube-proxy's /proxyMode, then the node's routes and
-// interfaces (RoutesScript). iptables-legacy-save gets no -t, so the kernel
-// creates no table that did not exist (iptables-wrapper avoids it for the
-// same reason). Each command's output sits between begin and end markers on
-// stdout; its stderr follows a marker on stderr; a missing command is
-// reported as absent.
-const Script = scriptRules + RoutesScript + `printf '%s done\n' "$m"
-`
+// ScriptOptions shape the dump script.
+type ScriptOptions struct {
+	// Observe also reads what the kernel observed: every iptables dump with
+	// its rule counters (iptables-save -c) and the connection tables
+	// (ConntrackScript). Off, the script reads only rules and routes.
+	Observe bool
+	// Conntrack caps the connection tables.
+	Conntrack ConntrackOptions
+}
 
-const scriptRules = `m='` + Marker + `'
-run() {
+// DefaultScriptOptions observe, with the default caps.
+var DefaultScriptOptions = ScriptOptions{Observe: true}
+
+// ScriptFor is the script that runs with sh -c in the debug pod. It only
+// reads: every *-save (with -c when observing) and nft list ruleset,
+// kube-proxy's /proxyMode, the node's routes and interfaces (RoutesScript),
+// then, when observing, its connection tables (ConntrackScript).
+// iptables-legacy-save gets no -t, so the kernel creates no table that did
+// not exist (iptables-wrapper avoids it for the same reason). Each
+// command's output sits between begin and end markers on stdout; its
+// stderr follows a marker on stderr; a missing command is reported as
+// absent.
+func ScriptFor(o ScriptOptions) string {
+	counters := ""
+	conntrack := ""
+	if o.Observe {
+		counters = " -c"
+		conntrack = ConntrackScript(o.Conntrack)
+	}
+	return "m='" + Marker + "'\nsave_flags='" + counters + "'\n" + scriptRules + RoutesScript + conntrack + "printf '%s done\\n' \"$m\"\n"
+}
+
+// CommandFor is the argv that runs ScriptFor(o).
+func CommandFor(o ScriptOptions) []string { return []string{"sh", "-c", ScriptFor(o)} }
+
+// Script is the dump script with DefaultScriptOptions.
+var Script = ScriptFor(DefaultScriptOptions)
+
+// scriptRules needs m and save_flags set ("" or " -c": the *-save
+// commands' flags, a constant of this package, never input).
+const scriptRules = `run() {
 	name=$1; shift
 	if command -v "$1" >/dev/null 2>&1; then
 		printf '\n%s stderr %s\n' "$m" "$name" >&2
@@ -69,10 +99,10 @@ run() {
 		printf '%s absent %s\n' "$m" "$name"
 	fi
 }
-run iptables-nft-save iptables-nft-save
-run ip6tables-nft-save ip6tables-nft-save
-run iptables-legacy-save iptables-legacy-save
-run ip6tables-legacy-save ip6tables-legacy-save
+run iptables-nft-save iptables-nft-save $save_flags
+run ip6tables-nft-save ip6tables-nft-save $save_flags
+run iptables-legacy-save iptables-legacy-save $save_flags
+run ip6tables-legacy-save ip6tables-legacy-save $save_flags
 run nft nft list ruleset
 if command -v wget >/dev/null 2>&1; then
 	run proxyMode wget -q -T 2 -O - http://127.0.0.1:10249/proxyMode
@@ -84,24 +114,36 @@ fi
 `
 
 // ScriptCommand is the argv that runs Script.
-var ScriptCommand = []string{"sh", "-c", Script}
+var ScriptCommand = CommandFor(DefaultScriptOptions)
 
-// directCommands are run one by one when the image has no shell.
-var directCommands = []struct {
+// directCommands are run one by one when the image has no shell (no
+// connection tables then: without a shell nothing can cap them).
+func directCommands(o ScriptOptions) []struct {
 	name string
 	argv []string
-}{
-	{DumpIPTablesNFT, []string{"iptables-nft-save"}},
-	{DumpIP6TablesNFT, []string{"ip6tables-nft-save"}},
-	{DumpIPTablesLegacy, []string{"iptables-legacy-save"}},
-	{DumpIP6TablesLegacy, []string{"ip6tables-legacy-save"}},
-	{DumpNFT, []string{"nft", "list", "ruleset"}},
-	{DumpIPRoute, []string{"ip", "-4", "-d", "route", "show", "table", "all"}},
-	{DumpIP6Route, []string{"ip", "-6", "-d", "route", "show", "table", "all"}},
-	{DumpIPLink, []string{"ip", "-d", "link", "show"}},
-	{DumpIPAddr, []string{"ip", "-d", "addr", "show"}},
-	{DumpIPRule, []string{"ip", "rule", "show"}},
-	{DumpIP6Rule, []string{"ip", "-6", "rule", "show"}},
+} {
+	save := func(tool string) []string {
+		if o.Observe {
+			return []string{tool, "-c"}
+		}
+		return []string{tool}
+	}
+	return []struct {
+		name string
+		argv []string
+	}{
+		{DumpIPTablesNFT, save("iptables-nft-save")},
+		{DumpIP6TablesNFT, save("ip6tables-nft-save")},
+		{DumpIPTablesLegacy, save("iptables-legacy-save")},
+		{DumpIP6TablesLegacy, save("ip6tables-legacy-save")},
+		{DumpNFT, []string{"nft", "list", "ruleset"}},
+		{DumpIPRoute, []string{"ip", "-4", "-d", "route", "show", "table", "all"}},
+		{DumpIP6Route, []string{"ip", "-6", "-d", "route", "show", "table", "all"}},
+		{DumpIPLink, []string{"ip", "-d", "link", "show"}},
+		{DumpIPAddr, []string{"ip", "-d", "addr", "show"}},
+		{DumpIPRule, []string{"ip", "rule", "show"}},
+		{DumpIP6Rule, []string{"ip", "-6", "rule", "show"}},
+	}
 }
 
 // Dump is one command's output. It satisfies trace/ruleset's Source.
@@ -109,7 +151,7 @@ type Dump struct {
 	// Name is the command: iptables-nft-save, ip6tables-legacy-save, nft, …
 	Name string
 	// Family is ipv4, ipv6 or all for a rule dump; empty for a route
-	// section (RouteDumps).
+	// section (RouteDumps) and a connection table (ConntrackDumps).
 	Family string
 	Data   []byte
 	// Stderr is what the command printed on standard error.
@@ -147,13 +189,15 @@ type Result struct {
 }
 
 // Save writes every non-empty dump as DIR/NODE.NAME (for example
-// node-1.iptables-nft-save, node-1.nft), the names --dump reads back.
+// node-1.iptables-nft-save, node-1.nft), the names --dump reads back. An
+// empty connection table is written too: no connections is an
+// observation.
 func (r *Result) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	for _, d := range r.Dumps {
-		if len(d.Data) == 0 {
+		if len(d.Data) == 0 && !IsConntrackSection(d.Name) {
 			continue
 		}
 		if err := os.WriteFile(filepath.Join(dir, r.Node+"."+d.Name), d.Data, 0o644); err != nil {
@@ -178,7 +222,7 @@ func warn(code trace.Code, msg string) trace.Warning { return trace.Warning{Code
 
 func familyOf(name string) string {
 	switch {
-	case slices.Contains(RouteDumps, name):
+	case slices.Contains(RouteDumps, name), IsConntrackSection(name):
 		return ""
 	case name == DumpNFT:
 		return FamilyAll
@@ -219,11 +263,29 @@ func ParseOutput(node string, stdout, stderr []byte) *Result {
 			res.Warnings = append(res.Warnings, warn(trace.CodeDumpIncomplete, fmt.Sprintf("%s output was cut off", name)))
 		}
 	}
-	if routesAbsent(stdout) && !slices.ContainsFunc(res.Dumps, func(d Dump) bool { return d.Family == "" }) {
+	res.Warnings = append(res.Warnings, conntrackWarnings(stdout, res)...)
+	if routesAbsent(stdout) && !slices.ContainsFunc(res.Dumps, func(d Dump) bool { return slices.Contains(RouteDumps, d.Name) }) {
 		res.Warnings = append(res.Warnings, warn(trace.CodeRoutesIncomplete, "the node gave none of its routes or interfaces (neither /proc/net nor ip could be read): the path after DNAT is not shown"))
 	}
 	analyze(res)
 	return res
+}
+
+// conntrackWarnings says which connection tables the cap cut, and when the
+// script observed but no connection table came back.
+func conntrackWarnings(stdout []byte, res *Result) []trace.Warning {
+	var out []trace.Warning
+	for _, name := range ConntrackCapped(stdout) {
+		out = append(out, warn(trace.CodeConntrackCapped, fmt.Sprintf("%s was cut off at the collection cap (--conntrack-max-bytes): the observed connections are those of the part that was read", name)))
+	}
+	asked := bytes.Contains(stdout, []byte(Marker+" absent "+DumpConntrackProc+"\n")) || slices.ContainsFunc(res.Dumps, func(d Dump) bool { return IsConntrackSection(d.Name) })
+	read := slices.ContainsFunc(res.Dumps, func(d Dump) bool {
+		return (d.Name == DumpConntrackProc || d.Name == DumpConntrackList || d.Name == DumpConntrackList6) && d.ExitCode == 0
+	})
+	if asked && !read {
+		out = append(out, warn(trace.CodeConntrackUnavailable, "the node's connection table could not be read (no /proc/net/nf_conntrack, and no conntrack command in the image or it failed): observed connections are not shown"))
+	}
+	return out
 }
 
 // routesAbsent tells whether the output reports a route section absent
@@ -314,7 +376,7 @@ func analyze(res *Result) {
 			res.Warnings = append(res.Warnings, warn(trace.CodeDumpCommandFailed, fmt.Sprintf("%s failed (exit status %d): %s", d.Name, d.ExitCode, msg)))
 		}
 		if d.Family == "" {
-			continue // a route section: no rules
+			continue // a route section or a connection table: no rules
 		}
 		if d.Name == DumpNFT {
 			nftKubeProxy = nftKubeProxyRE.Match(d.Data)
@@ -400,11 +462,18 @@ func iptablesHolder(wrapper string, ipt map[string]*iptFacts, res *Result) strin
 	return wrapper
 }
 
+// countRuleLines counts "-A" lines, with iptables-save -c's "[p:b] "
+// in front or not.
 func countRuleLines(data []byte) int {
 	n := 0
 	for len(data) > 0 {
 		var line []byte
 		line, data, _ = bytes.Cut(data, []byte("\n"))
+		if len(line) > 0 && line[0] == '[' {
+			if i := bytes.IndexByte(line, ']'); i >= 0 {
+				line = bytes.TrimLeft(line[i+1:], " ")
+			}
+		}
 		if len(line) > 0 && line[0] == '-' {
 			n++
 		}
