@@ -106,8 +106,8 @@ func findingsWith(p *trace.Path, code trace.Code) []trace.Finding {
 // (iptables-save -c), for the cluster IP and the node port alike.
 func TestObservedRecorded(t *testing.T) {
 	in := Input{Service: h14Service("echo", "10.96.14.10", "http", corev1.ProtocolTCP, 80, 30080),
-		Slices: h14Slice("echo", "http", corev1.ProtocolTCP, 8080, "10.14.1.2", "10.14.2.2"),
-		Nodes:  []Node{{Node: node("node", "10.14.100.1", "10.14.0.0/24"), Dataplane: recordedDataplane(t, "nf_conntrack")}},
+		Slices:  h14Slice("echo", "http", corev1.ProtocolTCP, 8080, "10.14.1.2", "10.14.2.2"),
+		Nodes:   []Node{{Node: node("node", "10.14.100.1", "10.14.0.0/24"), Dataplane: recordedDataplane(t, "nf_conntrack")}},
 		Observe: true}
 	p, err := Build(in)
 	if err != nil {
@@ -116,8 +116,8 @@ func TestObservedRecorded(t *testing.T) {
 	want := map[string]string{
 		// kernel-counts: 10.96.14.10 80 → 10.14.1.2:8080 2, 10.14.2.2:8080 12;
 		// 10.14.100.1 30080 → 5 and 3. The DNAT rules: [7:420] and [15:900].
-		"ClusterIP 10.96.14.10:80 10.14.1.2:8080":  "2/7",
-		"ClusterIP 10.96.14.10:80 10.14.2.2:8080":  "12/15",
+		"ClusterIP 10.96.14.10:80 10.14.1.2:8080":   "2/7",
+		"ClusterIP 10.96.14.10:80 10.14.2.2:8080":   "12/15",
 		"NodePort 10.14.100.1:30080 10.14.1.2:8080": "5/7",
 		"NodePort 10.14.100.1:30080 10.14.2.2:8080": "3/15",
 	}
