@@ -1,11 +1,11 @@
 package render
 
 import (
-	"math"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"sort"
 	"strconv"
