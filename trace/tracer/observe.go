@@ -32,18 +32,29 @@ const conntrackFullRatio = 0.9
 var closedTCP = []string{"TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "FIN_WAIT"}
 
 // ruleHits returns the DNAT rule counters of each endpoint of a
-// simulation, by endpoint: the packet counter of the rule that decided
-// each DNAT branch (only when the dump had counters).
+// simulation, by endpoint: the packet counter of the rule in the
+// endpoint's chain that DNATed each branch — its last rule there (an
+// outcome's DecidedBy is the branch's last deciding rule, which may be a
+// later filter ACCEPT). Only dumps with counters have them.
 func ruleHits(sim *trace.Simulation) map[netip.AddrPort]uint64 {
 	var out map[netip.AddrPort]uint64
 	for _, o := range sim.Outcomes {
-		if o.Verdict != trace.VerdictDNAT || o.Endpoint == nil || o.DecidedBy == nil || o.DecidedBy.Counters == nil {
+		if o.Verdict != trace.VerdictDNAT || o.Endpoint == nil {
 			continue
 		}
-		if out == nil {
-			out = map[netip.AddrPort]uint64{}
+		for i := len(o.Rules) - 1; i >= 0; i-- {
+			r := o.Rules[i]
+			if r.Chain != o.Endpoint.Chain {
+				continue
+			}
+			if r.Counters != nil {
+				if out == nil {
+					out = map[netip.AddrPort]uint64{}
+				}
+				out[o.Endpoint.AddrPort()] = r.Counters.Packets
+			}
+			break
 		}
-		out[o.Endpoint.AddrPort()] = o.DecidedBy.Counters.Packets
 	}
 	return out
 }

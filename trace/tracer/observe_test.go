@@ -153,6 +153,35 @@ func TestObservedRecorded(t *testing.T) {
 	}
 }
 
+// kube-proxy's filter rules accept the packet after its DNAT (KUBE-FORWARD
+// for a masquerade-marked one): the rule hits are still the DNAT rule's.
+func TestObservedRuleHitsNotTheAccept(t *testing.T) {
+	rules, err := os.ReadFile(filepath.Join(recordedNode, "iptables-nft-save-c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules = append(rules, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"+
+		"[99:9900] -A FORWARD -j ACCEPT\n[98:9800] -A OUTPUT -j ACCEPT\nCOMMIT\n"...)
+	dp, err := ruleset.Load(ruleset.Input{Name: "rules", Source: bytesSource(rules)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(Input{Service: h14Service("echo", "10.96.14.10", "http", corev1.ProtocolTCP, 80, 30080),
+		Slices:  h14Slice("echo", "http", corev1.ProtocolTCP, 8080, "10.14.1.2", "10.14.2.2"),
+		Nodes:   []Node{{Node: node("node", "10.14.100.1", "10.14.0.0/24"), Dataplane: dp}},
+		Observe: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"ClusterIP 10.96.14.10:80 10.14.1.2:8080": "-/7", "ClusterIP 10.96.14.10:80 10.14.2.2:8080": "-/15",
+		"NodePort 10.14.100.1:30080 10.14.1.2:8080": "-/7", "NodePort 10.14.100.1:30080 10.14.2.2:8080": "-/15",
+	}
+	if diff := cmp.Diff(want, observedOf(p.Nodes[0])); diff != "" {
+		t.Errorf("observed (-want +got):\n%s", diff)
+	}
+}
+
 // Rule counters without a connection table: rule hits only.
 func TestObservedRuleHitsOnly(t *testing.T) {
 	in := Input{Service: h14Service("echo", "10.96.14.10", "http", corev1.ProtocolTCP, 80, 0),
