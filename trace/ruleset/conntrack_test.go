@@ -197,3 +197,35 @@ func TestObserveCutTable(t *testing.T) {
 		t.Errorf("warnings %v", obs.Warnings)
 	}
 }
+
+// FuzzConntrackSection: whatever a node prints as a connection table —
+// named or told by content — loads without panicking, and a node whose
+// table loads can be observed for any frontends, once or twice.
+func FuzzConntrackSection(f *testing.F) {
+	for _, name := range []string{"nf_conntrack", "conntrack-L", "conntrack-L6-extended"} {
+		data, err := os.ReadFile(filepath.Join(recordedConntrack, name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(uint8(255), data[:min(len(data), 4<<10)])
+		f.Add(uint8(0), data[:min(len(data), 4<<10)])
+	}
+	f.Add(uint8(3), []byte("Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\nTCP 0AFA0064 9C4E 0A60640B 0050 0AF40102 1F90 ESTABLISHED     897\n"))
+	f.Add(uint8(4), []byte("count 12\nmax 262144\n"))
+	f.Add(uint8(255), []byte("count 12\nmax 262144\n"))
+	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
+		section := ""
+		if int(which) < len(conntrack.SectionNames) {
+			section = conntrack.SectionNames[which]
+		}
+		d, err := Load(Input{Name: "section", Source: bytesSource{data, true}, Section: section})
+		if err != nil || !d.Observes() {
+			return
+		}
+		for range 2 {
+			if _, err := d.Observe([]conntrack.Frontend{feTCP, feUDP, feTCP6}, conntrack.Options{Clients: true}); err != nil {
+				return
+			}
+		}
+	})
+}
