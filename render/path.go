@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -561,7 +562,10 @@ func (v *pathView) entry(ep trace.EntryPath) *tree.Tree {
 		allMasq = allMasq && pe.Masquerade
 	}
 	for _, pe := range ep.Endpoints {
-		t.Child(v.endpoint(pe, pw, width, someMasq && !allMasq))
+		t.Child(v.endpoint(pe, ep.Observed, pw, width, someMasq && !allMasq))
+	}
+	if ws := v.pathObserved(ep); ws != nil {
+		t.Child(v.wrap(ws, width, 2))
 	}
 	for _, a := range ep.Affinity {
 		t.Child(v.wrap((&words{}).add(&pal.dim, "affinity:").add(&pal.dim, affinityText(a)), width, 2))
@@ -641,7 +645,7 @@ func endpointShare(pe trace.PathEndpoint) string {
 	return Percent(pe.Probability)
 }
 
-func (v *pathView) endpoint(pe trace.PathEndpoint, pw, width int, markMasq bool) string {
+func (v *pathView) endpoint(pe trace.PathEndpoint, po *trace.PathObserved, pw, width int, markMasq bool) string {
 	pal := v.pal
 	share := endpointShare(pe)
 	pad := strings.Repeat(" ", pw-utf8.RuneCountInString(share))
@@ -705,7 +709,101 @@ func (v *pathView) endpoint(pe trace.PathEndpoint, pw, width int, markMasq bool)
 		third.add(st, line)
 		out += "\n" + v.wrap(third, width, indent+len("route: "))
 	}
+	if o := pe.Observed; o != nil {
+		// What the kernel did, next to what the rules predict.
+		ws := (&words{}).keep(nil, strings.Repeat(" ", indent-1))
+		for i, part := range ObservedParts(pe, po) {
+			if i > 0 {
+				ws.add(&pal.dim, "·")
+			}
+			ws.add(&pal.accent, part)
+		}
+		out += "\n" + v.wrap(ws, width, indent)
+		if len(o.Clients) > 0 {
+			cl := (&words{}).keep(nil, strings.Repeat(" ", indent-1)).add(&pal.dim, "clients:")
+			for i, c := range o.Clients {
+				if i == maxTreeClients {
+					cl.add(&pal.dim, fmt.Sprintf("and %d more", len(o.Clients)-i))
+					break
+				}
+				s := fmt.Sprintf("%s ×%d", c.Addr, c.Connections)
+				if i < min(len(o.Clients), maxTreeClients)-1 {
+					s += ","
+				}
+				cl.add(nil, s)
+			}
+			if o.OtherClients > 0 {
+				cl.add(&pal.dim, fmt.Sprintf("(+%d connections of other clients)", o.OtherClients))
+			}
+			out += "\n" + v.wrap(cl, width, indent+len("clients: "))
+		}
+	}
 	return out
+}
+
+// maxTreeClients bounds the clients the tree lists per endpoint (JSON has
+// them all).
+const maxTreeClients = 8
+
+// ObservedParts says what the kernel observed for an endpoint, next to the
+// prediction, in short parts: "50% predicted", "12 connections, 60%
+// observed", "14 rule hits". The share is of every connection to the
+// entry's address (po); nil parts when nothing was observed.
+func ObservedParts(pe trace.PathEndpoint, po *trace.PathObserved) []string {
+	o := pe.Observed
+	if o == nil {
+		return nil
+	}
+	var parts []string
+	if o.Connections != nil {
+		if pe.InRules {
+			parts = append(parts, Percent(pe.Probability)+" predicted")
+		} else {
+			parts = append(parts, "not predicted")
+		}
+		c := *o.Connections
+		s := fmt.Sprintf("%d %s", c, plural(c, "connection", "connections"))
+		if po != nil && po.Connections > 0 {
+			s += ", " + Percent(roundShare(c, po.Connections)) + " observed"
+		}
+		parts = append(parts, s)
+	}
+	if o.RuleHits != nil {
+		parts = append(parts, fmt.Sprintf("%d rule %s", *o.RuleHits, plural(int(min(*o.RuleHits, 2)), "hit", "hits")))
+	}
+	return parts
+}
+
+// roundShare is n/total rounded to a whole percent (an observed share is a
+// count, not a probability: 1 of 3 is 33%, not 33.3%).
+func roundShare(n, total int) float64 {
+	return math.Round(100*float64(n)/float64(total)) / 100
+}
+
+// pathObserved is the path's line about connections to the entry's address
+// that no endpoint line shows: to addresses that are no longer endpoints,
+// not translated, or on a path the rules drop.
+func (v *pathView) pathObserved(ep trace.EntryPath) *words {
+	po := ep.Observed
+	if po == nil {
+		return nil
+	}
+	pal := v.pal
+	dropped := ep.Verdict != trace.VerdictDNAT && po.Connections > 0
+	if po.Stale == 0 && po.Untranslated == 0 && !dropped {
+		return nil
+	}
+	ws := (&words{}).add(&pal.dim, "observed:").add(nil, fmt.Sprintf("%d %s to %s", po.Connections, plural(po.Connections, "connection", "connections"), entryAddr(ep.Entry)))
+	if dropped {
+		ws.add(&pal.bad, "although the rules "+strings.ToLower(string(ep.Verdict))+" it")
+	}
+	if po.Stale > 0 {
+		ws.add(&pal.dim, "·").add(&pal.bad, fmt.Sprintf("%d to addresses that are no longer endpoints (stale)", po.Stale))
+	}
+	if po.Untranslated > 0 {
+		ws.add(&pal.dim, "·").add(&pal.warn, fmt.Sprintf("%d not translated", po.Untranslated))
+	}
+	return ws
 }
 
 // pluginNames are the network plugins for the node header: "Calico (BGP)".

@@ -405,7 +405,7 @@ func addEntryPath(g *dotGraph, n trace.NodePaths, clusterID string, ep trace.Ent
 	switch ep.Verdict {
 	case trace.VerdictDNAT:
 		for _, pe := range ep.Endpoints {
-			addEndpoint(g, node, clusterID, prev, pe)
+			addEndpoint(g, node, clusterID, prev, pe, ep.Observed)
 		}
 		if len(ep.Endpoints) == 0 {
 			addVerdict(g, node, clusterID, prev, ep)
@@ -415,7 +415,7 @@ func addEntryPath(g *dotGraph, n trace.NodePaths, clusterID string, ep trace.Ent
 		// endpoints" shows where the pods are.
 		for _, pe := range ep.Endpoints {
 			if !pe.InRules {
-				addEndpoint(g, node, clusterID, prev, pe)
+				addEndpoint(g, node, clusterID, prev, pe, ep.Observed)
 			}
 		}
 		addVerdict(g, node, clusterID, prev, ep)
@@ -450,7 +450,7 @@ func drawnChains(ep trace.EntryPath, info map[string]trace.ChainInfo) []string {
 // known, the route the node takes after DNAT as a hop of the node's own
 // (red, with a dotted edge ending in a bar, when the route drops the
 // packet).
-func addEndpoint(g *dotGraph, node, clusterID, from string, pe trace.PathEndpoint) {
+func addEndpoint(g *dotGraph, node, clusterID, from string, pe trace.PathEndpoint, po *trace.PathObserved) {
 	pod := podNode(g, pe)
 	attrs := map[string]string{"fontname": "Helvetica", "fontsize": "10"}
 	switch {
@@ -469,6 +469,14 @@ func addEndpoint(g *dotGraph, node, clusterID, from string, pe trace.PathEndpoin
 		if pe.Masquerade {
 			attrs["label"] += "\nmasquerade"
 		}
+	}
+	if parts := ObservedParts(pe, po); len(parts) > 0 {
+		// The prediction is the edge's first line; what the kernel saw
+		// follows it.
+		if pe.InRules && pe.Observed.Connections != nil {
+			parts = parts[1:]
+		}
+		attrs["label"] += "\n" + strings.Join(parts, "\n")
 	}
 	r := pe.Route
 	if r == nil || !pe.InRules {
@@ -583,6 +591,12 @@ func addVerdict(g *dotGraph, node, clusterID, from string, ep trace.EntryPath) {
 		attrs["color"] = dotGrey
 		attrs["fontcolor"] = dotGrey
 		edge["color"] = dotGrey
+	}
+	if po := ep.Observed; po != nil && po.Connections > 0 && (ep.Verdict == trace.VerdictDrop || ep.Verdict == trace.VerdictReject) {
+		edge["label"] = fmt.Sprintf("%d %s observed", po.Connections, plural(po.Connections, "connection", "connections"))
+		edge["fontcolor"] = dotRed
+		edge["fontname"] = "Helvetica"
+		edge["fontsize"] = "10"
 	}
 	id := "node " + node + " verdict " + string(ep.Verdict) + " " + ep.Why
 	g.node(clusterID, id, attrs)

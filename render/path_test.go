@@ -949,6 +949,49 @@ var pathFixtures = []struct {
 	{"node-error", pathNodeError},
 	{"dualstack-ipv6", pathDualStack},
 	{"last-leg", pathLastLeg},
+	{"observed", pathObserved},
+}
+
+// pathObserved: pathClusterIP with what each node's kernel observed — on
+// node-1 an uneven split with rule hits and the clients listed
+// (--show-clients); on node-2 connections still going to a pod that is gone
+// (stale) — and a REJECT on node-2's second entry that holds connections.
+func pathObserved() *trace.Path {
+	p := pathClusterIP()
+	n := func(i int) *int { return &i }
+	h := func(i uint64) *uint64 { return &i }
+	set := func(node int, po *trace.PathObserved, obs ...*trace.Observed) {
+		ep := &p.Nodes[node].Paths[0]
+		ep.Observed = po
+		for j := range ep.Endpoints {
+			ep.Endpoints[j].Observed = obs[j]
+		}
+	}
+	set(0, &trace.PathObserved{Connections: 20},
+		&trace.Observed{Connections: n(12), RuleHits: h(14), States: map[string]int{"ESTABLISHED": 10, "TIME_WAIT": 2},
+			Clients: []trace.ObservedClient{{Addr: fxIP("10.244.1.3"), Connections: 9}, {Addr: fxIP("10.244.1.4"), Connections: 3}}},
+		&trace.Observed{Connections: n(5), RuleHits: h(6), Clients: []trace.ObservedClient{{Addr: fxIP("10.244.1.3"), Connections: 5}}},
+		&trace.Observed{Connections: n(3), RuleHits: h(1), Clients: []trace.ObservedClient{{Addr: fxIP("10.244.1.4"), Connections: 3}}})
+	set(1, &trace.PathObserved{Connections: 7, Stale: 4},
+		&trace.Observed{Connections: n(1), RuleHits: h(0)},
+		&trace.Observed{Connections: n(2), RuleHits: h(2)},
+		&trace.Observed{Connections: n(0), RuleHits: h(1)})
+	p.Nodes[1].Paths = append(p.Nodes[1].Paths, trace.EntryPath{
+		Entry: trace.Entry{Kind: "ClusterIP", Address: fxIP("10.96.45.12"), Port: 443, Protocol: "tcp",
+			ServicePort: "https", Source: fxIP("10.244.2.3"), From: "pod on this node"},
+		Verdict: trace.VerdictReject, Why: "the Service has no endpoints; kube-proxy rejects connections to it",
+		Chains: []string{"KUBE-SERVICES"}, Endpoints: []trace.PathEndpoint{}, Rules: []trace.RuleRef{},
+		Observed: &trace.PathObserved{Connections: 3},
+	})
+	for i := range p.Nodes {
+		p.Nodes[i].Observed = &trace.NodeObserved{Tables: []string{"conntrack-proc output"}, Entries: 1532, RuleCounters: true, ConntrackCount: 1532, ConntrackMax: 262144}
+	}
+	p.Findings = append(p.Findings,
+		trace.Finding{Severity: "error", Code: trace.CodeStaleConntrackEntries, Node: "node-2",
+			Message: "node node-2: 4 conntrack entries for ClusterIP 10.96.45.12:80/tcp still send to 10.244.2.4:8080, which is no longer an endpoint of shop/web (4 still open: their packets go to an address with no pod behind it); clear them on the node (host network, NET_ADMIN) with: conntrack -D -f ipv4 -p tcp --orig-dst 10.96.45.12 --orig-port-dst 80 --reply-src 10.244.2.4 --reply-port-src 8080"},
+		trace.Finding{Severity: "warning", Code: trace.CodeTrafficWhereRulesDrop, Node: "node-2",
+			Message: "node node-2 holds 3 connections to ClusterIP 10.96.45.12:443/tcp, which its rules reject (the Service has no endpoints; kube-proxy rejects connections to it)"})
+	return p
 }
 
 // pathLastLeg: pathClusterIP with each node's route to every endpoint

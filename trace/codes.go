@@ -89,6 +89,27 @@ const (
 	CodeServiceDataplaneBeside Code = "ServiceDataplaneBeside"
 )
 
+// Findings from what a node's kernel observed (its connection table and
+// rule counters), next to what its rules predict.
+const (
+	// CodeStaleConntrackEntries: conntrack entries for a Service address
+	// whose reply comes from an address that is no longer an endpoint —
+	// the kernel keeps sending those flows there (a UDP client that keeps
+	// its socket, DNS, is black-holed until the entry is deleted).
+	CodeStaleConntrackEntries Code = "StaleConntrackEntries"
+	// CodeTrafficWhereRulesDrop: a node holds connections to an entry its
+	// rules drop or reject (connections from before the rules changed, or
+	// a prediction that misses something).
+	CodeTrafficWhereRulesDrop Code = "TrafficWhereRulesDrop"
+	// CodeObservedSplitDiffers: over enough connections, the endpoints'
+	// observed shares are far from the predicted ones (info: long-lived
+	// connections, session affinity, few clients).
+	CodeObservedSplitDiffers Code = "ObservedSplitDiffers"
+	// CodeConntrackTableFull: the node's conntrack table is (nearly) full;
+	// the kernel drops new connections when it is.
+	CodeConntrackTableFull Code = "ConntrackTableFull"
+)
+
 // Security findings.
 const (
 	CodeLoadBalancerOpen         Code = "LoadBalancerOpen"
@@ -135,6 +156,16 @@ const (
 	// missing or hold what could not be read; the last leg is then
 	// unknown or may differ from the node's.
 	CodeRoutesIncomplete Code = "RoutesIncomplete"
+	// CodeConntrackCapped: a connection table was longer than the
+	// collection cap (--conntrack-max-bytes); what was observed is of the
+	// part that was read.
+	CodeConntrackCapped Code = "ConntrackCapped"
+	// CodeConntrackUnavailable: observing was asked for but the node's
+	// connection table could not be read (or a saved one was not given).
+	CodeConntrackUnavailable Code = "ConntrackUnavailable"
+	// CodeConntrackIncomplete: a connection table had lines that are not
+	// entries, or was cut off; the counts are of what could be read.
+	CodeConntrackIncomplete Code = "ConntrackIncomplete"
 	// CodeDebugPodNotDeleted: the debug pod could not be deleted.
 	CodeDebugPodNotDeleted Code = "DebugPodNotDeleted"
 	// CodeCollectorWarning: anything else a collector noticed.

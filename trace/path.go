@@ -112,6 +112,9 @@ type NodePaths struct {
 	// when no route sections were collected or saved, so no endpoint has
 	// a route.
 	RoutesFrom string `json:"routesFrom,omitempty"`
+	// Observed says where the observed counts came from; nil when nothing
+	// was observed on the node.
+	Observed *NodeObserved `json:"observed,omitempty"`
 }
 
 // Entry is one way a request reaches the Service, as a packet.
@@ -148,6 +151,9 @@ type EntryPath struct {
 	// has no entry; a returning one within the timeout is pinned to the
 	// endpoint named there.
 	Affinity []AffinityRule `json:"affinity,omitempty"`
+	// Observed sums the node's connections to the entry's address, port
+	// and protocol; nil when no connection table was read.
+	Observed *PathObserved `json:"observed,omitempty"`
 }
 
 // EndpointsInRules returns the endpoints the node's rules send the packet
@@ -186,6 +192,72 @@ type PathEndpoint struct {
 	// Route is the last leg: what the node does with the packet after
 	// DNAT. Nil when the node's routes were not collected.
 	Route *EndpointRoute `json:"route,omitempty"`
+	// Observed is what the node's kernel did, next to the prediction: its
+	// connection-tracking entries to this endpoint through this entry, and
+	// the endpoint's DNAT rule counter. Nil when nothing was observed
+	// (--observe=false, or neither a connection table nor rule counters).
+	Observed *Observed `json:"observed,omitempty"`
+}
+
+// Observed is what a node's kernel recorded for one endpoint of one path.
+type Observed struct {
+	// Connections are the node's conntrack entries whose original
+	// destination is the entry's address, port and protocol and whose
+	// reply comes from this endpoint: live connections the kernel sent
+	// there (and, for a while, closed ones: TIME_WAIT, UDP flows until
+	// they time out). Absent when no connection table was read.
+	Connections *int `json:"connections,omitempty"`
+	// States counts those connections by state (TCP's ESTABLISHED,
+	// TIME_WAIT, …; for UDP: UNREPLIED, REPLIED, ASSURED).
+	States map[string]int `json:"states,omitempty"`
+	// RuleHits is the packet counter of the endpoint's DNAT rule
+	// (iptables-save -c, iptables mode only): a nat rule sees only a
+	// connection's first packet, so it counts the new connections sent to
+	// this endpoint since kube-proxy last rewrote the rule — through every
+	// entry of the Service port, as they share the endpoint's chain.
+	RuleHits *uint64 `json:"ruleHits,omitempty"`
+	// Clients are the client addresses of those connections, most first
+	// (--show-clients only); OtherClients counts connections of clients
+	// beyond the listed ones.
+	Clients      []ObservedClient `json:"clients,omitempty"`
+	OtherClients int              `json:"otherClients,omitempty"`
+}
+
+// ObservedClient is one client address and its connections.
+type ObservedClient struct {
+	Addr        netip.Addr `json:"addr"`
+	Connections int        `json:"connections"`
+}
+
+// PathObserved is what a node's connection table holds for one entry's
+// address, port and protocol, over every address the kernel sent it to.
+type PathObserved struct {
+	// Connections is every entry to the address: to the path's endpoints,
+	// to addresses that are not endpoints (Stale), and not translated.
+	Connections int `json:"connections"`
+	// Stale counts connections whose reply comes from an address that is
+	// no longer an endpoint of the Service (finding StaleConntrackEntries).
+	Stale int `json:"stale,omitempty"`
+	// Untranslated counts connections the kernel did not DNAT (their
+	// reply comes from the entry's address itself).
+	Untranslated int `json:"untranslated,omitempty"`
+}
+
+// NodeObserved says what a node's observations were read from.
+type NodeObserved struct {
+	// Tables name the connection tables read; Entries is how many entries
+	// they held in all (of every Service). IPVS: the counts are IPVS's
+	// connection table's, the node gave no conntrack table.
+	Tables  []string `json:"tables,omitempty"`
+	Entries int      `json:"entries"`
+	IPVS    bool     `json:"ipvs,omitempty"`
+	// RuleCounters: the node's rules carried counters (iptables-save -c).
+	RuleCounters bool `json:"ruleCounters,omitempty"`
+	// ConntrackCount and ConntrackMax are the kernel's conntrack table
+	// fill and size, when collected (new connections are dropped when
+	// the table is full).
+	ConntrackCount int64 `json:"conntrackCount,omitempty"`
+	ConntrackMax   int64 `json:"conntrackMax,omitempty"`
 }
 
 // EndpointRoute is the node's route to an endpoint, looked up in the node's

@@ -80,6 +80,17 @@ type RuleRef struct {
 	// changing the packet; they are not listed one by one (Rule is empty).
 	// See FoldAfter.
 	Folded int `json:"folded,omitempty"`
+	// Counters are the rule's packet and byte counters when the dump has
+	// them (iptables-save -c); nil otherwise.
+	Counters *RuleCounters `json:"counters,omitempty"`
+}
+
+// RuleCounters are a rule's counters as the kernel kept them: packets and
+// bytes that matched it since the rule was written (for a nat rule, only
+// each connection's first packet).
+type RuleCounters struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
 }
 
 func (r RuleRef) String() string {

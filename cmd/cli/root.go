@@ -39,7 +39,8 @@ with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects
 		Args:          oneServiceAtMost,
 	}
 	traceOpts := &TraceOptions{Output: "tree", Color: "auto", Timeout: 2 * time.Minute, Collector: "debugpod",
-		DebugNamespace: debugpod.DefaultNamespace, Parallel: debugpod.DefaultParallel, MaxDumpSize: "256Mi", IOStreams: streams}
+		DebugNamespace: debugpod.DefaultNamespace, Parallel: debugpod.DefaultParallel, MaxDumpSize: "256Mi",
+		Observe: true, ConntrackMaxBytes: debugpod.DefaultConntrackMaxBytes, IOStreams: streams}
 	root.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
 			return cmd.Help()

@@ -55,6 +55,12 @@ type TraceOptions struct {
 	From           string
 	FailOn         string
 	CompareNodes   bool
+	// Observe puts what the kernel observed next to the prediction;
+	// ConntrackMaxBytes caps each connection table collected; ShowClients
+	// lists client addresses.
+	Observe           bool
+	ConntrackMaxBytes int64
+	ShowClients       bool
 
 	configFlags *genericclioptions.ConfigFlags
 	namespace   string
@@ -82,7 +88,7 @@ type TraceOptions struct {
 func addTraceFlags(cmd *cobra.Command, o *TraceOptions) {
 	f := cmd.Flags()
 	f.StringVar(&o.Objects, "objects", o.Objects, "read the Service, EndpointSlices, pods and nodes from this file (kubectl get service,endpointslices,pods,nodes -o yaml > FILE) instead of the API server: with --dump for the nodes, a trace needs no cluster")
-	f.StringArrayVar(&o.Dumps, "dump", o.Dumps, "use a saved dump for a node instead of collecting it: NODE=FILE (iptables-save, ip6tables-save or nft list ruleset output, or one of the node's route sections as --save-dumps writes them, e.g. NODE.ip-route); repeat for more nodes, families and sections")
+	f.StringArrayVar(&o.Dumps, "dump", o.Dumps, "use a saved dump for a node instead of collecting it: NODE=FILE (iptables-save, ip6tables-save or nft list ruleset output, or one of the node's route sections or connection tables as --save-dumps writes them, e.g. NODE.ip-route, NODE.conntrack-proc); repeat for more nodes, families and sections")
 	f.StringArrayVar(&o.Nodes, "node", o.Nodes, "trace through this node (repeatable); default: the nodes that matter for the path, at most 10")
 	f.BoolVar(&o.AllNodes, "all-nodes", o.AllNodes, "trace through every node, not at most 10")
 	f.StringVar(&o.SourceIP, "source-ip", o.SourceIP, "address of the external client for LoadBalancer, external IP and NodePort entries (default 203.0.113.10)")
@@ -99,7 +105,10 @@ func addTraceFlags(cmd *cobra.Command, o *TraceOptions) {
 	f.BoolVar(&o.CompareNodes, "compare-nodes", o.CompareNodes, "print only a table of what each node does with each entry (the tree ends with it when several nodes are traced)")
 	f.StringVar(&o.FailOn, "fail-on", o.FailOn, "exit non-zero when a finding is at least this severe: warning or error (for scripts and CI)")
 	_ = cmd.RegisterFlagCompletionFunc("fail-on", cobra.FixedCompletions([]string{"warning", "error"}, cobra.ShellCompDirectiveNoFileComp))
-	f.StringVar(&o.SaveDumps, "save-dumps", o.SaveDumps, "keep what was collected from the nodes in this directory (NODE.DUMP files: the rules and the route sections), so the trace can be repeated offline with --dump or attached to a bug report")
+	f.BoolVar(&o.Observe, "observe", o.Observe, "put what each node's kernel observed next to the prediction: its conntrack entries per endpoint and its DNAT rules' packet counters (collected read-only with iptables-save -c and /proc/net/nf_conntrack or conntrack -L; from saved NODE.conntrack-* files with --dump); --observe=false collects and shows neither")
+	f.Int64Var(&o.ConntrackMaxBytes, "conntrack-max-bytes", o.ConntrackMaxBytes, "read at most this many bytes of each node's connection table (a warning says when a table was longer; counts are then of the part read)")
+	f.BoolVar(&o.ShowClients, "show-clients", o.ShowClients, "list the client addresses of the observed connections per endpoint (by default only counts)")
+	f.StringVar(&o.SaveDumps, "save-dumps", o.SaveDumps, "keep what was collected from the nodes in this directory (NODE.DUMP files: the rules, the route sections and the connection tables), so the trace can be repeated offline with --dump or attached to a bug report")
 	_ = cmd.MarkFlagDirname("save-dumps")
 	f.StringVar(&o.MaxDumpSize, "max-dump-size", o.MaxDumpSize, "fail a node whose rules and other output, as collected, are larger than this (256Mi, 1Gi, ...)")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(traceOutputs, cobra.ShellCompDirectiveNoFileComp))
@@ -186,6 +195,12 @@ func (o *TraceOptions) Validate() error {
 	if o.Timeout <= 0 {
 		return fmt.Errorf("--timeout must be positive, got %s", o.Timeout)
 	}
+	if o.ConntrackMaxBytes <= 0 {
+		return fmt.Errorf("--conntrack-max-bytes must be positive, got %d", o.ConntrackMaxBytes)
+	}
+	if o.ShowClients && !o.Observe {
+		return errors.New("--show-clients lists the clients of observed connections and cannot be combined with --observe=false")
+	}
 	if o.CompareNodes && o.Output != "tree" {
 		return fmt.Errorf("--compare-nodes prints a table and cannot be combined with -o %s; the same per-node verdicts are in -o json under .nodes[].paths[] (for example: jq '.nodes[] | {name, verdicts: [.paths[] | .verdict]}')", o.Output)
 	}
@@ -211,6 +226,7 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 		Dumps: o.dumps, Stdin: o.In,
 		From: o.from, ClientIP: o.source,
 		Collector: o.Collector, Parallel: o.Parallel, SaveDumps: o.SaveDumps,
+		Observe: o.Observe, ConntrackMaxBytes: o.ConntrackMaxBytes, ShowClients: o.ShowClients,
 		Progress:    o.progress(),
 		Notice:      func(s string) { fmt.Fprintln(o.ErrOut, s) },
 		CollectLive: o.collectLive,

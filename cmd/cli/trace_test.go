@@ -78,7 +78,7 @@ func runTraceWith(t *testing.T, setup func(*TraceOptions), args ...string) (stri
 	ns := "ns1"
 	flags := genericclioptions.NewConfigFlags(false)
 	flags.Namespace = &ns
-	o := &TraceOptions{Output: "tree", Color: "never", Timeout: time.Minute, Collector: "debugpod", configFlags: flags, collectLive: collectLiveHook,
+	o := &TraceOptions{Output: "tree", Color: "never", Timeout: time.Minute, Collector: "debugpod", Observe: true, ConntrackMaxBytes: debugpod.DefaultConntrackMaxBytes, configFlags: flags, collectLive: collectLiveHook,
 		client: fake.NewClientset(lbObjects()...), IOStreams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}}
 	if setup != nil {
 		setup(o)

@@ -43,6 +43,7 @@ func (cfg Config) collectFromKubeProxy(ctx context.Context, facts *cluster.Facts
 	}
 	opts := debugpod.NewOptions()
 	opts.Executor, opts.MaxOutput = cfg.DebugPod.Executor, cfg.DebugPod.MaxOutput
+	opts.Script = cfg.scriptOptions()
 	res, err := debugpod.CollectAllFromKubeProxy(ctx, cfg.Client, cfg.RESTConfig, facts.KubeProxyPods, nodes, opts, cfg.Parallel, cfg.Progress)
 	if err != nil {
 		return failAll(nodes, err)
@@ -57,6 +58,7 @@ func (cfg Config) collectWithDebugPods(ctx context.Context, facts *cluster.Facts
 		return failAll(nodes, errors.New("no API server to run a debug pod through (offline: pass --dump NODE=FILE for every node)"))
 	}
 	opts := cfg.DebugPod
+	opts.Script = cfg.scriptOptions()
 	if err := cluster.CheckAccess(ctx, cfg.Client, cluster.TraceAccessChecks(cfg.Namespace, opts.Namespace)); err != nil {
 		return failAll(nodes, err)
 	}
@@ -68,4 +70,10 @@ func (cfg Config) collectWithDebugPods(ctx context.Context, facts *cluster.Facts
 		return failAll(nodes, err)
 	}
 	return res
+}
+
+// scriptOptions are the dump script's: observing or not, and the cap on
+// each connection table.
+func (cfg Config) scriptOptions() debugpod.ScriptOptions {
+	return debugpod.ScriptOptions{Observe: cfg.Observe, Conntrack: debugpod.ConntrackOptions{MaxBytes: cfg.ConntrackMaxBytes}}
 }

@@ -74,6 +74,15 @@ type Config struct {
 	// SaveDumps, when set, keeps what was collected in that directory.
 	SaveDumps string
 
+	// Observe puts what each node's kernel observed next to the
+	// prediction (--observe): collected nodes are asked for their rule
+	// counters and connection tables (capped at ConntrackMaxBytes per
+	// table, DebugPod's default when 0), saved ones are read when given.
+	// ShowClients lists client addresses (--show-clients).
+	Observe           bool
+	ConntrackMaxBytes int64
+	ShowClients       bool
+
 	// Progress gets a line per collection step (may be nil); Notice a
 	// line for the user about the trace's scope (may be nil).
 	Progress func(string)
@@ -97,7 +106,8 @@ func Trace(ctx context.Context, cfg Config) (*trace.Path, error) {
 		return nil, err
 	}
 	in := tracer.Input{Service: facts.Service, Slices: facts.EndpointSlices, Pods: facts.Pods, Client: cfg.ClientIP,
-		NetworkPolicies: facts.NetworkPolicies, NetworkPoliciesInUse: facts.NetworkPoliciesInUse}
+		NetworkPolicies: facts.NetworkPolicies, NetworkPoliciesInUse: facts.NetworkPoliciesInUse,
+		Observe: cfg.Observe, ShowClients: cfg.ShowClients}
 	for i := range facts.Nodes {
 		in.AllNodes = append(in.AllNodes, &facts.Nodes[i])
 	}
@@ -156,7 +166,7 @@ func Trace(ctx context.Context, cfg Config) (*trace.Path, error) {
 	}()
 	for _, n := range pick.Nodes {
 		if r, ok := collected[n.Name]; ok {
-			in.Nodes = append(in.Nodes, liveNode(n, r))
+			in.Nodes = append(in.Nodes, liveNode(n, r, cfg.Observe))
 			continue
 		}
 		tn, files := savedNode(n, cfg.Dumps[n.Name], cfg.Stdin)
@@ -208,8 +218,9 @@ func savedNode(n *corev1.Node, paths []string, stdin io.Reader) (tracer.Node, []
 			return tn, opened
 		}
 		opened = append(opened, d)
-		// A saved route section is named NODE.SECTION (--save-dumps).
-		inputs = append(inputs, ruleset.Input{Name: d.Name, Source: d, Section: ruleset.RouteSectionOf(path)})
+		// A saved route section or connection table is named
+		// NODE.SECTION (--save-dumps).
+		inputs = append(inputs, ruleset.Input{Name: d.Name, Source: d, Section: ruleset.SectionOf(path)})
 	}
 	tn.Dataplane, tn.Err = ruleset.Load(inputs...)
 	return tn, opened
@@ -218,9 +229,9 @@ func savedNode(n *corev1.Node, paths []string, stdin io.Reader) (tracer.Node, []
 // liveNode turns what a collector returned into the node's dataplane: the
 // dumps of the backend that holds kube-proxy's rules (every iptables dump
 // with data when none was chosen, so that a node without kube-proxy still
-// shows which dataplane it has), the node's route sections, and what kube-proxy
-// said its mode is.
-func liveNode(n *corev1.Node, r debugpod.NodeResult) tracer.Node {
+// shows which dataplane it has), the node's route sections, its connection
+// tables when observing, and what kube-proxy said its mode is.
+func liveNode(n *corev1.Node, r debugpod.NodeResult, observe bool) tracer.Node {
 	tn := tracer.Node{Node: n}
 	if r.Err != nil {
 		tn.Err = r.Err
@@ -245,7 +256,7 @@ func liveNode(n *corev1.Node, r debugpod.NodeResult) tracer.Node {
 		}
 	}
 	for _, d := range r.Result.Dumps {
-		if slices.Contains(debugpod.RouteDumps, d.Name) {
+		if slices.Contains(debugpod.RouteDumps, d.Name) || observe && debugpod.IsConntrackSection(d.Name) && d.ExitCode == 0 {
 			inputs = append(inputs, ruleset.Input{Name: d.Name + " output", Source: d, Section: d.Name})
 		}
 	}

@@ -139,7 +139,7 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 	progress(fmt.Sprintf("node %s: debug pod %s is running; dumping rules", node, ref))
 	var stdout, stderr bytes.Buffer
 	limit := newOutputCap(opts.MaxOutput)
-	err = limit.exec(ctx, ex, opts.Namespace, pod.Name, ContainerName, ScriptCommand, &stdout, &stderr)
+	err = limit.exec(ctx, ex, opts.Namespace, pod.Name, ContainerName, CommandFor(opts.Script), &stdout, &stderr)
 	switch {
 	case limit.exceeded():
 		return nil, limit.tooLarge(node)
@@ -147,7 +147,7 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 		res = ParseOutput(node, stdout.Bytes(), stderr.Bytes())
 	case ctx.Err() == nil && noShell(err, stderr.Bytes()):
 		// A distroless image: run each dump on its own.
-		res, err = collectDirect(ctx, ex, node, opts.Namespace, pod.Name, ContainerName, newOutputCap(opts.MaxOutput))
+		res, err = collectDirect(ctx, ex, node, opts.Namespace, pod.Name, ContainerName, newOutputCap(opts.MaxOutput), opts.Script)
 		if err != nil {
 			return nil, fmt.Errorf("node %q: exec in debug pod %q: %w", node, ref, err)
 		}
@@ -172,8 +172,9 @@ func noShell(err error, stderr []byte) bool {
 }
 
 // collectDirect runs each dump command without a shell in the container,
-// all of them within limit.
-func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container string, limit *outputCap) (*Result, error) {
+// all of them within limit (no connection tables then: without a shell
+// nothing can cap them).
+func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container string, limit *outputCap, so ScriptOptions) (*Result, error) {
 	var out, errOut bytes.Buffer
 	found := 0
 	for _, dc := range dumpSections {
@@ -181,7 +182,7 @@ func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container st
 			continue
 		}
 		var o, e bytes.Buffer
-		err := limit.exec(ctx, ex, ns, pod, container, dc.argv, &o, &e)
+		err := limit.exec(ctx, ex, ns, pod, container, dc.command(so), &o, &e)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -209,6 +210,9 @@ func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container st
 	fmt.Fprintf(&out, "%s done\n", Marker)
 	res := ParseOutput(node, out.Bytes(), errOut.Bytes())
 	res.Warnings = append(res.Warnings, warn(trace.CodeCollectorWarning, "the image has no shell: dumps were taken one by one and kube-proxy's mode was not asked"))
+	if so.Observe {
+		res.Warnings = append(res.Warnings, warn(trace.CodeConntrackUnavailable, "the image has no shell, so the node's connection table was not read (nothing could cap it): observed connections are not shown"))
+	}
 	return res, nil
 }
 

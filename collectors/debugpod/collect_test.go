@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
 var podsGR = schema.GroupResource{Resource: "pods"}
@@ -370,10 +373,10 @@ func TestCollectWithoutShell(t *testing.T) {
 	noIP := errors.New(`exec: "ip": executable file not found in $PATH`)
 	ex := &scriptedExec{t: t, steps: []execStep{
 		{argv: ScriptCommand, err: notFound},
-		{argv: []string{"iptables-nft-save"}, stdout: nftSave},
-		{argv: []string{"ip6tables-nft-save"}, stdout: ""},
-		{argv: []string{"iptables-legacy-save"}, stdout: ""},
-		{argv: []string{"ip6tables-legacy-save"}, stdout: ""},
+		{argv: []string{"iptables-nft-save", "-c"}, stdout: nftSave},
+		{argv: []string{"ip6tables-nft-save", "-c"}, stdout: ""},
+		{argv: []string{"iptables-legacy-save", "-c"}, stdout: ""},
+		{argv: []string{"ip6tables-legacy-save", "-c"}, stdout: ""},
 		{argv: []string{"nft", "list", "ruleset"}, err: errors.New(`exec: "nft": executable file not found in $PATH`)},
 		{argv: []string{"ip", "-4", "-d", "route", "show", "table", "all"}, stdout: "default via 10.0.0.1 dev eth0 \n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.11 \n"},
 		{argv: []string{"ip", "-6", "-d", "route", "show", "table", "all"}, err: noIP},
@@ -397,7 +400,7 @@ func TestCollectWithoutShell(t *testing.T) {
 	if _, ok := res.Dump(DumpNFT); ok {
 		t.Error("nft is reported although it is absent")
 	}
-	if !hasWarning(res, "no shell") {
+	if !hasWarning(res, "no shell") || !slices.ContainsFunc(res.Warnings, func(w trace.Warning) bool { return w.Code == trace.CodeConntrackUnavailable }) {
 		t.Errorf("warnings %q", res.Warnings)
 	}
 	// ip answered for IPv4 routes only: the route section is kept, and

@@ -98,6 +98,10 @@ type Options struct {
 	// collection of that node fails.
 	MaxOutput int64
 
+	// Script shapes the dump script: whether it observes (rule counters
+	// and connection tables) and how much of a connection table it reads.
+	Script ScriptOptions
+
 	// Executor runs commands in the pod; nil uses the API server's exec
 	// (WebSocket, SPDY fallback).
 	Executor Executor
@@ -115,6 +119,7 @@ func NewOptions() Options {
 		StartTimeout: DefaultStartTimeout,
 		PollInterval: time.Second,
 		MaxOutput:    DefaultMaxOutput,
+		Script:       DefaultScriptOptions,
 	}
 }
 

@@ -93,7 +93,7 @@ func TestSectionsMakeTheScript(t *testing.T) {
 		switch {
 		case s.script != "" && !strings.Contains(Script, s.script):
 			t.Errorf("the script lacks the part that prints section %s", s.name)
-		case s.script == "" && s.argv != nil && !strings.Contains(Script, "run "+s.name+" "+strings.Join(s.argv, " ")+"\n"):
+		case s.script == "" && s.argv != nil && !strings.Contains(Script, "run "+s.name+" "+strings.Join(s.command(DefaultScriptOptions), " ")+"\n"):
 			t.Errorf("the script does not run section %s", s.name)
 		}
 	}
@@ -124,8 +124,8 @@ func TestOutputIsCapped(t *testing.T) {
 		noSh := errors.New(`exec: "sh": executable file not found in $PATH`)
 		ex := &scriptedExec{t: t, steps: []execStep{
 			{argv: ScriptCommand, err: noSh},
-			{argv: []string{"iptables-nft-save"}, stdout: big[:40<<10]},
-			{argv: []string{"ip6tables-nft-save"}, stdout: big[:40<<10]},
+			{argv: []string{"iptables-nft-save", "-c"}, stdout: big[:40<<10]},
+			{argv: []string{"ip6tables-nft-save", "-c"}, stdout: big[:40<<10]},
 		}}
 		c := newClient(t, running)
 		opts := testOptions(ex)

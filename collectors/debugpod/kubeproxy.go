@@ -108,7 +108,7 @@ func podNamespace(p *corev1.Pod) string {
 // CollectFromKubeProxy dumps node's dataplane by exec'ing the dump script
 // into the kube-proxy pod that runs there (host network, and the tools
 // kube-proxy itself uses), found in kubeProxyPods. No pod is created or
-// deleted. Of opts only Executor and MaxOutput are used.
+// deleted. Of opts only Executor, MaxOutput and Script are used.
 func CollectFromKubeProxy(ctx context.Context, c kubernetes.Interface, restConfig *rest.Config, node string, kubeProxyPods []corev1.Pod, opts Options) (*Result, error) {
 	return collectFromKubeProxy(ctx, c, restConfig, node, kubeProxyPods, opts, nil)
 }
@@ -140,7 +140,7 @@ func collectFromKubeProxy(ctx context.Context, c kubernetes.Interface, restConfi
 		maxOutput = DefaultMaxOutput
 	}
 	limit := newOutputCap(maxOutput)
-	err = limit.exec(ctx, ex, ns, pod.Name, container, ScriptCommand, &stdout, &stderr)
+	err = limit.exec(ctx, ex, ns, pod.Name, container, CommandFor(opts.Script), &stdout, &stderr)
 	switch {
 	case limit.exceeded():
 		return nil, limit.tooLarge(node)
@@ -148,7 +148,7 @@ func collectFromKubeProxy(ctx context.Context, c kubernetes.Interface, restConfi
 		res = ParseOutput(node, stdout.Bytes(), stderr.Bytes())
 	case ctx.Err() == nil && noShell(err, stderr.Bytes()):
 		// kube-proxy's image without sh: run each dump on its own.
-		if res, err = collectDirect(ctx, ex, node, ns, pod.Name, container, newOutputCap(maxOutput)); err != nil {
+		if res, err = collectDirect(ctx, ex, node, ns, pod.Name, container, newOutputCap(maxOutput), opts.Script); err != nil {
 			return nil, fmt.Errorf("node %q: exec in kube-proxy pod %q: %w; use --collector debugpod", node, ref, err)
 		}
 	default:

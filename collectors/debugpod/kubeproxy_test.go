@@ -149,10 +149,10 @@ func TestCollectFromKubeProxyWithoutShell(t *testing.T) {
 	noIP := errors.New(`exec: "ip": executable file not found in $PATH`)
 	ex := &scriptedExec{t: t, target: "kube-system/kube-proxy-x7k2p/kube-proxy", steps: []execStep{
 		{argv: ScriptCommand, err: notFound},
-		{argv: []string{"iptables-nft-save"}, stdout: nftSave},
-		{argv: []string{"ip6tables-nft-save"}},
-		{argv: []string{"iptables-legacy-save"}},
-		{argv: []string{"ip6tables-legacy-save"}},
+		{argv: []string{"iptables-nft-save", "-c"}, stdout: nftSave},
+		{argv: []string{"ip6tables-nft-save", "-c"}},
+		{argv: []string{"iptables-legacy-save", "-c"}},
+		{argv: []string{"ip6tables-legacy-save", "-c"}},
 		{argv: []string{"nft", "list", "ruleset"}},
 		{argv: []string{"ip", "-4", "-d", "route", "show", "table", "all"}, stdout: "default via 10.0.0.1 dev eth0 \n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.11 \n"},
 		{argv: []string{"ip", "-6", "-d", "route", "show", "table", "all"}, err: noIP},

@@ -72,10 +72,16 @@ type section struct {
 	// argv runs the command; without a shell (an image that has none) it
 	// is run as it is. Nil for a section that needs the shell.
 	argv []string
-	// script is the part of Script that prints the section; empty runs
+	// script is the part of the script that prints the section; empty runs
 	// argv through the script's run function. A fragment that prints
 	// several sections (RoutesScript) is given to each and written once.
 	script string
+	// counters: the command takes -c to print rule counters when the
+	// script observes (iptables-save -c).
+	counters bool
+	// observed: the section is only read when the script observes (the
+	// connection tables, from ConntrackScript).
+	observed bool
 }
 
 // proxyModeScript asks kube-proxy's metrics port with whichever of wget and
@@ -98,22 +104,21 @@ fi
 // creates no table that did not exist (iptables-wrapper avoids it for the
 // same reason).
 var dumpSections = append([]section{
-	{name: DumpIPTablesNFT, kind: rulesDump, argv: []string{"iptables-nft-save"}},
-	{name: DumpIP6TablesNFT, kind: rulesDump, argv: []string{"ip6tables-nft-save"}},
-	{name: DumpIPTablesLegacy, kind: rulesDump, argv: []string{"iptables-legacy-save"}},
-	{name: DumpIP6TablesLegacy, kind: rulesDump, argv: []string{"ip6tables-legacy-save"}},
+	{name: DumpIPTablesNFT, kind: rulesDump, argv: []string{"iptables-nft-save"}, counters: true},
+	{name: DumpIP6TablesNFT, kind: rulesDump, argv: []string{"ip6tables-nft-save"}, counters: true},
+	{name: DumpIPTablesLegacy, kind: rulesDump, argv: []string{"iptables-legacy-save"}, counters: true},
+	{name: DumpIP6TablesLegacy, kind: rulesDump, argv: []string{"ip6tables-legacy-save"}, counters: true},
 	{name: DumpNFT, kind: rulesDump, argv: []string{"nft", "list", "ruleset"}},
 	{name: SectionProxyMode, kind: proxyModeAnswer, script: proxyModeScript},
 }, append(routeSections(), conntrackSections()...)...)
 
-// conntrackSections are the sections of ConntrackScript. They are known
-// (kept and saved when a node sends them), but the script does not print
-// them yet: once the observed view is wired in, their script is
-// ConntrackScript(opts).
+// conntrackSections are the connection tables ConntrackScript prints when
+// the script observes; without a shell nothing can cap them, so they have
+// no argv.
 func conntrackSections() []section {
 	var out []section
-	for _, name := range []string{DumpConntrackProc, DumpConntrackList, DumpConntrackList6, DumpIPVSConn, DumpConntrackLimits} {
-		out = append(out, section{name: name, kind: conntrackSection})
+	for _, name := range ConntrackDumps {
+		out = append(out, section{name: name, kind: conntrackSection, observed: true})
 	}
 	return out
 }
@@ -147,25 +152,39 @@ func sectionNamed(name string) (section, bool) {
 }
 
 // DumpNames are the names of every dump the script prints, which Save
-// writes and --dump reads back: the rule dumps, then the route sections.
+// writes and --dump reads back: the rule dumps, the route sections, then
+// the connection tables (ConntrackDumps).
 var DumpNames = func() []string {
 	var names []string
 	for _, s := range dumpSections {
-		if s.kind == rulesDump || s.kind == routeSection {
+		if s.kind != proxyModeAnswer {
 			names = append(names, s.name)
 		}
 	}
 	return names
 }()
 
-// Script runs with sh -c in the debug pod: every section of dumpSections, in
-// order (the rule dumps, kube-proxy's /proxyMode, then the node's routes
-// and interfaces through RoutesScript). Each command's output sits between
-// begin and end markers on stdout; its stderr follows a marker on stderr;
-// a missing command is reported as absent.
-var Script = buildScript()
+// ScriptOptions shape the dump script.
+type ScriptOptions struct {
+	// Observe also reads what the kernel observed: every iptables dump with
+	// its rule counters (iptables-save -c) and the connection tables
+	// (ConntrackScript). Off, the script reads only rules and routes.
+	Observe bool
+	// Conntrack caps the connection tables.
+	Conntrack ConntrackOptions
+}
 
-func buildScript() string {
+// DefaultScriptOptions observe, with the default caps.
+var DefaultScriptOptions = ScriptOptions{Observe: true}
+
+// ScriptFor is the script that runs with sh -c in the debug pod: every
+// section of dumpSections, in order (the rule dumps — with -c when
+// observing —, kube-proxy's /proxyMode, the node's routes and interfaces
+// through RoutesScript, then, when observing, its connection tables through
+// ConntrackScript). Each command's output sits between begin and end
+// markers on stdout; its stderr follows a marker on stderr; a missing
+// command is reported as absent.
+func ScriptFor(o ScriptOptions) string {
 	var b strings.Builder
 	b.WriteString(`m='` + Marker + `'
 run() {
@@ -183,14 +202,19 @@ run() {
 `)
 	written := map[string]bool{}
 	for _, s := range dumpSections {
+		if s.observed && !o.Observe {
+			continue
+		}
+		script := s.script
+		if s.kind == conntrackSection {
+			script = ConntrackScript(o.Conntrack)
+		}
 		switch {
-		case s.script == "" && s.argv == nil:
-			// not collected by the script (yet)
-		case s.script == "":
-			b.WriteString("run " + s.name + " " + strings.Join(s.argv, " ") + "\n")
-		case !written[s.script]:
-			written[s.script] = true
-			b.WriteString(s.script)
+		case script == "":
+			b.WriteString("run " + s.name + " " + strings.Join(s.command(o), " ") + "\n")
+		case !written[script]:
+			written[script] = true
+			b.WriteString(script)
 		}
 	}
 	b.WriteString(`printf '%s done\n' "$m"
@@ -198,8 +222,23 @@ run() {
 	return b.String()
 }
 
+// command is the section's argv under o: with -c when it takes counters
+// and the script observes.
+func (s section) command(o ScriptOptions) []string {
+	if s.counters && o.Observe {
+		return append(slices.Clone(s.argv), "-c")
+	}
+	return s.argv
+}
+
+// CommandFor is the argv that runs ScriptFor(o).
+func CommandFor(o ScriptOptions) []string { return []string{"sh", "-c", ScriptFor(o)} }
+
+// Script is the dump script with DefaultScriptOptions.
+var Script = ScriptFor(DefaultScriptOptions)
+
 // ScriptCommand is the argv that runs Script.
-var ScriptCommand = []string{"sh", "-c", Script}
+var ScriptCommand = CommandFor(DefaultScriptOptions)
 
 // Dump is one command's output. It satisfies trace/ruleset's Source.
 type Dump struct {
@@ -255,7 +294,7 @@ type Result struct {
 // 0700. Every write goes through an os.Root on DIR, the node name must be a
 // DNS subdomain (as the API server requires of node names) and section
 // names come from the dumpSections list, never from the pod's output: nothing
-// can land outside DIR.
+// can land outside DIR. An empty connection table is written too.
 func (r *Result) Save(dir string) error {
 	if errs := validation.IsDNS1123Subdomain(r.Node); len(errs) > 0 {
 		return fmt.Errorf("node name %s cannot name a file: %s", excerpt.Quote(r.Node), errs[0])
@@ -270,7 +309,9 @@ func (r *Result) Save(dir string) error {
 	defer root.Close()
 	for _, d := range r.Sections {
 		sec, known := sectionNamed(d.Name)
-		if !known || len(d.Data) == 0 {
+		// An empty connection table is written too: no connections is an
+		// observation.
+		if !known || len(d.Data) == 0 && sec.kind != conntrackSection {
 			continue
 		}
 		if err := writeFile(root, r.Node+"."+sec.name, d.Data); err != nil {
@@ -369,11 +410,29 @@ func ParseOutput(node string, stdout, stderr []byte) *Result {
 	if len(unknown) > 0 {
 		res.Warnings = append(res.Warnings, warn(trace.CodeDumpIrregular, unknownSections(unknown)))
 	}
-	if routesAbsent(stdout) && !slices.ContainsFunc(res.Dumps, func(d Dump) bool { return d.Family == "" }) {
+	res.Warnings = append(res.Warnings, conntrackWarnings(stdout, res)...)
+	if routesAbsent(stdout) && !slices.ContainsFunc(res.Dumps, func(d Dump) bool { return slices.Contains(RouteDumps, d.Name) }) {
 		res.Warnings = append(res.Warnings, warn(trace.CodeRoutesIncomplete, "the node gave none of its routes or interfaces (neither /proc/net nor ip could be read): the path after DNAT is not shown"))
 	}
 	analyze(res)
 	return res
+}
+
+// conntrackWarnings says which connection tables the cap cut, and when the
+// script observed but no connection table came back.
+func conntrackWarnings(stdout []byte, res *Result) []trace.Warning {
+	var out []trace.Warning
+	for _, name := range ConntrackCapped(stdout) {
+		out = append(out, warn(trace.CodeConntrackCapped, fmt.Sprintf("%s was cut off at the collection cap (--conntrack-max-bytes): the observed connections are those of the part that was read", name)))
+	}
+	asked := bytes.Contains(stdout, []byte(Marker+" absent "+DumpConntrackProc+"\n")) || slices.ContainsFunc(res.Dumps, func(d Dump) bool { return IsConntrackSection(d.Name) })
+	read := slices.ContainsFunc(res.Dumps, func(d Dump) bool {
+		return (d.Name == DumpConntrackProc || d.Name == DumpConntrackList || d.Name == DumpConntrackList6) && d.ExitCode == 0
+	})
+	if asked && !read {
+		out = append(out, warn(trace.CodeConntrackUnavailable, "the node's connection table could not be read (no /proc/net/nf_conntrack, and no conntrack command in the image or it failed): observed connections are not shown"))
+	}
+	return out
 }
 
 // unknownSections is the warning about sections the dump script does not
@@ -573,6 +632,12 @@ func countRuleLines(data []byte) int {
 	for len(data) > 0 {
 		var line []byte
 		line, data, _ = bytes.Cut(data, []byte("\n"))
+		if len(line) > 0 && line[0] == '[' {
+			// iptables-save -c: "[packets:bytes] -A CHAIN ..."
+			if i := bytes.IndexByte(line, ']'); i >= 0 {
+				line = bytes.TrimLeft(line[i+1:], " ")
+			}
+		}
 		if len(line) > 0 && line[0] == '-' {
 			n++
 		}

@@ -2,28 +2,35 @@ package debugpod
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace/conntrack"
 )
 
-// Sections of the conntrack snippet (ConntrackScript). Not yet part of
-// Script: the snippet is appended to it when the observed view is wired in.
+// Sections of the conntrack snippet (ConntrackScript), which the dump
+// script runs last when it observes (ScriptOptions.Observe).
 const (
 	// DumpConntrackProc is /proc/net/nf_conntrack: every tracked
 	// connection, IPv4 and IPv6, in the kernel's layout (`ipv4 2 tcp 6 ...`).
-	DumpConntrackProc = "conntrack-proc"
+	DumpConntrackProc = conntrack.SectionProc
 	// DumpConntrackList and DumpConntrackList6 are `conntrack -L -f ipv4 -o
 	// extended` and `-f ipv6`: the same entries through netlink, for
 	// kernels built without CONFIG_NF_CONNTRACK_PROCFS.
-	DumpConntrackList  = "conntrack-list"
-	DumpConntrackList6 = "conntrack-list6"
+	DumpConntrackList  = conntrack.SectionList
+	DumpConntrackList6 = conntrack.SectionList6
 	// DumpIPVSConn is /proc/net/ip_vs_conn, IPVS's connection table (only
 	// where the ip_vs module is loaded: kube-proxy's IPVS mode).
-	DumpIPVSConn = "ipvs-conn"
+	DumpIPVSConn = conntrack.SectionIPVS
 	// DumpConntrackLimits is "count N" and "max M": the table's fill and
 	// size (net.netfilter.nf_conntrack_count and _max). A full table drops
 	// new connections.
-	DumpConntrackLimits = "conntrack-limits"
+	DumpConntrackLimits = conntrack.SectionLimits
 )
+
+// ConntrackDumps lists the snippet's section names, in output order
+// (trace/conntrack's SectionNames: the names --dump reads back).
+var ConntrackDumps = conntrack.SectionNames
 
 // DefaultConntrackMaxBytes caps each conntrack section: about 250,000
 // entries of /proc/net/nf_conntrack.
@@ -54,7 +61,7 @@ func ConntrackLineCap(maxBytes int64) int64 {
 }
 
 // ConntrackScript returns the snippet that reads the node's connection
-// tables, read-only, for the dump script (Script) to run after its own
+// tables, read-only, for the dump script (ScriptFor) to run after its own
 // commands. It needs a POSIX sh, cat, and head or (as in kube-proxy's own
 // image, which has no head) GNU grep; conntrack only when the image has
 // it.
@@ -162,13 +169,7 @@ fi
 // IsConntrackSection tells whether a section name is one of the conntrack
 // snippet's: they hold connection tables, not rules, and must be kept out
 // of the backend analysis.
-func IsConntrackSection(name string) bool {
-	switch name {
-	case DumpConntrackProc, DumpConntrackList, DumpConntrackList6, DumpIPVSConn, DumpConntrackLimits:
-		return true
-	}
-	return false
-}
+func IsConntrackSection(name string) bool { return slices.Contains(ConntrackDumps, name) }
 
 // ConntrackCapped returns the names of the sections the snippet marked as
 // capped, in output order. Like ParseOutput it steps over each section's

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/conntrack"
 )
 
@@ -275,9 +276,9 @@ func TestConntrackCapped(t *testing.T) {
 	}
 }
 
-// TestConntrackSnippetInsideScript runs the dump script with the snippet
-// placed before its final marker, as it will be wired: the snippet's
-// sections come out next to the rule dumps and change nothing else.
+// TestConntrackSnippetInsideScript runs the dump script as the debug pod
+// does: the snippet's sections come out next to the rule dumps, stay out
+// of the backend choice, and the iptables dumps carry rule counters.
 func TestConntrackSnippetInsideScript(t *testing.T) {
 	requireNetnsTools(t, "iptables-nft-restore", "iptables-nft-save")
 	ns := newConntrackNetns(t, 3, 1)
@@ -286,29 +287,53 @@ func TestConntrackSnippetInsideScript(t *testing.T) {
 		run(t, nil, "ip", "netns", "exec", ns, "nfacct", "add", c)
 	}
 	load(t, ns, iptNFTFixture, "iptables-nft-restore")
-	final := "printf '%s done\\n' \"$m\"\n"
-	if !strings.HasSuffix(Script, final) {
-		t.Fatalf("Script no longer ends with %q", final)
-	}
-	script := strings.TrimSuffix(Script, final) + ConntrackScript(ConntrackOptions{}) + final
 	var out, errOut bytes.Buffer
-	cmd := exec.Command("ip", "netns", "exec", ns, "sh", "-c", script)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, ScriptCommand...)...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%v\n%s", err, errOut.Bytes())
 	}
 	res := ParseOutput("node-1", out.Bytes(), errOut.Bytes())
-	// ParseOutput does not know these sections yet and takes every section
-	// for an iptables dump: until the wiring routes them apart, Chosen
-	// lists them too (IsConntrackSection tells them).
-	rules := slices.DeleteFunc(slices.Clone(res.Chosen), IsConntrackSection)
-	if res.Backend != BackendIPTablesNFT || !slices.Equal(rules, []string{DumpIPTablesNFT}) {
+	if res.Backend != BackendIPTablesNFT || !slices.Equal(res.Chosen, []string{DumpIPTablesNFT}) {
 		t.Errorf("backend %s, chosen %v", res.Backend, res.Chosen)
 	}
 	for _, w := range res.Warnings {
 		if strings.Contains(w.Message, "ended early") || strings.Contains(w.Message, "conntrack") {
 			t.Errorf("warning %q", w)
 		}
+	}
+	if d, _ := res.Dump(DumpIPTablesNFT); !bytes.Contains(d.Data, []byte("\n[0:0] -A KUBE-SERVICES ")) {
+		t.Errorf("iptables-nft-save has no rule counters (-c):\n%.300s", d.Data)
+	}
+	for _, name := range ConntrackDumps {
+		if d, ok := res.Dump(name); ok && d.Family != "" {
+			t.Errorf("%s has family %q", name, d.Family)
+		}
+	}
+	// Observing off: no counters, no connection tables. (New buffers: res's
+	// sections point into the old ones.)
+	out, errOut = bytes.Buffer{}, bytes.Buffer{}
+	cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, CommandFor(ScriptOptions{})...)...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.Bytes())
+	}
+	off := ParseOutput("node-1", out.Bytes(), errOut.Bytes())
+	if d, _ := off.Dump(DumpIPTablesNFT); bytes.Contains(d.Data, []byte("[0:0] -A")) || slices.ContainsFunc(off.Dumps, func(d Dump) bool { return IsConntrackSection(d.Name) }) {
+		t.Errorf("--observe=false collected counters or connection tables: %v", summarize(off).Dumps)
+	}
+	// A cap below the table's size: the section is cut and a warning says so.
+	out, errOut = bytes.Buffer{}, bytes.Buffer{}
+	cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, CommandFor(ScriptOptions{Observe: true, Conntrack: ConntrackOptions{MaxBytes: 100}})...)...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.Bytes())
+	}
+	capped := ParseOutput("node-1", out.Bytes(), errOut.Bytes())
+	if !slices.ContainsFunc(capped.Warnings, func(w trace.Warning) bool {
+		return w.Code == trace.CodeConntrackCapped && strings.Contains(w.Message, DumpConntrackProc)
+	}) {
+		t.Errorf("capped: warnings %q", capped.Warnings)
 	}
 	d, ok := res.Dump(DumpConntrackProc)
 	if !ok {

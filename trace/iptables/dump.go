@@ -55,6 +55,10 @@ type Dump struct {
 	// Lines is the number of lines read.
 	Lines int
 
+	// hasCounters: a rule line began with "[packets:bytes]" (iptables-save
+	// -c); chain policies' counters do not count.
+	hasCounters bool
+
 	tables []*Table
 	arena  arena
 	names  nameStore
@@ -76,6 +80,11 @@ func (d *Dump) Backend() string {
 	}
 	return ""
 }
+
+// HasCounters tells whether the dump's rules carry counters (iptables-save
+// -c): a rule line began with "[packets:bytes]". Chain policies' counters,
+// which iptables-save prints either way, do not count.
+func (d *Dump) HasCounters() bool { return d.hasCounters }
 
 // IPv6 reports whether the header says ip6tables-save wrote the dump.
 func (d *Dump) IPv6() bool { return strings.HasPrefix(d.Generator, "ip6tables") }
@@ -876,6 +885,7 @@ func (p *parser) rule(line []byte) error {
 		if counters, name, body, msg = splitRuleLine(line); msg != "" {
 			return p.errorf("%s", msg)
 		}
+		p.dump.hasCounters = p.dump.hasCounters || counters != nil
 	}
 	if p.table == nil {
 		return p.errorf("rule outside of a table (missing *table line, or a rule after COMMIT)")

@@ -88,6 +88,7 @@ func testParseStructure(t *testing.T, parse func(string) (*Dump, error)) {
 	want := &Rule{
 		Table: "nat", Chain: "KUBE-SVC-X", Line: 19,
 		Text:        `! -s 10.0.0.0/8 -d 172.30.0.41/32 -p tcp -m comment --comment "say \"hi\" \\ there" -m tcp --dport 80 -j KUBE-MARK-MASQ`,
+		Counted:     true, // "[0:0] -A ..."
 		Comment:     `say "hi" \ there`,
 		Source:      &AddrMatch{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Negated: true},
 		Destination: &AddrMatch{Prefix: netip.MustParsePrefix("172.30.0.41/32")},

@@ -173,6 +173,9 @@ func (s *state) fork(p float64) *state {
 
 func (s *state) record(r *Rule) trace.RuleRef {
 	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
+	if r.Counted {
+		ref.Counters = &trace.RuleCounters{Packets: r.Packets, Bytes: r.Bytes}
+	}
 	s.Record(ref)
 	return ref
 }

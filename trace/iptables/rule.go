@@ -22,8 +22,9 @@ type Rule struct {
 	// Text is the rule as in the dump after "-A CHAIN " (counters excluded).
 	Text string
 	// Packets and Bytes are the counters from "iptables-save -c" (zero
-	// without -c).
+	// without -c); Counted tells whether the rule line had them.
 	Packets, Bytes uint64
+	Counted        bool
 	// Comment is the -m comment text (kube-proxy names the Service there).
 	Comment string
 
@@ -307,6 +308,7 @@ func parseRule(body string) (*Rule, error) {
 		pk, by, _ := strings.Cut(body[1:end], ":")
 		r.Packets, _ = strconv.ParseUint(pk, 10, 64)
 		r.Bytes, _ = strconv.ParseUint(by, 10, 64)
+		r.Counted = true
 		r.Text = strings.TrimLeft(body[end+1:], " ")
 	}
 	toks, quoted, err := tokenize(r.Text)

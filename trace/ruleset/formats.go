@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/conntrack"
 	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
 	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
@@ -39,6 +40,13 @@ func parse(in Input) (parsedSource, error) {
 	if slices.Contains(routes.SectionNames, in.Section) {
 		return parseRouteSection(in, in.Section)
 	}
+	if slices.Contains(conntrack.SectionNames, in.Section) {
+		format := conntrack.FormatUnknown
+		if in.Section == conntrack.SectionIPVS {
+			format = conntrack.FormatIPVS
+		}
+		return parseConntrack(in, in.Section, format)
+	}
 	format := in.Format
 	auto := format == "" || format == "auto"
 	head, err := in.Source.Head()
@@ -51,6 +59,14 @@ func parse(in Input) (parsedSource, error) {
 		if name := routes.DetectSection(head); name != "" {
 			return parseRouteSection(in, name)
 		}
+		// Nor a connection table: its lines start with a protocol name.
+		section, format, ok, err := detectConntrack(head)
+		if err != nil {
+			return parsedSource{}, err
+		}
+		if ok {
+			return parseConntrack(in, section, format)
+		}
 	}
 	if auto {
 		switch format = trace.DetectRulesetFormat(head); format {
@@ -58,7 +74,7 @@ func parse(in Input) (parsedSource, error) {
 			if len(head) == 0 {
 				return parsedSource{}, errors.New("the file is empty; save the rules with iptables-save or nft list ruleset")
 			}
-			return parsedSource{}, errors.New("this is neither iptables-save nor nft list ruleset output, nor a route or interface section (pass --format if it is one of them)")
+			return parsedSource{}, errors.New("this is neither iptables-save nor nft list ruleset output, nor a route or interface section, nor a connection table (pass --format if it is one of them)")
 		case trace.FormatNFTScript:
 			return parsedSource{}, errors.New("this is an nft script (add/flush commands), not nft list ruleset output; load it with nft -f in a scratch network namespace and pass what nft list ruleset prints")
 		}

@@ -1,9 +1,11 @@
 // Package ruleset is the one door to the dataplane engines. A node's
 // dataplane is one value (Dataplane) built from any number of sources —
 // iptables-save and ip6tables-save output, nft list ruleset text or JSON,
-// and the node's route and interface sections (ip route, /proc/net/route,
-// …) — each recognised from its content and handed to the engine that
-// reads it (route sections to trace/routes: Routes).
+// the node's route and interface sections (ip route, /proc/net/route,
+// …) and its connection tables (/proc/net/nf_conntrack, conntrack -L,
+// /proc/net/ip_vs_conn) — each recognised from its content and handed to
+// the engine that reads it (route sections to trace/routes: Routes;
+// connection tables to trace/conntrack, when asked: Observe).
 // The tracer, the commands and the renderers reach the engines only through
 // this package: simulate a packet, which IP families and kube-proxy mode the
 // sources cover, whether kube-proxy programmed a Service port (drift), and
@@ -22,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/conntrack"
 	"github.com/trace-svc/kubectl-trace-svc/trace/routes"
 )
 
@@ -41,11 +44,13 @@ type Input struct {
 	Source Source
 	// Format forces a format (one of Formats); "" or "auto" detects it.
 	Format string
-	// Section, when it is one of routes.SectionNames, says that the source
-	// is that route or interface section (the collector's name for it, or
-	// a saved file's NODE.NAME suffix: see RouteSectionOf); otherwise route
+	// Section, when it is one of routes.SectionNames or
+	// conntrack.SectionNames, says that the source is that route,
+	// interface or connection-table section (the collector's name for it,
+	// or a saved file's NODE.NAME suffix: see SectionOf); otherwise such
 	// sections are told by their content. ip -6 rule's output cannot be
-	// told from ip rule's by content alone.
+	// told from ip rule's by content alone, nor /proc/net/nf_conntrack
+	// from conntrack -L -o extended.
 	Section string
 }
 
@@ -72,6 +77,10 @@ type Dataplane struct {
 	// routes is the node's routing, from its route sections; nil when
 	// none was given or they could not be read (a warning says why).
 	routes *routes.Snapshot
+	// connTables are the node's connection tables, kept as sources until
+	// Observe reads them; limits the table's fill, when given.
+	connTables []*connTable
+	limits     *conntrack.Limits
 }
 
 // Load parses every input and builds the node's dataplane. An input that
@@ -88,8 +97,15 @@ func Load(inputs ...Input) (*Dataplane, error) {
 			}
 			return nil, fmt.Errorf("read ruleset %s: %w", in.Name, err)
 		}
-		if sec, ok := ps.value.(routes.Section); ok {
-			sections = append(sections, sec)
+		switch v := ps.value.(type) {
+		case routes.Section:
+			sections = append(sections, v)
+			continue
+		case *connTable:
+			d.connTables = append(d.connTables, v)
+			continue
+		case conntrack.Limits:
+			d.limits = &v
 			continue
 		}
 		parsed = append(parsed, ps)
@@ -154,7 +170,8 @@ func RouteSectionOf(fileName string) string {
 }
 
 // Formats are the formats of the rule sources, in the order given (route
-// sections are not among them: see Routes).
+// sections and connection tables are not among them: see Routes and
+// Observe).
 func (d *Dataplane) Formats() []string { return slices.Clone(d.formats) }
 
 // Warnings are what the parsers noticed: the tools' own warnings in the

@@ -59,6 +59,12 @@ type Input struct {
 	// uses NetworkPolicies at all (otherwise a missing one says nothing).
 	NetworkPolicies      []networkingv1.NetworkPolicy
 	NetworkPoliciesInUse bool
+	// Observe puts what each node's kernel observed next to the
+	// prediction: its connection-tracking entries (when its dataplane has
+	// a connection table) and its DNAT rules' counters (when its dump has
+	// them). ShowClients lists the clients' addresses too (else only
+	// counts are kept).
+	Observe, ShowClients bool
 }
 
 // Node is one node and its collected dataplane.
@@ -465,7 +471,11 @@ func buildNode(p *trace.Path, in Input, n Node, idx *nodeIndex) trace.NodePaths 
 				Why: "the packet could not be simulated: " + err.Error()})
 			continue
 		}
-		np.Paths = append(np.Paths, entryPath(p, &drift, np.Name, e, sim))
+		path := entryPath(p, &drift, np.Name, e, sim)
+		if in.Observe {
+			setRuleHits(&path, sim)
+		}
+		np.Paths = append(np.Paths, path)
 	}
 	p.Findings = append(p.Findings, drift.findings(p)...)
 	explainNodePortMisses(&np)
@@ -475,7 +485,22 @@ func buildNode(p *trace.Path, in Input, n Node, idx *nodeIndex) trace.NodePaths 
 		ll.annotate(&np)
 		p.Findings = append(p.Findings, ll.findings...)
 	}
+	if in.Observe {
+		p.Findings = append(p.Findings, observe(p, n, &np, in.ShowClients)...)
+	}
 	return np
+}
+
+// setRuleHits gives each endpoint the packet counter of its DNAT rule, when
+// the node's dump has rule counters.
+func setRuleHits(ep *trace.EntryPath, sim *trace.Simulation) {
+	hits := ruleHits(sim)
+	for i := range ep.Endpoints {
+		pe := &ep.Endpoints[i]
+		if h, ok := hits[netip.AddrPortFrom(pe.IP, pe.Port)]; ok {
+			pe.Observed = &trace.Observed{RuleHits: &h}
+		}
+	}
 }
 
 // chainInfo describes every chain the node's paths name, as the node's
