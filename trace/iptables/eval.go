@@ -1,7 +1,6 @@
 package iptables
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -11,39 +10,15 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
 
-// Options are the facts about the node and the client that a dump alone does
-// not carry.
-type Options struct {
-	// LocalAddrs are the node's own addresses (what "-m addrtype --dst-type
-	// LOCAL" matches). 127.0.0.0/8 and ::1 are always local.
-	LocalAddrs []netip.Addr
-	// AffinityEndpoint, when valid, says the client already has a
-	// session-affinity entry pointing at this endpoint; "-m recent --rcheck"
-	// rules for lists that lead to it then match. The default is a new
-	// client with no entry.
-	AffinityEndpoint netip.AddrPort
-	// MaxBranches bounds the number of random-choice branches followed
-	// (default 1,000,000), so a hostile dump cannot make a walk explode.
-	MaxBranches int
-	// MaxRules bounds how many rules one simulation looks at, counting a
-	// rule again each time a walk passes it (default DefaultMaxRules).
-	MaxRules int
-}
-
-// DefaultMaxRules is Options.MaxRules unless set: room for every branch of
-// a Service with thousands of endpoints to cross a KUBE-SERVICES chain of
-// tens of thousands of rules, while a hostile dump's walk still ends in
-// seconds.
-const DefaultMaxRules = 50_000_000
+// Options are the node's facts and the walk's bounds; see trace.WalkOptions.
+type Options = trace.WalkOptions
 
 // ErrLoop is wrapped when the rules jump in a circle or nest too deeply.
-var ErrLoop = errors.New("rules loop or nest too deeply")
+var ErrLoop = trace.ErrLoop
 
 // ErrBudget is wrapped when a walk looks at more rules than Options.MaxRules
 // allows, or keeps more than trace.MaxTrail and trace.MaxOutcomeRules allow.
 var ErrBudget = trace.ErrBudget
-
-const maxJumpDepth = 100
 
 // Simulate walks the first packet of a new connection through the dump's
 // tables in the order the kernel's netfilter hooks run them and reports what
@@ -63,21 +38,11 @@ func Simulate(d *Dump, pkt trace.Packet, opts Options) (*trace.Simulation, error
 		}
 		return nil, fmt.Errorf("the packet is %s but the dump was written by %s; simulate %s packets on %s output", fam, excerpt.Clip(d.Generator), fam, tool)
 	}
-	w := &walker{dump: d, opts: opts, local: map[netip.Addr]bool{}}
-	if w.opts.MaxBranches <= 0 {
-		w.opts.MaxBranches = 1_000_000
+	walk, err := trace.StartWalk(pkt, opts)
+	if err != nil {
+		return nil, err
 	}
-	if w.opts.MaxRules <= 0 {
-		w.opts.MaxRules = DefaultMaxRules
-	}
-	sim := &trace.Simulation{Packet: pkt, LocalAddresses: []netip.Addr{}}
-	for _, a := range opts.LocalAddrs {
-		a = a.Unmap()
-		if !w.local[a] {
-			w.local[a] = true
-			sim.LocalAddresses = append(sim.LocalAddresses, a)
-		}
-	}
+	w := &walker{Walk: walk, dump: d}
 	start := &state{
 		Branch: trace.Branch{Prob: 1},
 		src:    pkt.Source.Unmap(),
@@ -85,39 +50,22 @@ func Simulate(d *Dump, pkt trace.Packet, opts Options) (*trace.Simulation, error
 		dport:  pkt.DestinationPort,
 		proto:  pkt.Protocol,
 		in:     pkt.InInterface,
+		local:  walk.FromNode(),
 	}
-	local := w.isLocal(start.src)
-	sim.Origin = "forwarded"
-	if local {
-		sim.Origin = "local"
-		start.local = true
-	} else if pkt.InInterface == "" {
-		w.note("the incoming interface is unknown: rules with -i NAME are taken not to match and ! -i NAME to match (pass the interface to change this)")
+	if !walk.FromNode() && pkt.InInterface == "" {
+		w.Note("the incoming interface is unknown: rules with -i NAME are taken not to match and ! -i NAME to match (pass the interface to change this)")
 	}
 	hookNames := map[trace.Hook]string{trace.HookPrerouting: "PREROUTING", trace.HookInput: "INPUT", trace.HookForward: "FORWARD", trace.HookOutput: "OUTPUT", trace.HookPostrouting: "POSTROUTING"}
-	final, err := trace.WalkHooks(local, start, func(s *state) netip.Addr { return s.dst }, w.isLocal,
+	final, err := trace.WalkHooks(walk.FromNode(), start, func(s *state) netip.Addr { return s.dst }, w.IsLocal,
 		func(h trace.Hook, states []*state) ([]*state, error) { return w.hook(hookNames[h], states) })
 	if err != nil {
 		return nil, err
 	}
-	final = append(final, w.done...)
-	err = trace.CheckOutcomeRules(func(yield func(int) bool) {
-		for _, s := range final {
-			if !yield(s.TrailLen()) {
-				return
-			}
-		}
-	})
-	if err != nil {
-		return nil, err
+	var branches []*trace.Branch
+	for _, s := range append(final, w.done...) {
+		branches = append(branches, &s.Branch)
 	}
-	for _, s := range final {
-		sim.Outcomes = append(sim.Outcomes, s.Outcome())
-	}
-	sim.Affinity = w.affinity
-	sim.Notes = w.notes
-	sim.Summarize()
-	return sim, nil
+	return walk.Finish(branches)
 }
 
 // hookTables lists, per netfilter hook, the tables that register there in
@@ -130,26 +78,12 @@ var hookTables = map[string][]string{
 	"POSTROUTING": {"mangle", "nat"},
 }
 
+// walker is one simulation through a dump: the shared walk (options,
+// addresses, notes, bounds) and the branches that ended early.
 type walker struct {
-	dump     *Dump
-	opts     Options
-	local    map[netip.Addr]bool
-	branches int
-	visited  int
-	done     []*state // branches that ended early (dropped, rejected)
-	notes    []string
-	affinity []trace.AffinityRule
-}
-
-func (w *walker) note(format string, args ...any) {
-	n := fmt.Sprintf(format, args...)
-	if !slices.Contains(w.notes, n) {
-		w.notes = append(w.notes, n)
-	}
-}
-
-func (w *walker) isLocal(a netip.Addr) bool {
-	return a.IsLoopback() || w.local[a]
+	*trace.Walk
+	dump *Dump
+	done []*state // branches that ended early (dropped, rejected)
 }
 
 // state is one branch of the walk: the packet as it is at this point,
@@ -164,10 +98,11 @@ type state struct {
 	mark     uint32
 }
 
+// fork returns a copy of the branch that takes a share p of its
+// probability; the caller keeps or adjusts the rest.
 func (s *state) fork(p float64) *state {
 	c := *s
 	c.Prob = s.Prob * p
-	s.Prob *= 1 - p
 	return &c
 }
 
@@ -185,18 +120,19 @@ func (s *state) recordNoEffect(r *Rule) {
 	s.RecordNoEffect(trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text})
 }
 
-// exit says how a chain walk ended for one branch.
-type exit int
+// exitKind says how a branch left a hook's chain.
+type exitKind int
 
 const (
-	exitReturn exit = iota // fell off the end or RETURN: the caller goes on
-	exitAccept             // ACCEPT, DNAT, SNAT...: this table is done for this hook
-	exitStop               // DROP or REJECT: the packet is gone
+	exitEnd    exitKind = iota // fell off the end or RETURN: the next table goes on
+	exitAccept                 // ACCEPT, DNAT, SNAT...: this table is done for this hook
+	exitDrop                   // DROP or REJECT: the packet is gone
 )
 
-type branch struct {
+// branchOut is one branch after a hook's chain, and how it left it.
+type branchOut struct {
 	st   *state
-	exit exit
+	exit exitKind
 }
 
 // hook runs every table registered at the hook over the given branches and
@@ -224,13 +160,13 @@ func (w *walker) hook(hook string, states []*state) ([]*state, error) {
 			}
 			for _, b := range bs {
 				switch b.exit {
-				case exitStop:
+				case exitDrop:
 					w.done = append(w.done, b.st)
-				case exitReturn:
+				case exitEnd:
 					if c.Policy == "DROP" {
 						b.st.Verdict = trace.VerdictDrop
 						b.st.DecidedBy = nil
-						w.note("the policy of %s %s is DROP: packets no rule accepts there are dropped", table, hook)
+						w.Note("the policy of %s %s is DROP: packets no rule accepts there are dropped", table, hook)
 						w.done = append(w.done, b.st)
 						continue
 					}
@@ -270,13 +206,13 @@ type task struct {
 // to the limit, cost memory in proportion to the branches, not the rules.
 // Branches are finished depth first, the share that matched a random rule
 // before the rest, so they come out in the order a recursive walk gives.
-func (w *walker) walkChain(st *state, c *Chain) ([]branch, error) {
+func (w *walker) walkChain(st *state, c *Chain) ([]branchOut, error) {
 	pc, err := c.split()
 	if err != nil {
 		return nil, err
 	}
 	todo := []task{{st: st, stack: []frame{{chain: c, pc: pc}}}}
-	var out []branch
+	var out []branchOut
 	for len(todo) > 0 {
 		t := todo[len(todo)-1]
 		todo = todo[:len(todo)-1]
@@ -284,7 +220,7 @@ func (w *walker) walkChain(st *state, c *Chain) ([]branch, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, branch{t.st, e})
+		out = append(out, branchOut{t.st, e})
 	}
 	return out, nil
 }
@@ -292,7 +228,7 @@ func (w *walker) walkChain(st *state, c *Chain) ([]branch, error) {
 // run walks one branch until it leaves the hook's chain. A random match
 // pushes the share that did not match onto todo (to go on after the rule)
 // and goes on with the share that did.
-func (w *walker) run(t *task, todo *[]task) (exit, error) {
+func (w *walker) run(t *task, todo *[]task) (exitKind, error) {
 	for {
 		f := &t.stack[len(t.stack)-1]
 		if f.next >= len(f.pc.texts) {
@@ -303,9 +239,8 @@ func (w *walker) run(t *task, todo *[]task) (exit, error) {
 		}
 		i := f.next
 		f.next++
-		w.visited++
-		if w.visited > w.opts.MaxRules {
-			return 0, fmt.Errorf("the walk looked at more than %d rules without finishing: the dump is too large or its chains call each other too often: %w", w.opts.MaxRules, ErrBudget)
+		if err := w.CountRule(); err != nil {
+			return 0, err
 		}
 		c, pc := f.chain, f.pc
 		if pc.rules[i] == nil && destinationExcludes(pc.texts[i], t.st.dst) {
@@ -322,11 +257,11 @@ func (w *walker) run(t *task, todo *[]task) (exit, error) {
 			continue
 		}
 		if p < 1 {
-			w.branches++
-			if w.branches > w.opts.MaxBranches {
-				return 0, fmt.Errorf("more than %d random branches: the dump is too large or loops", w.opts.MaxBranches)
+			if err := w.CountBranches(1); err != nil {
+				return 0, err
 			}
 			taken := t.st.fork(p)
+			t.st.Prob *= 1 - p
 			*todo = append(*todo, task{st: t.st, stack: slices.Clone(t.stack)})
 			t.st = taken
 		}
@@ -342,11 +277,11 @@ func (w *walker) run(t *task, todo *[]task) (exit, error) {
 
 // ret returns the branch from the chain on top of its stack to the caller;
 // done is true when it left the hook's chain.
-func (w *walker) ret(t *task) (exit, bool) {
+func (w *walker) ret(t *task) (exitKind, bool) {
 	f := t.stack[len(t.stack)-1]
 	t.stack = t.stack[:len(t.stack)-1]
 	if len(t.stack) == 0 {
-		return exitReturn, true
+		return exitEnd, true
 	}
 	t.st.JumpReturned(f.jumped)
 	return 0, false
@@ -354,7 +289,7 @@ func (w *walker) ret(t *task) (exit, bool) {
 
 // apply carries out the target of rule r, which matched, on the branch; done
 // is true when the branch left the hook's chain with e.
-func (w *walker) apply(t *task, r *Rule) (e exit, done bool, err error) {
+func (w *walker) apply(t *task, r *Rule) (e exitKind, done bool, err error) {
 	st := t.st
 	f := &t.stack[len(t.stack)-1]
 	c := f.chain
@@ -364,7 +299,7 @@ func (w *walker) apply(t *task, r *Rule) (e exit, done bool, err error) {
 		return 0, false, nil
 	}
 	ref := st.record(r)
-	decide := func(v trace.Verdict, e exit) (exit, bool, error) {
+	decide := func(v trace.Verdict, e exitKind) (exitKind, bool, error) {
 		st.Verdict, st.DecidedBy = v, &ref
 		return e, true, nil
 	}
@@ -374,8 +309,8 @@ func (w *walker) apply(t *task, r *Rule) (e exit, done bool, err error) {
 			return 0, false, fmt.Errorf("line %d: rule in chain %s jumps to chain %s, which table %s does not have", r.Line, excerpt.Clip(c.Name), excerpt.Clip(tg.Name), c.Table())
 		}
 		depth := f.depth + 1
-		if depth > maxJumpDepth {
-			return 0, false, fmt.Errorf("chain %s of table %s: jumps nest more than %d deep: %w", excerpt.Clip(sub.Name), sub.Table(), maxJumpDepth, ErrLoop)
+		if err := trace.CheckDepth(depth, fmt.Sprintf("chain %s of table %s", excerpt.Clip(sub.Name), sub.Table())); err != nil {
+			return 0, false, err
 		}
 		pc, err := sub.split()
 		if err != nil {
@@ -400,9 +335,9 @@ func (w *walker) apply(t *task, r *Rule) (e exit, done bool, err error) {
 		}
 		return exitAccept, true, nil
 	case "DROP":
-		return decide(trace.VerdictDrop, exitStop)
+		return decide(trace.VerdictDrop, exitDrop)
 	case "REJECT":
-		return decide(trace.VerdictReject, exitStop)
+		return decide(trace.VerdictReject, exitDrop)
 	case "RETURN":
 		e, done := w.ret(t)
 		return e, done, nil
@@ -422,10 +357,10 @@ func (w *walker) apply(t *task, r *Rule) (e exit, done bool, err error) {
 		st.Masquerade = true
 		return exitAccept, true, nil
 	case "REDIRECT":
-		w.note("line %d: REDIRECT sends the packet to the node itself; the simulator treats it as accepted without an endpoint", r.Line)
+		w.Note("line %d: REDIRECT sends the packet to the node itself; the simulator treats it as accepted without an endpoint", r.Line)
 		return exitAccept, true, nil
 	case "QUEUE", "NFQUEUE", "TPROXY":
-		w.note("line %d: %s hands the packet to user space; the simulator cannot follow it and treats it as accepted", r.Line, tg.Name)
+		w.Note("line %d: %s hands the packet to user space; the simulator cannot follow it and treats it as accepted", r.Line, tg.Name)
 		return exitAccept, true, nil
 	}
 	// CONNMARK, CT, NOTRACK and the like do not end the chain.
@@ -455,7 +390,7 @@ func (w *walker) matchChance(st *state, r *Rule) float64 {
 		return 0
 	}
 	if r.OutInterface != nil {
-		w.note("the outgoing interface is unknown: rules with -o NAME are taken not to match and ! -o NAME to match")
+		w.Note("the outgoing interface is unknown: rules with -o NAME are taken not to match and ! -o NAME to match")
 		if !r.OutInterface.Matches("") {
 			return 0
 		}
@@ -487,7 +422,7 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 			if len(m.Other) == 1 && m.Other[0] == "--syn" {
 				// The first packet of a TCP connection is a SYN.
 			} else {
-				w.note("line %d: the simulator does not evaluate -m %s %s; taken as not matching", r.Line, excerpt.Clip(m.Name), excerpt.Clip(strings.Join(m.Other, " ")))
+				w.Note("line %d: the simulator does not evaluate -m %s %s; taken as not matching", r.Line, excerpt.Clip(m.Name), excerpt.Clip(strings.Join(m.Other, " ")))
 				return 0
 			}
 		}
@@ -498,7 +433,7 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 			return 0
 		}
 		if m.SPorts != nil {
-			w.note("line %d: the source port is unknown; source-port matches are taken not to match", r.Line)
+			w.Note("line %d: the source port is unknown; source-port matches are taken not to match", r.Line)
 			return yes(m.SNegated)
 		}
 		return 1
@@ -525,7 +460,7 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 		return yes((st.mark&m.Mask == m.Value) != m.Negated)
 	case *ConntrackMatch:
 		if len(m.Other) > 0 {
-			w.note("line %d: the simulator does not evaluate -m %s %s; taken as not matching", r.Line, excerpt.Clip(m.Name), excerpt.Clip(strings.Join(m.Other, " ")))
+			w.Note("line %d: the simulator does not evaluate -m %s %s; taken as not matching", r.Line, excerpt.Clip(m.Name), excerpt.Clip(strings.Join(m.Other, " ")))
 			return 0
 		}
 		if m.States == nil {
@@ -544,12 +479,12 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 		}
 		return yes(any != m.Negated)
 	case *SetMatch:
-		w.note("line %d: the contents of ipset %s are not in the dump; the packet is taken not to be in it", r.Line, excerpt.Quote(m.Set))
+		w.Note("line %d: the contents of ipset %s are not in the dump; the packet is taken not to be in it", r.Line, excerpt.Quote(m.Set))
 		return yes(m.Negated)
 	case *CommentMatch, *NFAcctMatch:
 		return 1
 	case *UnknownMatch:
-		w.note("line %d: the simulator does not evaluate -m %s; taken as not matching", r.Line, excerpt.Clip(m.Name))
+		w.Note("line %d: the simulator does not evaluate -m %s; taken as not matching", r.Line, excerpt.Clip(m.Name))
 		return 0
 	}
 	return 0
@@ -593,11 +528,11 @@ func (w *walker) addrIsType(a netip.Addr, types []string) bool {
 	for _, t := range types {
 		switch t {
 		case "LOCAL":
-			if w.isLocal(a) {
+			if w.IsLocal(a) {
 				return true
 			}
 		case "UNICAST":
-			if !a.IsMulticast() && !w.isLocal(a) {
+			if !a.IsMulticast() && !w.IsLocal(a) {
 				return true
 			}
 		case "MULTICAST":
@@ -624,14 +559,9 @@ func (w *walker) affinityHit(r *Rule, m *RecentMatch) bool {
 	}
 	if dest := w.listEndpoint(r.Table, m.Name); dest.IsValid() {
 		ar.Endpoint = dest.String()
-		ar.Hit = w.opts.AffinityEndpoint.IsValid() && dest == w.opts.AffinityEndpoint
+		ar.Hit = w.Options().AffinityEndpoint.IsValid() && dest == w.Options().AffinityEndpoint
 	}
-	for _, seen := range w.affinity {
-		if seen.Rule == ar.Rule {
-			return ar.Hit
-		}
-	}
-	w.affinity = append(w.affinity, ar)
+	w.AddAffinity(ar)
 	return ar.Hit
 }
 

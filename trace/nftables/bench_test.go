@@ -39,7 +39,7 @@ func BenchmarkParseAndSimulate(b *testing.B) {
 	data, svcs := bigRuleset()
 	svc := svcs[len(svcs)/2]
 	pkt := trace.Packet{Source: netip.MustParseAddr("10.0.0.2"), Destination: svc.ClusterIP, DestinationPort: svc.ServicePort, Protocol: "tcp"}
-	opts := Options{LocalAddrs: []netip.Addr{netip.MustParseAddr("192.168.0.2")}}
+	opts := Options{WalkOptions: trace.WalkOptions{LocalAddrs: []netip.Addr{netip.MustParseAddr("192.168.0.2")}}}
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {

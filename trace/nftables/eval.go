@@ -1,7 +1,6 @@
 package nftables
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -12,39 +11,21 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
 
-// Options are the facts about the node and the client that a ruleset alone
-// does not carry.
+// Options are the node's facts and the walk's bounds (trace.WalkOptions),
+// and which tables to evaluate.
 type Options struct {
-	// LocalAddrs are the node's own addresses (what "fib daddr type local"
-	// matches). 127.0.0.0/8 and ::1 are always local.
-	LocalAddrs []netip.Addr
-	// AffinityEndpoint, when valid, says the client already has a
-	// session-affinity entry for this endpoint. Otherwise the affinity sets'
-	// elements in the dump decide (a live node's sets hold real clients).
-	AffinityEndpoint netip.AddrPort
-	// MaxBranches bounds the random-choice branches followed (default 1,000,000).
-	MaxBranches int
+	trace.WalkOptions
 	// AllTables evaluates every table of the packet's family, not only
 	// kube-proxy's.
 	AllTables bool
-	// MaxRules bounds how many rules one simulation looks at, counting a
-	// rule again each time a walk passes it (default DefaultMaxRules).
-	MaxRules int
 }
 
-// DefaultMaxRules is Options.MaxRules unless set: far above what a walk
-// through kube-proxy's rules of a big cluster looks at, while a hostile
-// ruleset's walk still ends in seconds.
-const DefaultMaxRules = 50_000_000
-
 // ErrLoop is wrapped when the rules jump in a circle or nest too deeply.
-var ErrLoop = errors.New("rules loop or nest too deeply")
+var ErrLoop = trace.ErrLoop
 
 // ErrBudget is wrapped when a walk looks at more rules than Options.MaxRules
 // allows, or keeps more than trace.MaxTrail and trace.MaxOutcomeRules allow.
 var ErrBudget = trace.ErrBudget
-
-const maxJumpDepth = 64
 
 // Simulate walks the first packet of a new connection through the ruleset's
 // base chains in hook and priority order: prerouting, then input (when the
@@ -52,28 +33,15 @@ const maxJumpDepth = 64
 // whose source is a node address starts at output instead. numgen choices
 // split the walk into branches whose probabilities are multiplied out.
 func Simulate(rs *Ruleset, pkt trace.Packet, opts Options) (*trace.Simulation, error) {
-	if err := pkt.Validate(); err != nil {
-		return nil, err
-	}
 	family := "ip"
 	if pkt.Destination.Unmap().Is6() {
 		family = "ip6"
 	}
-	w := &walker{opts: opts, local: map[netip.Addr]bool{}}
-	if w.opts.MaxBranches <= 0 {
-		w.opts.MaxBranches = 1_000_000
+	walk, err := trace.StartWalk(pkt, opts.WalkOptions)
+	if err != nil {
+		return nil, err
 	}
-	if w.opts.MaxRules <= 0 {
-		w.opts.MaxRules = DefaultMaxRules
-	}
-	sim := &trace.Simulation{Packet: pkt, LocalAddresses: []netip.Addr{}}
-	for _, a := range opts.LocalAddrs {
-		a = a.Unmap()
-		if !w.local[a] {
-			w.local[a] = true
-			sim.LocalAddresses = append(sim.LocalAddresses, a)
-		}
-	}
+	w := &walker{Walk: walk}
 	var skipped []string
 	for _, t := range rs.Tables {
 		if t.Family != family && t.Family != "inet" {
@@ -89,62 +57,30 @@ func Simulate(rs *Ruleset, pkt trace.Packet, opts Options) (*trace.Simulation, e
 		return nil, fmt.Errorf("the ruleset has no %s %s table: kube-proxy's nftables rules for %s packets are not in this dump", family, KubeProxyTable, map[string]string{"ip": "IPv4", "ip6": "IPv6"}[family])
 	}
 	if len(skipped) > 0 {
-		w.note("tables %s were read but not evaluated: only kube-proxy's tables are simulated", joinSome(skipped, 10))
+		w.Note("tables %s were read but not evaluated: only kube-proxy's tables are simulated", joinSome(skipped, 10))
 	}
 	start := &state{Branch: trace.Branch{Prob: 1}, src: pkt.Source.Unmap(), dst: pkt.Destination.Unmap(), dport: pkt.DestinationPort, proto: pkt.Protocol, in: pkt.InInterface}
-	local := w.isLocal(start.src)
-	sim.Origin = "forwarded"
-	if local {
-		sim.Origin = "local"
-	} else if pkt.InInterface == "" {
-		w.unknownIface = true
-	}
 	hookNames := map[trace.Hook]string{trace.HookPrerouting: "prerouting", trace.HookInput: "input", trace.HookForward: "forward", trace.HookOutput: "output", trace.HookPostrouting: "postrouting"}
-	final, err := trace.WalkHooks(local, start, func(s *state) netip.Addr { return s.dst }, w.isLocal,
+	final, err := trace.WalkHooks(walk.FromNode(), start, func(s *state) netip.Addr { return s.dst }, w.IsLocal,
 		func(h trace.Hook, states []*state) ([]*state, error) { return w.hook(hookNames[h], states) })
 	if err != nil {
 		return nil, err
 	}
-	final = append(final, w.done...)
-	err = trace.CheckOutcomeRules(func(yield func(int) bool) {
-		for _, s := range final {
-			if !yield(s.TrailLen()) {
-				return
-			}
-		}
-	})
-	if err != nil {
-		return nil, err
+	var branches []*trace.Branch
+	for _, s := range append(final, w.done...) {
+		branches = append(branches, &s.Branch)
 	}
-	for _, s := range final {
-		sim.Outcomes = append(sim.Outcomes, s.Outcome())
-	}
-	sim.Affinity = w.affinity
-	sim.Notes = w.notes
-	sim.Summarize()
-	return sim, nil
+	return walk.Finish(branches)
 }
 
+// walker is one simulation through a ruleset: the shared walk (options,
+// addresses, notes, bounds), the tables evaluated and the branches that
+// ended early.
 type walker struct {
-	opts         Options
-	local        map[netip.Addr]bool
-	tables       []*Table
-	done         []*state // branches a rule dropped or rejected
-	branches     int
-	visited      int
-	notes        []string
-	affinity     []trace.AffinityRule
-	unknownIface bool
+	*trace.Walk
+	tables []*Table
+	done   []*state // branches a rule dropped or rejected
 }
-
-func (w *walker) note(format string, args ...any) {
-	n := fmt.Sprintf(format, args...)
-	if !slices.Contains(w.notes, n) {
-		w.notes = append(w.notes, n)
-	}
-}
-
-func (w *walker) isLocal(a netip.Addr) bool { return a.IsLoopback() || w.local[a] }
 
 // state is one branch of the walk: the packet as it is at this point,
 // and (in the embedded trace.Branch) what happened to it so far.
@@ -158,6 +94,8 @@ type state struct {
 	dnatted  bool
 }
 
+// fork returns a copy of the branch that takes a share p of its
+// probability.
 func (s *state) fork(p float64) *state {
 	c := *s
 	c.Prob = s.Prob * p
@@ -204,7 +142,7 @@ func (w *walker) hook(hook string, states []*state) ([]*state, error) {
 					if cr.c.Policy == "drop" {
 						o.st.Verdict = trace.VerdictDrop
 						o.st.DecidedBy = nil
-						w.note("chain %s ends with policy drop", excerpt.Clip(cr.c.Name))
+						w.Note("chain %s ends with policy drop", excerpt.Clip(cr.c.Name))
 						w.done = append(w.done, o.st)
 						continue
 					}
@@ -298,12 +236,11 @@ func (w *walker) run(tk *task, todo *[]task) (exitKind, error) {
 		}
 		r := f.chain.Rule(f.next)
 		f.next++
-		w.visited++
-		if w.visited > w.opts.MaxRules {
-			return 0, fmt.Errorf("the walk looked at more than %d rules without finishing: the ruleset is too large or its chains call each other too often: %w", w.opts.MaxRules, ErrBudget)
+		if err := w.CountRule(); err != nil {
+			return 0, err
 		}
 		if r.Unknown != "" {
-			w.note("rule at line %d in chain %s was not evaluated (%s); it is taken not to match", r.Line, excerpt.Clip(f.chain.Name), excerpt.Clip(r.Unknown))
+			w.Note("rule at line %d in chain %s was not evaluated (%s); it is taken not to match", r.Line, excerpt.Clip(f.chain.Name), excerpt.Clip(r.Unknown))
 			continue
 		}
 		outs, matched, err := w.runStmts(tk.st, f.t, f.chain, r, 0)
@@ -351,8 +288,8 @@ func (w *walker) apply(tk *task, o stmtOut) (e exitKind, done bool, err error) {
 	case o.call != nil:
 		f := &tk.stack[len(tk.stack)-1]
 		depth := f.depth + 1
-		if depth > maxJumpDepth {
-			return 0, false, fmt.Errorf("chain %s of table %s %s: %w", excerpt.Clip(o.call.Name), f.t.Family, excerpt.Clip(f.t.Name), ErrLoop)
+		if err := trace.CheckDepth(depth, fmt.Sprintf("chain %s of table %s %s", excerpt.Clip(o.call.Name), f.t.Family, excerpt.Clip(f.t.Name))); err != nil {
+			return 0, false, err
 		}
 		next := frame{t: f.t, chain: o.call, depth: depth, jumped: tk.st.Mark()}
 		if o.isGoto {
@@ -445,7 +382,7 @@ func (w *walker) runStmts(st *state, t *Table, c *Chain, r *Rule, k int) ([]stmt
 				outs = append(outs, stmtOut{st: b, exit: exitAccept})
 				_ = idx
 			}
-			if err := w.countBranches(len(outs)); err != nil {
+			if err := w.CountBranches(len(outs)); err != nil {
 				return nil, false, err
 			}
 			return outs, true, nil
@@ -464,14 +401,6 @@ func (w *walker) runStmts(st *state, t *Table, c *Chain, r *Rule, k int) ([]stmt
 		st.recordNoEffect(r)
 	}
 	return []stmtOut{{st: st, cont: true}}, true, nil
-}
-
-func (w *walker) countBranches(n int) error {
-	w.branches += n
-	if w.branches > w.opts.MaxBranches {
-		return fmt.Errorf("more than %d random branches: %w", w.opts.MaxBranches, ErrLoop)
-	}
-	return nil
 }
 
 func (w *walker) dnat(st *state, c *Chain, to netip.AddrPort, r *Rule) {
@@ -528,7 +457,7 @@ func (w *walker) vmap(st *state, t *Table, c *Chain, r *Rule, s Stmt, recorded b
 		}
 		p := 1 / float64(mod)
 		var res []stmtOut
-		if err := w.countBranches(mod); err != nil {
+		if err := w.CountBranches(mod); err != nil {
 			return nil, false, err
 		}
 		for n := 0; n < mod; n++ {
@@ -620,14 +549,14 @@ func (w *walker) key(st *state, sels []Selector) ([]keyPart, bool) {
 			k = keyPart{kind: 's', str: w.addrType(st.src)}
 		case "meta iifname", "meta iif":
 			if st.in == "" {
-				w.note("the incoming interface is unknown: rules matching iifname are taken not to match and != iifname to match (pass the interface to change this)")
+				w.Note("the incoming interface is unknown: rules matching iifname are taken not to match and != iifname to match (pass the interface to change this)")
 			}
 			k = keyPart{kind: 's', str: st.in}
 		case "meta nfproto":
 			k = keyPart{kind: 's', str: map[bool]string{true: "ipv4", false: "ipv6"}[st.dst.Is4()]}
 		default:
 			// sport, oifname: not part of the packet model.
-			w.note("%s is not known for the simulated packet; rules matching it are taken not to match", excerpt.Clip(s.String()))
+			w.Note("%s is not known for the simulated packet; rules matching it are taken not to match", excerpt.Clip(s.String()))
 			return nil, false
 		}
 		out = append(out, k)
@@ -637,7 +566,7 @@ func (w *walker) key(st *state, sels []Selector) ([]keyPart, bool) {
 
 func (w *walker) addrType(a netip.Addr) string {
 	switch {
-	case w.isLocal(a):
+	case w.IsLocal(a):
 		return "local"
 	case a.IsMulticast():
 		return "multicast"
@@ -702,15 +631,13 @@ func (w *walker) affinityHit(st *state, t *Table, r *Rule, set *Set, inDump bool
 		}
 	}
 	hit := inDump
-	if w.opts.AffinityEndpoint.IsValid() {
-		hit = ar.Endpoint == w.opts.AffinityEndpoint.String()
+	if w.Options().AffinityEndpoint.IsValid() {
+		hit = ar.Endpoint == w.Options().AffinityEndpoint.String()
 	}
 	ar.Hit = hit
-	if !slices.ContainsFunc(w.affinity, func(a trace.AffinityRule) bool { return a.Rule == ref }) {
-		w.affinity = append(w.affinity, ar)
-	}
-	if inDump && !w.opts.AffinityEndpoint.IsValid() {
-		w.note("the dump's affinity set %s already holds the client %s: it is pinned to %s", excerpt.Clip(set.Name), st.src, ar.Endpoint)
+	w.AddAffinity(ar)
+	if inDump && !w.Options().AffinityEndpoint.IsValid() {
+		w.Note("the dump's affinity set %s already holds the client %s: it is pinned to %s", excerpt.Clip(set.Name), st.src, ar.Endpoint)
 	}
 	return hit
 }

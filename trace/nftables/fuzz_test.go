@@ -100,7 +100,7 @@ func FuzzSimulate(f *testing.F) {
 		if err1 != nil || err2 != nil || err3 != nil {
 			return
 		}
-		sim, err := Simulate(rs, trace.Packet{Source: s, Destination: d, DestinationPort: port, Protocol: proto}, Options{LocalAddrs: []netip.Addr{n}, MaxBranches: 10000})
+		sim, err := Simulate(rs, trace.Packet{Source: s, Destination: d, DestinationPort: port, Protocol: proto}, Options{WalkOptions: trace.WalkOptions{LocalAddrs: []netip.Addr{n}, MaxBranches: 10000}})
 		if err != nil {
 			checkErrorLen(t, err)
 			return

@@ -38,7 +38,7 @@ func TestAgreesWithKubeProxyPacketFlowTests(t *testing.T) {
 		func(t *testing.T, path string) kpfixture.Simulator {
 			rs := parseFile(t, path)
 			return func(pkt trace.Packet, local []netip.Addr) (*trace.Simulation, error) {
-				return Simulate(rs, pkt, Options{LocalAddrs: local})
+				return Simulate(rs, pkt, Options{WalkOptions: trace.WalkOptions{LocalAddrs: local}})
 			}
 		})
 	t.Logf("%d fixtures, %d packet flows checked", fixtures, flows)

@@ -204,7 +204,7 @@ func TestMixedTables(t *testing.T) {
 		if unknown == 0 {
 			t.Errorf("%s: iptables-nft's xt rules were not flagged as unknown", file)
 		}
-		sim, err := Simulate(rs, trace.Packet{Source: netip.MustParseAddr("203.0.113.2"), Destination: netip.MustParseAddr("192.168.0.2"), DestinationPort: 3001, Protocol: "tcp"}, Options{LocalAddrs: []netip.Addr{netip.MustParseAddr("192.168.0.2")}})
+		sim, err := Simulate(rs, trace.Packet{Source: netip.MustParseAddr("203.0.113.2"), Destination: netip.MustParseAddr("192.168.0.2"), DestinationPort: 3001, Protocol: "tcp"}, Options{WalkOptions: trace.WalkOptions{LocalAddrs: []netip.Addr{netip.MustParseAddr("192.168.0.2")}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,9 +233,9 @@ func TestAffinityFromLiveSet(t *testing.T) {
 			wantHit  bool
 			wantNote bool
 		}{
-			{"10.0.0.2", Options{LocalAddrs: local}, true, true},
-			{"10.0.0.3", Options{LocalAddrs: local}, false, false},
-			{"10.0.0.3", Options{LocalAddrs: local, AffinityEndpoint: netip.MustParseAddrPort("10.180.0.3:80")}, true, false},
+			{"10.0.0.2", Options{WalkOptions: trace.WalkOptions{LocalAddrs: local}}, true, true},
+			{"10.0.0.3", Options{WalkOptions: trace.WalkOptions{LocalAddrs: local}}, false, false},
+			{"10.0.0.3", Options{WalkOptions: trace.WalkOptions{LocalAddrs: local, AffinityEndpoint: netip.MustParseAddrPort("10.180.0.3:80")}}, true, false},
 		} {
 			sim, err := Simulate(rs, pkt(tc.src), tc.opts)
 			if err != nil {

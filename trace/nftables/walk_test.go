@@ -59,7 +59,7 @@ func TestWalkFoldsRulesWithoutEffect(t *testing.T) {
 }
 
 func TestWalkBudget(t *testing.T) {
-	_, err := Simulate(parseText(t, fallThrough(1000)), tcp80, Options{MaxRules: 500})
+	_, err := Simulate(parseText(t, fallThrough(1000)), tcp80, Options{WalkOptions: trace.WalkOptions{MaxRules: 500}})
 	if !errors.Is(err, ErrBudget) || !strings.Contains(err.Error(), "more than 500 rules") {
 		t.Errorf("got %v, want ErrBudget naming the bound", err)
 	}
@@ -75,7 +75,7 @@ func TestWalkBudget(t *testing.T) {
 		b.WriteString("\t}\n")
 	}
 	b.WriteString("\tchain c60 {\n\t}\n}\n")
-	_, err = Simulate(parseText(t, b.String()), tcp80, Options{MaxRules: 100_000})
+	_, err = Simulate(parseText(t, b.String()), tcp80, Options{WalkOptions: trace.WalkOptions{MaxRules: 100_000}})
 	if !errors.Is(err, ErrBudget) {
 		t.Errorf("10^60 walks: got %v, want ErrBudget", err)
 	}

@@ -42,7 +42,7 @@ func (e *nftEngine) kubeProxyTables(v6 bool) []*nftables.Table {
 func (e *nftEngine) Covers(v6 bool) bool { return len(e.kubeProxyTables(v6)) > 0 }
 
 func (e *nftEngine) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error) {
-	return nftables.Simulate(e.rs, pkt, nftables.Options{LocalAddrs: opts.LocalAddrs, AffinityEndpoint: opts.AffinityEndpoint})
+	return nftables.Simulate(e.rs, pkt, nftables.Options{WalkOptions: trace.WalkOptions{LocalAddrs: opts.LocalAddrs, AffinityEndpoint: opts.AffinityEndpoint}})
 }
 
 func (e *nftEngine) Programmed(kind ObjectKind, svc trace.ServiceInfo, sp trace.ServicePort, v6 bool) Check {

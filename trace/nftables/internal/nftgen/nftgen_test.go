@@ -76,7 +76,7 @@ func TestMatchesKubeProxyShapes(t *testing.T) {
 	}
 	for _, s := range Services(cfg) {
 		pkt := trace.Packet{Source: netip.MustParseAddr("10.0.0.2"), Destination: s.ClusterIP, DestinationPort: s.ServicePort, Protocol: "tcp"}
-		sim, err := nftables.Simulate(gen, pkt, nftables.Options{LocalAddrs: []netip.Addr{netip.MustParseAddr(cfg.NodeIP)}})
+		sim, err := nftables.Simulate(gen, pkt, nftables.Options{WalkOptions: trace.WalkOptions{LocalAddrs: []netip.Addr{netip.MustParseAddr(cfg.NodeIP)}}})
 		if err != nil {
 			t.Fatal(err)
 		}
