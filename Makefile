@@ -23,7 +23,7 @@ unit: ## unit and integration tests only (fast; no root)
 test-race: ## concurrent packages under the race detector (needs cgo)
 	CGO_ENABLED=1 $(GO) test -race ./trace/... ./collectors/...
 
-FUZZ_PKGS := ./trace/iptables ./trace/nftables ./trace/ipset ./trace/ipvs ./trace/routes ./trace/conntrack ./trace/ruleset ./render ./collectors/debugpod
+FUZZ_PKGS := ./trace/iptables ./trace/nftables ./trace/ipset ./trace/ipvs ./trace/routes ./trace/conntrack ./trace/ruleset ./render ./collectors/nodedump
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@for pkg in $(FUZZ_PKGS); do \

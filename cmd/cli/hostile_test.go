@@ -57,7 +57,7 @@ func section(name, data string) string {
 // collects, as NODE.SECTION inside DIR, 0600 in a 0700 DIR, and the
 // unknown sections are dropped with one warning that names them escaped.
 func TestSaveDumpsKeepsHostileSectionsOut(t *testing.T) {
-	recorded, err := os.ReadFile("../../collectors/debugpod/testdata/recorded/iptables-nft.stdout")
+	recorded, err := os.ReadFile("../../collectors/nodedump/testdata/recorded/iptables-nft.stdout")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestSaveDumpsKeepsHostileSectionsOut(t *testing.T) {
 // TestMaxDumpSize: --max-dump-size bounds what a node may print; a node
 // over it is not traced and says which flag to raise.
 func TestMaxDumpSize(t *testing.T) {
-	recorded, err := os.ReadFile("../../collectors/debugpod/testdata/recorded/iptables-nft.stdout")
+	recorded, err := os.ReadFile("../../collectors/nodedump/testdata/recorded/iptables-nft.stdout")
 	if err != nil {
 		t.Fatal(err)
 	}

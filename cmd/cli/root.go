@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
@@ -39,8 +40,8 @@ with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects
 		Args:          oneServiceAtMost,
 	}
 	traceOpts := &TraceOptions{Output: "tree", Color: "auto", Timeout: 2 * time.Minute, Collector: "debugpod",
-		DebugNamespace: debugpod.DefaultNamespace, Parallel: debugpod.DefaultParallel, MaxDumpSize: "256Mi",
-		Observe: true, ConntrackMaxBytes: debugpod.DefaultConntrackMaxBytes, IOStreams: streams}
+		DebugNamespace: debugpod.DefaultNamespace, Parallel: nodedump.DefaultParallel, MaxDumpSize: "256Mi",
+		Observe: true, ConntrackMaxBytes: nodedump.DefaultConntrackMaxBytes, IOStreams: streams}
 	root.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
 			return cmd.Help()

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/routes"
 )
@@ -117,14 +117,14 @@ func buildRouteLayout(t *testing.T, name, script, variant string) string {
 // printed as node's dumps in dir, replacing what was there.
 func recordRoutes(t *testing.T, ns, node, dir string) {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", ns, "sh", "-c", debugpod.RoutesScript)
+	cmd := exec.Command("ip", "netns", "exec", ns, "sh", "-c", nodedump.RoutesScript)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("route script: %v\n%s", err, stderr.Bytes())
 	}
-	stdout.WriteString(debugpod.Marker + " done\n")
-	res := debugpod.ParseOutput(node, stdout.Bytes(), stderr.Bytes())
+	stdout.WriteString(nodedump.Marker + " done\n")
+	res := nodedump.ParseOutput(node, stdout.Bytes(), stderr.Bytes())
 	for _, w := range res.Warnings {
 		if w.Code != trace.CodeKubeProxyRulesMissing {
 			t.Errorf("route script: %s", w)

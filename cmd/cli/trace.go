@@ -25,6 +25,7 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"github.com/trace-svc/kubectl-trace-svc/render"
 	"github.com/trace-svc/kubectl-trace-svc/render/termsafe"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
@@ -75,10 +76,10 @@ type TraceOptions struct {
 	objects    []runtime.Object // --objects: the API, saved
 	// collectLive gathers the rules of nodes without a --dump (debug pods);
 	// replaced in tests.
-	collectLive func(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult
+	collectLive func(ctx context.Context, facts *cluster.Facts, nodes []string) []nodedump.NodeResult
 	// executor runs the dump script in a pod; nil execs through the API
 	// server. Replaced in tests.
-	executor debugpod.Executor
+	executor nodedump.Executor
 
 	genericiooptions.IOStreams
 }
@@ -204,7 +205,7 @@ func (o *TraceOptions) Validate() error {
 	if o.CompareNodes && o.Output != "tree" {
 		return fmt.Errorf("--compare-nodes prints a table and cannot be combined with -o %s; the same per-node verdicts are in -o json under .nodes[].paths[] (for example: jq '.nodes[] | {name, verdicts: [.paths[] | .verdict]}')", o.Output)
 	}
-	o.maxOutput = debugpod.DefaultMaxOutput
+	o.maxOutput = nodedump.DefaultMaxOutput
 	if o.MaxDumpSize != "" {
 		q, err := resource.ParseQuantity(o.MaxDumpSize)
 		if err != nil || q.Sign() <= 0 {

@@ -29,7 +29,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
-	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 )
 
 // lbObjects are the API objects behind kube-proxy's TestLoadBalancer
@@ -63,7 +63,7 @@ func lbObjects() []runtime.Object {
 }
 
 // collectLiveHook stands in for the debug-pod collector in runTrace.
-var collectLiveHook func(context.Context, *cluster.Facts, []string) []debugpod.NodeResult
+var collectLiveHook func(context.Context, *cluster.Facts, []string) []nodedump.NodeResult
 
 func runTrace(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
@@ -78,7 +78,7 @@ func runTraceWith(t *testing.T, setup func(*TraceOptions), args ...string) (stri
 	ns := "ns1"
 	flags := genericclioptions.NewConfigFlags(false)
 	flags.Namespace = &ns
-	o := &TraceOptions{Output: "tree", Color: "never", Timeout: time.Minute, Collector: "debugpod", Observe: true, ConntrackMaxBytes: debugpod.DefaultConntrackMaxBytes, configFlags: flags, collectLive: collectLiveHook,
+	o := &TraceOptions{Output: "tree", Color: "never", Timeout: time.Minute, Collector: "debugpod", Observe: true, ConntrackMaxBytes: nodedump.DefaultConntrackMaxBytes, configFlags: flags, collectLive: collectLiveHook,
 		client: fake.NewClientset(lbObjects()...), IOStreams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}}
 	if setup != nil {
 		setup(o)
@@ -203,19 +203,19 @@ func TestTraceErrors(t *testing.T) {
 // TestTraceLiveCollection: a node without --dump goes through the live
 // collector; here its output is what the real dump script printed in a
 // network namespace holding kube-proxy's TestLoadBalancer rules
-// (collectors/debugpod/testdata/recorded).
+// (collectors/nodedump/testdata/recorded).
 func TestTraceLiveCollection(t *testing.T) {
-	stdout, err := os.ReadFile("../../collectors/debugpod/testdata/recorded/iptables-nft.stdout")
+	stdout, err := os.ReadFile("../../collectors/nodedump/testdata/recorded/iptables-nft.stdout")
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr, _ := os.ReadFile("../../collectors/debugpod/testdata/recorded/iptables-nft.stderr")
+	stderr, _ := os.ReadFile("../../collectors/nodedump/testdata/recorded/iptables-nft.stderr")
 	var asked []string
-	collectLiveHook = func(_ context.Context, _ *cluster.Facts, nodes []string) []debugpod.NodeResult {
+	collectLiveHook = func(_ context.Context, _ *cluster.Facts, nodes []string) []nodedump.NodeResult {
 		asked = nodes
-		var out []debugpod.NodeResult
+		var out []nodedump.NodeResult
 		for _, n := range nodes {
-			out = append(out, debugpod.NodeResult{Node: n, Result: debugpod.ParseOutput(n, stdout, stderr)})
+			out = append(out, nodedump.NodeResult{Node: n, Result: nodedump.ParseOutput(n, stdout, stderr)})
 		}
 		return out
 	}
@@ -321,11 +321,11 @@ func (f execFunc) Exec(ctx context.Context, ns, pod, container string, argv []st
 // into the node's kube-proxy pod, found among the pods labelled
 // k8s-app=kube-proxy, and creates no pod.
 func TestTraceKubeProxyCollector(t *testing.T) {
-	stdout, err := os.ReadFile("../../collectors/debugpod/testdata/recorded/iptables-nft.stdout")
+	stdout, err := os.ReadFile("../../collectors/nodedump/testdata/recorded/iptables-nft.stdout")
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr, _ := os.ReadFile("../../collectors/debugpod/testdata/recorded/iptables-nft.stderr")
+	stderr, _ := os.ReadFile("../../collectors/nodedump/testdata/recorded/iptables-nft.stderr")
 	kubeProxy := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-proxy-x7k2p", Labels: map[string]string{"k8s-app": "kube-proxy"}},
 		Spec:       corev1.PodSpec{NodeName: "node-b", Containers: []corev1.Container{{Name: "kube-proxy", Image: "registry.k8s.io/kube-proxy:v1.37.2"}}},

@@ -7,12 +7,14 @@ import (
 
 	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/kubeproxy"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 )
 
 // collectLive reads the rules of nodes without a saved dump with the
 // configured collector. A refusal that concerns every node (RBAC, Pod
 // Security, no API server) becomes every node's error.
-func (cfg Config) collectLive(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult {
+func (cfg Config) collectLive(ctx context.Context, facts *cluster.Facts, nodes []string) []nodedump.NodeResult {
 	if cfg.Collector == CollectorKubeProxy {
 		return cfg.collectFromKubeProxy(ctx, facts, nodes)
 	}
@@ -20,31 +22,30 @@ func (cfg Config) collectLive(ctx context.Context, facts *cluster.Facts, nodes [
 }
 
 // failAll gives every node the same error.
-func failAll(nodes []string, err error) []debugpod.NodeResult {
-	out := make([]debugpod.NodeResult, len(nodes))
+func failAll(nodes []string, err error) []nodedump.NodeResult {
+	out := make([]nodedump.NodeResult, len(nodes))
 	for i, n := range nodes {
-		out[i] = debugpod.NodeResult{Node: n, Err: err}
+		out[i] = nodedump.NodeResult{Node: n, Err: err}
 	}
 	return out
 }
 
 // collectFromKubeProxy checks permissions once, then execs the dump script
 // into each node's kube-proxy pod (bounded in parallel); no pod is created.
-func (cfg Config) collectFromKubeProxy(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult {
+func (cfg Config) collectFromKubeProxy(ctx context.Context, facts *cluster.Facts, nodes []string) []nodedump.NodeResult {
 	if facts.KubeProxyPodsErr != nil {
 		return failAll(nodes, fmt.Errorf("--collector kube-proxy: listing kube-proxy pods was forbidden (%w); use --collector debugpod", facts.KubeProxyPodsErr))
 	}
 	if cfg.RESTConfig == nil {
 		return failAll(nodes, errors.New("no API server to exec into kube-proxy through (offline: pass --dump NODE=FILE for every node)"))
 	}
-	checks := append(cluster.TraceAccessChecks(cfg.Namespace, ""), debugpod.KubeProxyAccessChecks()...)
+	checks := append(cluster.TraceAccessChecks(cfg.Namespace), kubeproxy.AccessChecks()...)
 	if err := cluster.CheckAccess(ctx, cfg.Client, checks); err != nil {
 		return failAll(nodes, err)
 	}
-	opts := debugpod.NewOptions()
-	opts.Executor, opts.MaxOutput = cfg.DebugPod.Executor, cfg.DebugPod.MaxOutput
-	opts.Script = cfg.scriptOptions()
-	res, err := debugpod.CollectAllFromKubeProxy(ctx, cfg.Client, cfg.RESTConfig, facts.KubeProxyPods, nodes, opts, cfg.Parallel, cfg.Progress)
+	opts := kubeproxy.Options{Executor: cfg.DebugPod.Executor,
+		Run: nodedump.RunOptions{Script: cfg.scriptOptions(), MaxOutput: cfg.DebugPod.MaxOutput}}
+	res, err := kubeproxy.CollectAll(ctx, cfg.Client, cfg.RESTConfig, facts.KubeProxyPods, nodes, opts, cfg.Parallel, cfg.Progress)
 	if err != nil {
 		return failAll(nodes, err)
 	}
@@ -53,13 +54,14 @@ func (cfg Config) collectFromKubeProxy(ctx context.Context, facts *cluster.Facts
 
 // collectWithDebugPods checks permissions once, then runs a debug pod on
 // each node (bounded in parallel) and returns what each gave.
-func (cfg Config) collectWithDebugPods(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult {
+func (cfg Config) collectWithDebugPods(ctx context.Context, facts *cluster.Facts, nodes []string) []nodedump.NodeResult {
 	if cfg.RESTConfig == nil {
 		return failAll(nodes, errors.New("no API server to run a debug pod through (offline: pass --dump NODE=FILE for every node)"))
 	}
 	opts := cfg.DebugPod
 	opts.Script = cfg.scriptOptions()
-	if err := cluster.CheckAccess(ctx, cfg.Client, cluster.TraceAccessChecks(cfg.Namespace, opts.Namespace)); err != nil {
+	checks := append(cluster.TraceAccessChecks(cfg.Namespace), debugpod.AccessChecks(opts.Namespace)...)
+	if err := cluster.CheckAccess(ctx, cfg.Client, checks); err != nil {
 		return failAll(nodes, err)
 	}
 	if opts.Image == "" {
@@ -74,6 +76,6 @@ func (cfg Config) collectWithDebugPods(ctx context.Context, facts *cluster.Facts
 
 // scriptOptions are the dump script's: observing or not, and the cap on
 // each connection table.
-func (cfg Config) scriptOptions() debugpod.ScriptOptions {
-	return debugpod.ScriptOptions{Observe: cfg.Observe, Conntrack: debugpod.ConntrackOptions{MaxBytes: cfg.ConntrackMaxBytes}}
+func (cfg Config) scriptOptions() nodedump.ScriptOptions {
+	return nodedump.ScriptOptions{Observe: cfg.Observe, Conntrack: nodedump.ConntrackOptions{MaxBytes: cfg.ConntrackMaxBytes}}
 }

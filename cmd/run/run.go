@@ -24,6 +24,7 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
 	"github.com/trace-svc/kubectl-trace-svc/trace/tracer"
@@ -89,7 +90,7 @@ type Config struct {
 	Notice   func(string)
 
 	// CollectLive replaces live collection (tests).
-	CollectLive func(ctx context.Context, facts *cluster.Facts, nodes []string) []debugpod.NodeResult
+	CollectLive func(ctx context.Context, facts *cluster.Facts, nodes []string) []nodedump.NodeResult
 }
 
 // ErrInterrupted is returned when the context was cancelled (Ctrl-C).
@@ -143,7 +144,7 @@ func Trace(ctx context.Context, cfg Config) (*trace.Path, error) {
 			live = append(live, n.Name)
 		}
 	}
-	collected := map[string]debugpod.NodeResult{}
+	collected := map[string]nodedump.NodeResult{}
 	if len(live) > 0 {
 		collect := cfg.CollectLive
 		if collect == nil {
@@ -231,7 +232,7 @@ func savedNode(n *corev1.Node, paths []string, stdin io.Reader) (tracer.Node, []
 // with data when none was chosen, so that a node without kube-proxy still
 // shows which dataplane it has), the node's route sections, its connection
 // tables when observing, and what kube-proxy said its mode is.
-func liveNode(n *corev1.Node, r debugpod.NodeResult, observe bool) tracer.Node {
+func liveNode(n *corev1.Node, r nodedump.NodeResult, observe bool) tracer.Node {
 	tn := tracer.Node{Node: n}
 	if r.Err != nil {
 		tn.Err = r.Err
@@ -250,13 +251,13 @@ func liveNode(n *corev1.Node, r debugpod.NodeResult, observe bool) tracer.Node {
 			// (iptables dumps only: nft list ruleset on a node without
 			// kube-proxy's table holds other programs' tables, which the
 			// nftables engine need not read.)
-			if (d.Family == debugpod.FamilyIPv4 || d.Family == debugpod.FamilyIPv6) && len(bytes.TrimSpace(d.Data)) > 0 {
+			if (d.Family == nodedump.FamilyIPv4 || d.Family == nodedump.FamilyIPv6) && len(bytes.TrimSpace(d.Data)) > 0 {
 				inputs = append(inputs, ruleset.Input{Name: d.Name + " output", Source: d})
 			}
 		}
 	}
 	for _, d := range r.Result.Dumps {
-		if slices.Contains(debugpod.RouteDumps, d.Name) || observe && debugpod.IsConntrackSection(d.Name) && d.ExitCode == 0 {
+		if slices.Contains(nodedump.RouteDumps, d.Name) || observe && nodedump.IsConntrackSection(d.Name) && d.ExitCode == 0 {
 			inputs = append(inputs, ruleset.Input{Name: d.Name + " output", Source: d, Section: d.Name})
 		}
 	}

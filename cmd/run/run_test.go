@@ -16,7 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
-	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
@@ -165,9 +165,9 @@ const (
 // recorded is one node's collection as a debug pod returned it: the real
 // dump script's output on a node of the e2e kind (collectors/debugpod's
 // recordings).
-func recorded(t *testing.T, node, name string) debugpod.NodeResult {
+func recorded(t *testing.T, node, name string) nodedump.NodeResult {
 	t.Helper()
-	dir := "../../collectors/debugpod/testdata/recorded/"
+	dir := "../../collectors/nodedump/testdata/recorded/"
 	stdout, err := os.ReadFile(dir + name + ".stdout")
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +176,7 @@ func recorded(t *testing.T, node, name string) debugpod.NodeResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return debugpod.NodeResult{Node: node, Result: debugpod.ParseOutput(node, stdout, stderr)}
+	return nodedump.NodeResult{Node: node, Result: nodedump.ParseOutput(node, stdout, stderr)}
 }
 
 // TestTraceMixesSavedAndLive: one node from a saved dump, the other
@@ -186,9 +186,9 @@ func TestTraceMixesSavedAndLive(t *testing.T) {
 	var asked []string
 	cfg := Config{Namespace: "ns1", Service: "svc1", Objects: lbObjects(),
 		Dumps: map[string][]string{"node-a": {nftLB}}, Nodes: []string{"node-b"},
-		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string) []debugpod.NodeResult {
+		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string) []nodedump.NodeResult {
 			asked = nodes
-			return []debugpod.NodeResult{recorded(t, "node-b", "iptables-legacy")}
+			return []nodedump.NodeResult{recorded(t, "node-b", "iptables-legacy")}
 		}}
 	p, err := Trace(context.Background(), cfg)
 	if err != nil {
@@ -229,7 +229,7 @@ func TestTraceFromPod(t *testing.T) {
 		}
 	}
 	cfg.Dumps = map[string][]string{"node-a": {iptLB}}
-	cfg.CollectLive = func(context.Context, *cluster.Facts, []string) []debugpod.NodeResult {
+	cfg.CollectLive = func(context.Context, *cluster.Facts, []string) []nodedump.NodeResult {
 		t.Fatal("nothing should be collected live")
 		return nil
 	}
@@ -249,7 +249,7 @@ func TestTraceFromPod(t *testing.T) {
 func TestTraceNodeErrors(t *testing.T) {
 	cfg := Config{Namespace: "ns1", Service: "svc1", Objects: lbObjects(),
 		Dumps: map[string][]string{"node-a": {"does-not-exist.save"}}, Nodes: []string{"node-b"},
-		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string) []debugpod.NodeResult {
+		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string) []nodedump.NodeResult {
 			return failAll(nodes, errors.New("image pull failed"))
 		}}
 	p, err := Trace(context.Background(), cfg)
@@ -273,10 +273,10 @@ func TestTraceNodeErrors(t *testing.T) {
 // TestTraceNoRulesOnNode: a collection that found no kube-proxy rules says
 // so for the node.
 func TestTraceNoRulesOnNode(t *testing.T) {
-	empty := debugpod.ParseOutput("node-a", []byte(debugpod.Marker+" absent iptables-nft-save\n"+debugpod.Marker+" done\n"), nil)
+	empty := nodedump.ParseOutput("node-a", []byte(nodedump.Marker+" absent iptables-nft-save\n"+nodedump.Marker+" done\n"), nil)
 	cfg := Config{Namespace: "ns1", Service: "svc1", Objects: lbObjects(), Nodes: []string{"node-a"},
-		CollectLive: func(context.Context, *cluster.Facts, []string) []debugpod.NodeResult {
-			return []debugpod.NodeResult{{Node: "node-a", Result: empty}}
+		CollectLive: func(context.Context, *cluster.Facts, []string) []nodedump.NodeResult {
+			return []nodedump.NodeResult{{Node: "node-a", Result: empty}}
 		}}
 	p, err := Trace(context.Background(), cfg)
 	if err != nil {
@@ -292,7 +292,7 @@ func TestTraceNoRulesOnNode(t *testing.T) {
 func TestTraceInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := Config{Namespace: "ns1", Service: "svc1", Objects: lbObjects(), Nodes: []string{"node-a"},
-		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string) []debugpod.NodeResult {
+		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string) []nodedump.NodeResult {
 			cancel()
 			return failAll(nodes, context.Canceled)
 		}}
@@ -306,7 +306,7 @@ func TestTraceCapNotice(t *testing.T) {
 	var notices []string
 	cfg := Config{Namespace: "ns1", Service: "svc1", Objects: lbObjects(), NodeCap: 1,
 		Notice: func(s string) { notices = append(notices, s) },
-		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string) []debugpod.NodeResult {
+		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string) []nodedump.NodeResult {
 			return failAll(nodes, errors.New("not collected in this test"))
 		}}
 	if _, err := Trace(context.Background(), cfg); err != nil {

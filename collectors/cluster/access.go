@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -22,41 +23,19 @@ func (a AccessCheck) String() string {
 	return describeAccess(a.Verb, a.Group, a.Resource, a.Subresource, a.Namespace, a.Name)
 }
 
-// TraceAccessChecks lists what a trace uses: reading the Service, its
-// EndpointSlices and pods in namespace and the nodes; and, when
-// debugNamespace is set, running the helper pod there (create it, exec into
-// it, read its status, delete it). Optional reads (kube-proxy pods, listing services
-// for suggestions, listing pods of a big Service) are not listed: the trace
-// works without them.
-func TraceAccessChecks(namespace, debugNamespace string) []AccessCheck {
-	checks := []AccessCheck{
+// TraceAccessChecks lists what a trace reads: the Service, its
+// EndpointSlices and pods in namespace, and the nodes. Optional reads
+// (kube-proxy pods, listing services for suggestions, listing pods of a big
+// Service) are not listed: the trace works without them. Each collector
+// lists what it needs beyond that (debugpod.AccessChecks,
+// kubeproxy.AccessChecks).
+func TraceAccessChecks(namespace string) []AccessCheck {
+	return []AccessCheck{
 		{Verb: "get", Resource: "services", Namespace: namespace},
 		{Verb: "list", Group: discoveryv1.GroupName, Resource: "endpointslices", Namespace: namespace},
 		{Verb: "get", Resource: "pods", Namespace: namespace},
 		{Verb: "list", Resource: "nodes"},
 	}
-	if debugNamespace == "" {
-		return checks
-	}
-	checks = append(checks,
-		AccessCheck{Verb: "create", Resource: "pods", Namespace: debugNamespace},
-		// Exec over SPDY is a POST (create). Over WebSocket it is a GET that
-		// since 1.35 also needs create; a WebSocket upgrade that is
-		// refused falls back to SPDY, so create is what must be allowed.
-		AccessCheck{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: debugNamespace},
-		AccessCheck{Verb: "get", Resource: "pods", Namespace: debugNamespace},
-		AccessCheck{Verb: "delete", Resource: "pods", Namespace: debugNamespace},
-	)
-	// The same namespace twice would ask "get pods" twice.
-	out := checks[:0]
-	seen := map[AccessCheck]bool{}
-	for _, c := range checks {
-		if !seen[c] {
-			seen[c] = true
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // AccessDeniedError lists the checks the API server denied, in the order
@@ -84,6 +63,14 @@ func (e *AccessDeniedError) Unwrap() error { return ErrForbidden }
 // listing every denied one, or nil when all are allowed. Run it before
 // creating anything.
 func CheckAccess(ctx context.Context, c kubernetes.Interface, checks []AccessCheck) error {
+	// Two lists may ask the same thing (get pods, when the debug pods go in
+	// the Service's namespace): ask once.
+	seen := map[AccessCheck]bool{}
+	checks = slices.DeleteFunc(slices.Clone(checks), func(a AccessCheck) bool {
+		dup := seen[a]
+		seen[a] = true
+		return dup
+	})
 	allowed := make([]bool, len(checks))
 	err := forEachBounded(ctx, len(checks), func(ctx context.Context, i int) error {
 		a := checks[i]

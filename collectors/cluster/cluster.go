@@ -11,8 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -350,35 +350,12 @@ func listPages[T any](page func(metav1.ListOptions) ([]T, string, error), opts m
 // fast) and is returned; a failure that is not a cancellation wins over the
 // cancellations it caused.
 func forEachBounded(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make([]error, n)
-	sem := make(chan struct{}, parallelGets)
-	var wg sync.WaitGroup
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelGets)
 	for i := range n {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := fn(ctx, i); err != nil {
-				errs[i] = err
-				cancel()
-			}
-		})
+		g.Go(func() error { return fn(ctx, i) })
 	}
-	wg.Wait()
-	var first error
-	for _, err := range errs {
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, context.Canceled) {
-			return err
-		}
-		if first == nil {
-			first = err
-		}
-	}
-	return first
+	return g.Wait()
 }
 
 // listNetworkPolicies reads the namespace's NetworkPolicies, and whether the

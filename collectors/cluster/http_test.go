@@ -226,7 +226,7 @@ func TestCollectOverHTTP(t *testing.T) {
 	}
 
 	// The access pre-check over the same wire.
-	err = CheckAccess(ctx, c, TraceAccessChecks("shop", "trace-svc"))
+	err = CheckAccess(ctx, c, TraceAccessChecks("shop"))
 	if err == nil || !strings.HasPrefix(err.Error(), "missing permissions: list nodes at the cluster scope; ") {
 		t.Errorf("CheckAccess() = %v", err)
 	}

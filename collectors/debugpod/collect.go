@@ -1,14 +1,12 @@
 package debugpod
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
@@ -91,7 +90,7 @@ func explainCreateError(err error, ns string) error {
 // until it runs, exec the dump script, and always delete the pod — on
 // success, error, timeout and cancellation. progress gets one line per step
 // (may be nil).
-func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Config, node string, opts Options, progress func(string)) (res *Result, err error) {
+func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Config, node string, opts Options, progress func(string)) (res *nodedump.Result, err error) {
 	opts = opts.withDefaults()
 	if progress == nil {
 		progress = func(string) {}
@@ -103,7 +102,7 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 	}
 	ex := opts.Executor
 	if ex == nil {
-		ex = apiExecutor{client: c, config: restConfig}
+		ex = nodedump.NewAPIExecutor(c, restConfig)
 	}
 
 	pod := PodSpec(opts, node)
@@ -114,14 +113,14 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 	// node's error and the pod still goes.
 	defer func() {
 		if r := recover(); r != nil {
-			res, err = nil, panicError(node, r)
+			res, err = nil, nodedump.PanicError(node, r)
 		}
 		if found, derr := deletePod(ctx, c, opts.Namespace, pod.Name); derr != nil {
 			derr = fmt.Errorf("delete debug pod %q: %w (remove it with kubectl trace-svc cleanup)", ref, derr)
 			if err != nil {
 				err = errors.Join(err, derr)
 			} else if res != nil {
-				res.Warnings = append(res.Warnings, warn(trace.CodeDebugPodNotDeleted, derr.Error()))
+				res.Warnings = append(res.Warnings, trace.Warning{Code: trace.CodeDebugPodNotDeleted, Message: derr.Error()})
 			}
 		} else if found {
 			progress(fmt.Sprintf("node %s: deleted debug pod %s", node, ref))
@@ -137,21 +136,12 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 	}
 
 	progress(fmt.Sprintf("node %s: debug pod %s is running; dumping rules", node, ref))
-	var stdout, stderr bytes.Buffer
-	limit := newOutputCap(opts.MaxOutput)
-	err = limit.exec(ctx, ex, opts.Namespace, pod.Name, ContainerName, CommandFor(opts.Script), &stdout, &stderr)
-	switch {
-	case limit.exceeded():
-		return nil, limit.tooLarge(node)
-	case err == nil:
-		res = ParseOutput(node, stdout.Bytes(), stderr.Bytes())
-	case ctx.Err() == nil && noShell(err, stderr.Bytes()):
-		// A distroless image: run each dump on its own.
-		res, err = collectDirect(ctx, ex, node, opts.Namespace, pod.Name, ContainerName, newOutputCap(opts.MaxOutput), opts.Script)
-		if err != nil {
-			return nil, fmt.Errorf("node %q: exec in debug pod %q: %w", node, ref, err)
-		}
-	default:
+	res, err = nodedump.Run(ctx, ex, node, nodedump.Target{Namespace: opts.Namespace, Pod: pod.Name, Container: ContainerName},
+		nodedump.RunOptions{Script: opts.Script, MaxOutput: opts.MaxOutput})
+	if errors.Is(err, nodedump.ErrOutputTooLarge) {
+		return nil, err
+	}
+	if err != nil {
 		return nil, fmt.Errorf("node %q: exec in debug pod %q: %w", node, ref, err)
 	}
 	res.Pod = ref
@@ -161,67 +151,6 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 	}
 	progress(fmt.Sprintf("node %s: %d bytes of rules (%s)", node, total, res.Backend))
 	return res, nil
-}
-
-// noShell tells whether the exec failed because the image has no sh.
-func noShell(err error, stderr []byte) bool {
-	s := err.Error() + " " + string(stderr)
-	return strings.Contains(s, "executable file not found") ||
-		strings.Contains(s, "no such file or directory") ||
-		strings.Contains(s, "exit code 127") || strings.Contains(s, "exit code 126")
-}
-
-// collectDirect runs each dump command without a shell in the container,
-// all of them within limit (no connection tables then: without a shell
-// nothing can cap them).
-func collectDirect(ctx context.Context, ex Executor, node, ns, pod, container string, limit *outputCap, so ScriptOptions) (*Result, error) {
-	var out, errOut bytes.Buffer
-	found := 0
-	for _, dc := range dumpSections {
-		if dc.argv == nil {
-			continue
-		}
-		var o, e bytes.Buffer
-		err := limit.exec(ctx, ex, ns, pod, container, dc.command(so), &o, &e)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if limit.exceeded() {
-			return nil, limit.tooLarge(node)
-		}
-		if err != nil && noShell(err, e.Bytes()) {
-			fmt.Fprintf(&out, "%s absent %s\n", Marker, dc.name)
-			continue
-		}
-		found++
-		rc := 0
-		if err != nil {
-			rc = 1
-			if e.Len() == 0 {
-				e.WriteString(err.Error())
-			}
-		}
-		fmt.Fprintf(&errOut, "\n%s stderr %s\n%s", Marker, dc.name, e.Bytes())
-		fmt.Fprintf(&out, "%s begin %s\n%s\n%s end %s rc=%d\n", Marker, dc.name, o.Bytes(), Marker, dc.name, rc)
-	}
-	if found == 0 {
-		return nil, errors.New("the image has neither sh nor iptables-save nor nft; pass --image with one that has them (kube-proxy's image does)")
-	}
-	fmt.Fprintf(&out, "%s done\n", Marker)
-	res := ParseOutput(node, out.Bytes(), errOut.Bytes())
-	res.Warnings = append(res.Warnings, warn(trace.CodeCollectorWarning, "the image has no shell: dumps were taken one by one and kube-proxy's mode was not asked"))
-	if so.Observe {
-		res.Warnings = append(res.Warnings, warn(trace.CodeConntrackUnavailable, "the image has no shell, so the node's connection table was not read (nothing could cap it): observed connections are not shown"))
-	}
-	return res, nil
-}
-
-// ErrPanic: collecting a node hit a bug (a panic), reported as its error.
-var ErrPanic = errors.New("internal error")
-
-// panicError turns a recovered panic into node's error.
-func panicError(node string, r any) error {
-	return fmt.Errorf("node %q: %w while collecting its rules, please report it: %v", node, ErrPanic, r)
 }
 
 // deletePod deletes now, on a context that survives ctx's cancellation;
@@ -362,17 +291,10 @@ func eventCause(c kubernetes.Interface, pod *corev1.Pod) error {
 	return fmt.Errorf("%s: %s", latest.Reason, latest.Message)
 }
 
-// NodeResult is one node's outcome in CollectAll.
-type NodeResult struct {
-	Node   string
-	Result *Result
-	Err    error
-}
-
 // CollectAll collects nodes with at most parallel at once, after one
 // dry-run so a rejection is reported once rather than per node. Results
 // are in the order of nodes.
-func CollectAll(ctx context.Context, c kubernetes.Interface, restConfig *rest.Config, nodes []string, opts Options, parallel int, progress func(string)) ([]NodeResult, error) {
+func CollectAll(ctx context.Context, c kubernetes.Interface, restConfig *rest.Config, nodes []string, opts Options, parallel int, progress func(string)) ([]nodedump.NodeResult, error) {
 	opts = opts.withDefaults()
 	if len(nodes) == 0 {
 		return nil, nil
@@ -381,54 +303,9 @@ func CollectAll(ctx context.Context, c kubernetes.Interface, restConfig *rest.Co
 		return nil, err
 	}
 	opts.skipDryRun = true
-	return forEachNode(ctx, nodes, parallel, progress, func(node string, progress func(string)) (*Result, error) {
+	return nodedump.CollectNodes(ctx, nodes, parallel, progress, func(ctx context.Context, node string, progress func(string)) (*nodedump.Result, error) {
 		return Collect(ctx, c, restConfig, node, opts, progress)
 	}), ctx.Err()
-}
-
-// forEachNode runs collect for every node, at most parallel at once, and
-// returns the results in the order of nodes. progress is serialised across
-// the goroutines; a node not started before ctx ends gets ctx's error.
-func forEachNode(ctx context.Context, nodes []string, parallel int, progress func(string), collect func(node string, progress func(string)) (*Result, error)) []NodeResult {
-	if parallel <= 0 {
-		parallel = DefaultParallel
-	}
-	var mu sync.Mutex
-	safeProgress := func(s string) {
-		if progress == nil {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		progress(s)
-	}
-	out := make([]NodeResult, len(nodes))
-	sem := make(chan struct{}, parallel)
-	var wg sync.WaitGroup
-	for i, node := range nodes {
-		out[i].Node = node
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			out[i].Err = ctx.Err()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			// A panic in one node's collection must not take the others
-			// down with their debug pods: it is that node's error.
-			defer func() {
-				if r := recover(); r != nil {
-					out[i].Result, out[i].Err = nil, panicError(node, r)
-				}
-			}()
-			out[i].Result, out[i].Err = collect(node, safeProgress)
-		}()
-	}
-	wg.Wait()
-	return out
 }
 
 // CleanupOptions tune Cleanup.

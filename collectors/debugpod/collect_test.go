@@ -3,6 +3,7 @@ package debugpod
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -20,6 +21,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump/nodedumptest"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
@@ -55,55 +58,20 @@ func newClient(t *testing.T, setStatus func(*corev1.Pod)) *fake.Clientset {
 
 func running(p *corev1.Pod) { p.Status.Phase = corev1.PodRunning }
 
-// scriptedExec answers each exec in order with the next step, checking the
-// argv, as knftables' fake does.
-type scriptedExec struct {
-	t *testing.T
-	// target is the "namespace/pod/container" every exec must go to; empty
-	// is a debug pod's dump container.
-	target string
-	mu     sync.Mutex
-	steps  []execStep
+// inDebugPod checks that an exec goes to a debug pod's dump container.
+func inDebugPod(ns, pod, container string) error {
+	if container != ContainerName || !strings.HasPrefix(pod, "trace-svc-") || ns == "" {
+		return fmt.Errorf("exec in %s/%s container %s", ns, pod, container)
+	}
+	return nil
 }
 
-type execStep struct {
-	argv           []string
-	stdout, stderr string
-	err            error
+// scripted is an executor for a debug pod that expects steps.
+func scripted(t *testing.T, steps ...nodedumptest.Step) *nodedumptest.ScriptedExec {
+	return &nodedumptest.ScriptedExec{T: t, Where: inDebugPod, Steps: steps}
 }
 
-func (e *scriptedExec) Exec(_ context.Context, ns, pod, container string, argv []string, stdout, stderr io.Writer) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.target != "" {
-		if got := ns + "/" + pod + "/" + container; got != e.target {
-			e.t.Errorf("exec in %s, want %s", got, e.target)
-		}
-	} else if container != ContainerName || !strings.HasPrefix(pod, "trace-svc-") || ns == "" {
-		e.t.Errorf("exec in %s/%s container %s", ns, pod, container)
-	}
-	if len(e.steps) == 0 {
-		e.t.Errorf("unexpected exec %q", argv)
-		return errors.New("unexpected exec")
-	}
-	s := e.steps[0]
-	e.steps = e.steps[1:]
-	if diff := cmp.Diff(s.argv, argv); diff != "" {
-		e.t.Errorf("exec argv (-want +got):\n%s", diff)
-	}
-	_, _ = io.WriteString(stdout, s.stdout)
-	_, _ = io.WriteString(stderr, s.stderr)
-	return s.err
-}
-
-func (e *scriptedExec) done() {
-	e.t.Helper()
-	if len(e.steps) != 0 {
-		e.t.Errorf("%d exec steps not run", len(e.steps))
-	}
-}
-
-func testOptions(ex Executor) Options {
+func testOptions(ex nodedump.Executor) Options {
 	o := NewOptions()
 	o.Namespace = "debug"
 	o.Image = "registry.k8s.io/kube-proxy:v1.37.2"
@@ -150,16 +118,16 @@ func assertNoPods(t *testing.T, c *fake.Clientset) {
 }
 
 func TestCollectSuccess(t *testing.T) {
-	stdout, stderr := readRecorded(t, "iptables-nft")
-	ex := &scriptedExec{t: t, steps: []execStep{{argv: ScriptCommand, stdout: string(stdout), stderr: string(stderr)}}}
+	stdout, stderr := nodedumptest.Recorded(t, "iptables-nft")
+	ex := &nodedumptest.ScriptedExec{T: t, Where: inDebugPod, Steps: []nodedumptest.Step{{Argv: nodedump.ScriptCommand, Stdout: string(stdout), Stderr: string(stderr)}}}
 	c := newClient(t, running)
 	var progress []string
 	res, err := Collect(context.Background(), c, nil, "node-1", testOptions(ex), func(s string) { progress = append(progress, s) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex.done()
-	if res.Node != "node-1" || res.Backend != BackendIPTablesNFT || res.ProxyMode != "iptables" || !strings.HasPrefix(res.Pod, "debug/trace-svc-") {
+	ex.Done()
+	if res.Node != "node-1" || res.Backend != nodedump.BackendIPTablesNFT || res.ProxyMode != "iptables" || !strings.HasPrefix(res.Pod, "debug/trace-svc-") {
 		t.Errorf("result node=%s backend=%s mode=%s pod=%s", res.Node, res.Backend, res.ProxyMode, res.Pod)
 	}
 	if diff := cmp.Diff([]string{"create(dry-run)", "create", "get", "delete"}, verbs(c)); diff != "" {
@@ -176,7 +144,7 @@ func TestCollectFailures(t *testing.T) {
 		name      string
 		reactor   func(c *fake.Clientset)
 		status    func(*corev1.Pod)
-		exec      []execStep
+		exec      []nodedumptest.Step
 		sentinel  error
 		contains  []string
 		wantVerbs []string
@@ -281,7 +249,7 @@ func TestCollectFailures(t *testing.T) {
 		{
 			name:      "exec error still deletes",
 			status:    running,
-			exec:      []execStep{{argv: ScriptCommand, err: errors.New("connection reset")}},
+			exec:      []nodedumptest.Step{{Argv: nodedump.ScriptCommand, Err: errors.New("connection reset")}},
 			contains:  []string{"exec in debug pod", "connection reset"},
 			wantVerbs: []string{"create(dry-run)", "create", "get", "delete"},
 		},
@@ -292,7 +260,7 @@ func TestCollectFailures(t *testing.T) {
 			if tt.reactor != nil {
 				tt.reactor(c)
 			}
-			ex := &scriptedExec{t: t, steps: tt.exec}
+			ex := scripted(t, tt.exec...)
 			_, err := Collect(context.Background(), c, nil, "node-1", testOptions(ex), nil)
 			if err == nil {
 				t.Fatal("no error")
@@ -308,7 +276,7 @@ func TestCollectFailures(t *testing.T) {
 			if diff := cmp.Diff(tt.wantVerbs, verbs(c)); diff != "" {
 				t.Errorf("actions (-want +got):\n%s", diff)
 			}
-			ex.done()
+			ex.Done()
 			assertNoPods(t, c)
 		})
 	}
@@ -338,7 +306,7 @@ func TestCollectTimeoutNamesWarningEvent(t *testing.T) {
 			{InvolvedObject: corev1.ObjectReference{Name: name}, Type: corev1.EventTypeWarning, Reason: "FailedCreatePodSandBox", Message: "failed to setup network for sandbox"},
 		}}, nil
 	})
-	_, err := Collect(context.Background(), c, nil, "node-1", testOptions(&scriptedExec{t: t}), nil)
+	_, err := Collect(context.Background(), c, nil, "node-1", testOptions(scripted(t)), nil)
 	if !errors.Is(err, ErrStartTimeout) || !strings.Contains(err.Error(), "FailedCreatePodSandBox: failed to setup network for sandbox") {
 		t.Errorf("error %v", err)
 	}
@@ -355,7 +323,7 @@ func TestCollectCancelledMidWaitDeletes(t *testing.T) {
 			cancel() // Ctrl-C while waiting
 		}
 	})
-	opts := testOptions(&scriptedExec{t: t})
+	opts := testOptions(scripted(t))
 	opts.StartTimeout = time.Minute
 	_, err := Collect(ctx, c, nil, "node-1", opts, nil)
 	if !errors.Is(err, context.Canceled) {
@@ -371,52 +339,52 @@ func TestCollectWithoutShell(t *testing.T) {
 	nftSave := "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n"
 	notFound := errors.New(`command terminated with non-zero exit code: error executing command [sh -c ...], exit code 127: exec: "sh": executable file not found in $PATH`)
 	noIP := errors.New(`exec: "ip": executable file not found in $PATH`)
-	ex := &scriptedExec{t: t, steps: []execStep{
-		{argv: ScriptCommand, err: notFound},
-		{argv: []string{"iptables-nft-save", "-c"}, stdout: nftSave},
-		{argv: []string{"ip6tables-nft-save", "-c"}, stdout: ""},
-		{argv: []string{"iptables-legacy-save", "-c"}, stdout: ""},
-		{argv: []string{"ip6tables-legacy-save", "-c"}, stdout: ""},
-		{argv: []string{"nft", "list", "ruleset"}, err: errors.New(`exec: "nft": executable file not found in $PATH`)},
-		{argv: []string{"ip", "-4", "-d", "route", "show", "table", "all"}, stdout: "default via 10.0.0.1 dev eth0 \n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.11 \n"},
-		{argv: []string{"ip", "-6", "-d", "route", "show", "table", "all"}, err: noIP},
-		{argv: []string{"ip", "-d", "link", "show"}, err: noIP},
-		{argv: []string{"ip", "-d", "addr", "show"}, err: noIP},
-		{argv: []string{"ip", "rule", "show"}, err: noIP},
-		{argv: []string{"ip", "-6", "rule", "show"}, err: noIP},
+	ex := &nodedumptest.ScriptedExec{T: t, Where: inDebugPod, Steps: []nodedumptest.Step{
+		{Argv: nodedump.ScriptCommand, Err: notFound},
+		{Argv: []string{"iptables-nft-save", "-c"}, Stdout: nftSave},
+		{Argv: []string{"ip6tables-nft-save", "-c"}, Stdout: ""},
+		{Argv: []string{"iptables-legacy-save", "-c"}, Stdout: ""},
+		{Argv: []string{"ip6tables-legacy-save", "-c"}, Stdout: ""},
+		{Argv: []string{"nft", "list", "ruleset"}, Err: errors.New(`exec: "nft": executable file not found in $PATH`)},
+		{Argv: []string{"ip", "-4", "-d", "route", "show", "table", "all"}, Stdout: "default via 10.0.0.1 dev eth0 \n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.11 \n"},
+		{Argv: []string{"ip", "-6", "-d", "route", "show", "table", "all"}, Err: noIP},
+		{Argv: []string{"ip", "-d", "link", "show"}, Err: noIP},
+		{Argv: []string{"ip", "-d", "addr", "show"}, Err: noIP},
+		{Argv: []string{"ip", "rule", "show"}, Err: noIP},
+		{Argv: []string{"ip", "-6", "rule", "show"}, Err: noIP},
 	}}
 	c := newClient(t, running)
 	res, err := Collect(context.Background(), c, nil, "node-1", testOptions(ex), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex.done()
-	if res.Backend != BackendIPTablesNFT || !cmp.Equal(res.Chosen, []string{DumpIPTablesNFT}) {
+	ex.Done()
+	if res.Backend != nodedump.BackendIPTablesNFT || !cmp.Equal(res.Chosen, []string{nodedump.DumpIPTablesNFT}) {
 		t.Errorf("backend %s chosen %v", res.Backend, res.Chosen)
 	}
-	if d, _ := res.Dump(DumpIPTablesNFT); string(d.Data) != nftSave {
+	if d, _ := res.Dump(nodedump.DumpIPTablesNFT); string(d.Data) != nftSave {
 		t.Errorf("iptables-nft-save data %q", d.Data)
 	}
-	if _, ok := res.Dump(DumpNFT); ok {
+	if _, ok := res.Dump(nodedump.DumpNFT); ok {
 		t.Error("nft is reported although it is absent")
 	}
-	if !hasWarning(res, "no shell") || !slices.ContainsFunc(res.Warnings, func(w trace.Warning) bool { return w.Code == trace.CodeConntrackUnavailable }) {
+	if !slices.ContainsFunc(res.Warnings, func(w trace.Warning) bool { return strings.Contains(w.Message, "no shell") }) || !slices.ContainsFunc(res.Warnings, func(w trace.Warning) bool { return w.Code == trace.CodeConntrackUnavailable }) {
 		t.Errorf("warnings %q", res.Warnings)
 	}
 	// ip answered for IPv4 routes only: the route section is kept, and
 	// the others are absent.
-	if d, ok := res.Dump(DumpIPRoute); !ok || !strings.HasPrefix(string(d.Data), "default via") || d.Family != "" {
+	if d, ok := res.Dump(nodedump.DumpIPRoute); !ok || !strings.HasPrefix(string(d.Data), "default via") || d.Family != "" {
 		t.Errorf("ip-route dump %+v", d)
 	}
 	assertNoPods(t, c)
 }
 
 func TestCollectAll(t *testing.T) {
-	stdout, stderr := readRecorded(t, "nftables")
+	stdout, stderr := nodedumptest.Recorded(t, "nftables")
 	nodes := []string{"node-a", "node-b", "node-c", "node-d", "node-e"}
 	var mu sync.Mutex
 	inFlight, peak := 0, 0
-	ex := execFunc(func(ctx context.Context, _, _, _ string, _ []string, out, errOut io.Writer) error {
+	ex := nodedumptest.ExecFunc(func(ctx context.Context, _, _, _ string, _ []string, out, errOut io.Writer) error {
 		mu.Lock()
 		inFlight++
 		peak = max(peak, inFlight)
@@ -435,7 +403,7 @@ func TestCollectAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, r := range res {
-		if r.Err != nil || r.Node != nodes[i] || r.Result == nil || r.Result.Node != nodes[i] || r.Result.Backend != BackendNFTables {
+		if r.Err != nil || r.Node != nodes[i] || r.Result == nil || r.Result.Node != nodes[i] || r.Result.Backend != nodedump.BackendNFTables {
 			t.Errorf("result %d: %+v", i, r)
 		}
 	}
@@ -452,12 +420,6 @@ func TestCollectAll(t *testing.T) {
 		t.Errorf("%d dry-runs, want 1", dryRuns)
 	}
 	assertNoPods(t, c)
-}
-
-type execFunc func(ctx context.Context, ns, pod, container string, argv []string, stdout, stderr io.Writer) error
-
-func (f execFunc) Exec(ctx context.Context, ns, pod, container string, argv []string, stdout, stderr io.Writer) error {
-	return f(ctx, ns, pod, container, argv, stdout, stderr)
 }
 
 func TestCleanup(t *testing.T) {
@@ -550,8 +512,8 @@ func TestCleanup(t *testing.T) {
 // that node's error, its debug pod is deleted, and the other nodes are
 // collected.
 func TestCollectRecoversFromPanic(t *testing.T) {
-	stdout, stderr := readRecorded(t, "iptables-nft")
-	ex := execFunc(func(_ context.Context, _, pod, _ string, _ []string, out, errOut io.Writer) error {
+	stdout, stderr := nodedumptest.Recorded(t, "iptables-nft")
+	ex := nodedumptest.ExecFunc(func(_ context.Context, _, pod, _ string, _ []string, out, errOut io.Writer) error {
 		if strings.HasPrefix(pod, "trace-svc-"+NodeHash("node-2")) {
 			panic("exec went wrong")
 		}
@@ -567,7 +529,7 @@ func TestCollectRecoversFromPanic(t *testing.T) {
 	for _, r := range res {
 		switch r.Node {
 		case "node-2":
-			if !errors.Is(r.Err, ErrPanic) || !strings.Contains(r.Err.Error(), `node "node-2": internal error while collecting its rules, please report it: exec went wrong`) {
+			if !errors.Is(r.Err, nodedump.ErrPanic) || !strings.Contains(r.Err.Error(), `node "node-2": internal error while collecting its rules, please report it: exec went wrong`) {
 				t.Errorf("node-2: %v", r.Err)
 			}
 		default:
@@ -577,17 +539,4 @@ func TestCollectRecoversFromPanic(t *testing.T) {
 		}
 	}
 	assertNoPods(t, c)
-
-	// The same panic outside Collect (here in the kube-proxy collector,
-	// which has no pod) is still only that node's error.
-	got := forEachNode(context.Background(), []string{"a", "b"}, 2, nil, func(node string, _ func(string)) (*Result, error) {
-		if node == "a" {
-			var m map[string]int
-			m["boom"]++ // a nil map write panics
-		}
-		return &Result{Node: node}, nil
-	})
-	if !errors.Is(got[0].Err, ErrPanic) || got[1].Err != nil || got[1].Result == nil {
-		t.Errorf("forEachNode: %+v", got)
-	}
 }

@@ -1,8 +1,8 @@
 // Package debugpod collects a node's dataplane through a short-lived node
 // debug pod: host network, NET_ADMIN and NET_RAW (kubectl debug's netadmin
 // profile), pinned to the node, killed by the kubelet after a deadline and
-// always deleted by the client. It fetches the rule dumps and finds which
-// backend holds kube-proxy's rules; what a rule means is trace's business.
+// always deleted by the client. The pod only provides the container: what
+// runs in it and what its output means is collectors/nodedump's protocol.
 package debugpod
 
 import (
@@ -19,6 +19,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/utils/ptr"
+
+	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 )
 
 const (
@@ -43,13 +46,6 @@ const (
 	DefaultDeadline = 120 * time.Second
 	// DefaultStartTimeout bounds the wait for the pod to run.
 	DefaultStartTimeout = 60 * time.Second
-	// DefaultParallel bounds how many nodes are collected at once.
-	DefaultParallel = 5
-	// DefaultMaxOutput bounds what one node's dump script may print:
-	// several times the iptables-save output of a node of a cluster with
-	// tens of thousands of Services, and well below what would hurt the
-	// machine running the plugin.
-	DefaultMaxOutput = 256 << 20
 
 	// KubeProxyRepository is the fallback image's repository; its tag is the
 	// server's version.
@@ -100,11 +96,11 @@ type Options struct {
 
 	// Script shapes the dump script: whether it observes (rule counters
 	// and connection tables) and how much of a connection table it reads.
-	Script ScriptOptions
+	Script nodedump.ScriptOptions
 
 	// Executor runs commands in the pod; nil uses the API server's exec
 	// (WebSocket, SPDY fallback).
-	Executor Executor
+	Executor nodedump.Executor
 	// PollInterval is how often the pod's status is read while waiting.
 	PollInterval time.Duration
 
@@ -118,8 +114,8 @@ func NewOptions() Options {
 		Deadline:     DefaultDeadline,
 		StartTimeout: DefaultStartTimeout,
 		PollInterval: time.Second,
-		MaxOutput:    DefaultMaxOutput,
-		Script:       DefaultScriptOptions,
+		MaxOutput:    nodedump.DefaultMaxOutput,
+		Script:       nodedump.DefaultScriptOptions,
 	}
 }
 
@@ -140,7 +136,7 @@ func (o Options) withDefaults() Options {
 		o.PollInterval = time.Second
 	}
 	if o.MaxOutput <= 0 {
-		o.MaxOutput = DefaultMaxOutput
+		o.MaxOutput = nodedump.DefaultMaxOutput
 	}
 	return o
 }
@@ -299,4 +295,18 @@ func DefaultImage(kubeProxyPods []corev1.Pod, serverVersion string) string {
 		v = "v" + v
 	}
 	return KubeProxyRepository + ":" + v
+}
+
+// AccessChecks lists what running debug pods in namespace needs beyond a
+// trace's reads: create them, exec into them, read their status, delete
+// them. Exec over SPDY is a POST (create); over WebSocket it is a GET that
+// since 1.35 also needs create, and a refused WebSocket upgrade falls back
+// to SPDY, so create is what must be allowed.
+func AccessChecks(namespace string) []cluster.AccessCheck {
+	return []cluster.AccessCheck{
+		{Verb: "create", Resource: "pods", Namespace: namespace},
+		{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: namespace},
+		{Verb: "get", Resource: "pods", Namespace: namespace},
+		{Verb: "delete", Resource: "pods", Namespace: namespace},
+	}
 }

@@ -2,6 +2,7 @@ package debugpod
 
 import (
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,6 +22,9 @@ func fixedSuffix(t *testing.T) {
 	randomSuffix = func() string { return "abcde" }
 	t.Cleanup(func() { randomSuffix = old })
 }
+
+// update rewrites testdata/debug-pod.json.
+var update = flag.Bool("update", false, "rewrite testdata/debug-pod.json")
 
 // wantPod is the debug pod for node-1 with every default.
 func wantPod() *corev1.Pod {

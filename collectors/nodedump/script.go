@@ -1,4 +1,4 @@
-package debugpod
+package nodedump
 
 import (
 	"bytes"
@@ -536,7 +536,7 @@ func analyze(res *Result) {
 			}
 			if d.ExitCode == 137 {
 				// SIGKILL: in a debug pod, most likely its memory limit.
-				msg += fmt.Sprintf("; it was killed, most likely for using more than the debug pod's %s of memory: use --collector kube-proxy on a node this big", LimitMemory)
+				msg += "; it was killed, most likely for using more than its container's memory limit: use --collector kube-proxy on a node this big"
 			}
 			res.Warnings = append(res.Warnings, warn(trace.CodeDumpCommandFailed, fmt.Sprintf("%s failed (exit status %d): %s", d.Name, d.ExitCode, msg)))
 		}

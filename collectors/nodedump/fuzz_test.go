@@ -1,4 +1,4 @@
-package debugpod
+package nodedump
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-package debugpod
+package nodedump
 
 // Route and interface sections: what the node does with a packet after
 // kube-proxy's DNAT (trace/routes parses them). Each name is fixed, so a

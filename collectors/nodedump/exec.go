@@ -1,4 +1,4 @@
-package debugpod
+package nodedump
 
 import (
 	"context"
@@ -16,13 +16,18 @@ import (
 )
 
 // Executor runs argv in a pod's container and streams its output: the seam
-// that lets Collect run without a kubelet.
+// that lets the collectors run without a kubelet (tests use a scripted
+// fake).
 type Executor interface {
 	Exec(ctx context.Context, namespace, pod, container string, argv []string, stdout, stderr io.Writer) error
 }
 
-// apiExecutor execs through the API server the way kubectl exec does:
+// NewAPIExecutor execs through the API server the way kubectl exec does:
 // WebSocket first, SPDY when the upgrade fails.
+func NewAPIExecutor(client kubernetes.Interface, config *rest.Config) Executor {
+	return apiExecutor{client: client, config: config}
+}
+
 type apiExecutor struct {
 	client kubernetes.Interface
 	config *rest.Config
@@ -55,7 +60,7 @@ func (e apiExecutor) Exec(ctx context.Context, namespace, pod, container string,
 	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
 }
 
-// ErrOutputTooLarge: a node's dump script printed more than Options.MaxOutput.
+// ErrOutputTooLarge: a node's dump script printed more than RunOptions.MaxOutput.
 var ErrOutputTooLarge = errors.New("the node's output is larger than allowed")
 
 // outputCap bounds what one node's commands may write to their stdout and
@@ -73,13 +78,13 @@ func newOutputCap(limit int64) *outputCap { return &outputCap{left: limit, limit
 // exec runs argv through ex with stdout and stderr written within the cap.
 // When the cap is hit the exec is cancelled: the stream would otherwise
 // wait for a remote command blocked on writing what nobody reads.
-func (c *outputCap) exec(ctx context.Context, ex Executor, ns, pod, container string, argv []string, stdout, stderr io.Writer) error {
+func (c *outputCap) exec(ctx context.Context, ex Executor, t Target, argv []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c.mu.Lock()
 	c.stop = cancel
 	c.mu.Unlock()
-	return ex.Exec(ctx, ns, pod, container, argv, cappedWriter{c, stdout}, cappedWriter{c, stderr})
+	return ex.Exec(ctx, t.Namespace, t.Pod, t.Container, argv, cappedWriter{c, stdout}, cappedWriter{c, stderr})
 }
 
 type cappedWriter struct {

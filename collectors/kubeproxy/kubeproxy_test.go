@@ -1,9 +1,11 @@
-package debugpod
+package kubeproxy
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,9 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump/nodedumptest"
+	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
 // kubeProxyPod is a kube-proxy pod as collectors/cluster lists it.
@@ -32,16 +37,26 @@ func kubeProxyPod(name, node string, phase corev1.PodPhase, containers ...string
 	return p
 }
 
+// in checks that every exec goes to target ("namespace/pod/container").
+func in(target string) func(ns, pod, container string) error {
+	return func(ns, pod, container string) error {
+		if got := ns + "/" + pod + "/" + container; got != target {
+			return fmt.Errorf("exec in %s, want %s", got, target)
+		}
+		return nil
+	}
+}
+
 func TestCollectFromKubeProxy(t *testing.T) {
-	stdout, stderr := readRecorded(t, "iptables-nft")
-	script := []execStep{{argv: ScriptCommand, stdout: string(stdout), stderr: string(stderr)}}
+	stdout, stderr := nodedumptest.Recorded(t, "iptables-nft")
+	script := []nodedumptest.Step{{Argv: nodedump.ScriptCommand, Stdout: string(stdout), Stderr: string(stderr)}}
 	terminating := kubeProxyPod("kube-proxy-aaaaa", "node-1", corev1.PodRunning)
 	terminating.DeletionTimestamp = &metav1.Time{Time: time.Unix(0, 0)}
 	tests := []struct {
 		name     string
 		pods     []corev1.Pod
 		target   string // namespace/pod/container exec'd into
-		exec     []execStep
+		exec     []nodedumptest.Step
 		sentinel error
 		wantErr  string // the whole message
 		contains []string
@@ -80,34 +95,34 @@ func TestCollectFromKubeProxy(t *testing.T) {
 		{
 			name:     "no pod on the node",
 			pods:     []corev1.Pod{kubeProxyPod("kube-proxy-other", "node-2", corev1.PodRunning)},
-			sentinel: ErrNoKubeProxyPod,
+			sentinel: ErrNoPod,
 			wantErr:  "no kube-proxy pod runs on node node-1 (looked for pods labelled k8s-app=kube-proxy in kube-system); use --collector debugpod",
 		},
 		{
 			name:     "no kube-proxy pods at all",
-			sentinel: ErrNoKubeProxyPod,
+			sentinel: ErrNoPod,
 			wantErr:  "no kube-proxy pod runs on node node-1 (looked for pods labelled k8s-app=kube-proxy in kube-system); use --collector debugpod",
 		},
 		{
 			name:     "pod not running",
 			pods:     []corev1.Pod{kubeProxyPod("kube-proxy-x7k2p", "node-1", corev1.PodPending)},
-			sentinel: ErrNoKubeProxyPod,
+			sentinel: ErrNoPod,
 			wantErr:  `kube-proxy pod "kube-system/kube-proxy-x7k2p" on node node-1 is Pending, not Running; use --collector debugpod`,
 		},
 		{
 			name:     "exec failure",
 			pods:     []corev1.Pod{kubeProxyPod("kube-proxy-x7k2p", "node-1", corev1.PodRunning)},
 			target:   "kube-system/kube-proxy-x7k2p/kube-proxy",
-			exec:     []execStep{{argv: ScriptCommand, err: errors.New("connection reset")}},
+			exec:     []nodedumptest.Step{{Argv: nodedump.ScriptCommand, Err: errors.New("connection reset")}},
 			contains: []string{`node "node-1"`, `exec in kube-proxy pod "kube-system/kube-proxy-x7k2p" container "kube-proxy"`, "connection reset"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fake.NewClientset()
-			ex := &scriptedExec{t: t, target: tt.target, steps: tt.exec}
-			res, err := CollectFromKubeProxy(context.Background(), c, nil, "node-1", tt.pods, testOptions(ex))
-			ex.done()
+			ex := &nodedumptest.ScriptedExec{T: t, Where: in(tt.target), Steps: tt.exec}
+			res, err := Collect(context.Background(), c, nil, "node-1", tt.pods, Options{Executor: ex, Run: nodedump.RunOptions{Script: nodedump.DefaultScriptOptions}})
+			ex.Done()
 			// Nothing is created, read or deleted: the pods come from the
 			// caller and the exec from the executor.
 			if len(c.Actions()) != 0 {
@@ -118,7 +133,7 @@ func TestCollectFromKubeProxy(t *testing.T) {
 					t.Fatal(err)
 				}
 				wantPod := strings.Join(strings.Split(tt.target, "/")[:2], "/")
-				if res.Node != "node-1" || res.Pod != wantPod || res.Backend != BackendIPTablesNFT || len(res.Chosen) == 0 {
+				if res.Node != "node-1" || res.Pod != wantPod || res.Backend != nodedump.BackendIPTablesNFT || len(res.Chosen) == 0 {
 					t.Errorf("result node=%s pod=%s backend=%s chosen=%v", res.Node, res.Pod, res.Backend, res.Chosen)
 				}
 				return
@@ -147,38 +162,38 @@ func TestCollectFromKubeProxyWithoutShell(t *testing.T) {
 	nftSave := "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n"
 	notFound := errors.New(`command terminated with non-zero exit code: exit code 127: exec: "sh": executable file not found in $PATH`)
 	noIP := errors.New(`exec: "ip": executable file not found in $PATH`)
-	ex := &scriptedExec{t: t, target: "kube-system/kube-proxy-x7k2p/kube-proxy", steps: []execStep{
-		{argv: ScriptCommand, err: notFound},
-		{argv: []string{"iptables-nft-save", "-c"}, stdout: nftSave},
-		{argv: []string{"ip6tables-nft-save", "-c"}},
-		{argv: []string{"iptables-legacy-save", "-c"}},
-		{argv: []string{"ip6tables-legacy-save", "-c"}},
-		{argv: []string{"nft", "list", "ruleset"}},
-		{argv: []string{"ip", "-4", "-d", "route", "show", "table", "all"}, stdout: "default via 10.0.0.1 dev eth0 \n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.11 \n"},
-		{argv: []string{"ip", "-6", "-d", "route", "show", "table", "all"}, err: noIP},
-		{argv: []string{"ip", "-d", "link", "show"}, err: noIP},
-		{argv: []string{"ip", "-d", "addr", "show"}, err: noIP},
-		{argv: []string{"ip", "rule", "show"}, err: noIP},
-		{argv: []string{"ip", "-6", "rule", "show"}, err: noIP},
+	ex := &nodedumptest.ScriptedExec{T: t, Where: in("kube-system/kube-proxy-x7k2p/kube-proxy"), Steps: []nodedumptest.Step{
+		{Argv: nodedump.ScriptCommand, Err: notFound},
+		{Argv: []string{"iptables-nft-save", "-c"}, Stdout: nftSave},
+		{Argv: []string{"ip6tables-nft-save", "-c"}},
+		{Argv: []string{"iptables-legacy-save", "-c"}},
+		{Argv: []string{"ip6tables-legacy-save", "-c"}},
+		{Argv: []string{"nft", "list", "ruleset"}},
+		{Argv: []string{"ip", "-4", "-d", "route", "show", "table", "all"}, Stdout: "default via 10.0.0.1 dev eth0 \n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.11 \n"},
+		{Argv: []string{"ip", "-6", "-d", "route", "show", "table", "all"}, Err: noIP},
+		{Argv: []string{"ip", "-d", "link", "show"}, Err: noIP},
+		{Argv: []string{"ip", "-d", "addr", "show"}, Err: noIP},
+		{Argv: []string{"ip", "rule", "show"}, Err: noIP},
+		{Argv: []string{"ip", "-6", "rule", "show"}, Err: noIP},
 	}}
 	pods := []corev1.Pod{kubeProxyPod("kube-proxy-x7k2p", "node-1", corev1.PodRunning)}
-	res, err := CollectFromKubeProxy(context.Background(), fake.NewClientset(), nil, "node-1", pods, testOptions(ex))
+	res, err := Collect(context.Background(), fake.NewClientset(), nil, "node-1", pods, Options{Executor: ex, Run: nodedump.RunOptions{Script: nodedump.DefaultScriptOptions}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex.done()
-	if res.Backend != BackendIPTablesNFT || !hasWarning(res, "no shell") {
+	ex.Done()
+	if res.Backend != nodedump.BackendIPTablesNFT || !slices.ContainsFunc(res.Warnings, func(w trace.Warning) bool { return strings.Contains(w.Message, "no shell") }) {
 		t.Errorf("backend %s warnings %q", res.Backend, res.Warnings)
 	}
 }
 
 func TestCollectAllFromKubeProxy(t *testing.T) {
-	stdout, stderr := readRecorded(t, "nftables")
+	stdout, stderr := nodedumptest.Recorded(t, "nftables")
 	pods := []corev1.Pod{
 		kubeProxyPod("kube-proxy-a", "node-a", corev1.PodRunning),
 		kubeProxyPod("kube-proxy-c", "node-c", corev1.PodRunning),
 	}
-	ex := execFunc(func(_ context.Context, ns, pod, container string, _ []string, out, errOut io.Writer) error {
+	ex := nodedumptest.ExecFunc(func(_ context.Context, ns, pod, container string, _ []string, out, errOut io.Writer) error {
 		if ns != "kube-system" || container != "kube-proxy" || !strings.HasPrefix(pod, "kube-proxy-") {
 			t.Errorf("exec in %s/%s container %s", ns, pod, container)
 		}
@@ -188,7 +203,7 @@ func TestCollectAllFromKubeProxy(t *testing.T) {
 	})
 	c := fake.NewClientset()
 	var progress []string
-	res, err := CollectAllFromKubeProxy(context.Background(), c, nil, pods, []string{"node-a", "node-b", "node-c"}, testOptions(ex), 2,
+	res, err := CollectAll(context.Background(), c, nil, pods, []string{"node-a", "node-b", "node-c"}, Options{Executor: ex, Run: nodedump.RunOptions{Script: nodedump.DefaultScriptOptions}}, 2,
 		func(s string) { progress = append(progress, s) })
 	if err != nil {
 		t.Fatal(err)
@@ -206,9 +221,9 @@ func TestCollectAllFromKubeProxy(t *testing.T) {
 		gots = append(gots, g)
 	}
 	want := []got{
-		{Node: "node-a", Pod: "kube-system/kube-proxy-a", Backend: BackendNFTables},
+		{Node: "node-a", Pod: "kube-system/kube-proxy-a", Backend: nodedump.BackendNFTables},
 		{Node: "node-b", Err: "no kube-proxy pod runs on node node-b (looked for pods labelled k8s-app=kube-proxy in kube-system); use --collector debugpod"},
-		{Node: "node-c", Pod: "kube-system/kube-proxy-c", Backend: BackendNFTables},
+		{Node: "node-c", Pod: "kube-system/kube-proxy-c", Backend: nodedump.BackendNFTables},
 	}
 	if diff := cmp.Diff(want, gots); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)
@@ -223,7 +238,7 @@ func TestCollectAllFromKubeProxy(t *testing.T) {
 
 func TestKubeProxyAccessChecks(t *testing.T) {
 	want := []cluster.AccessCheck{{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: "kube-system"}}
-	if diff := cmp.Diff(want, KubeProxyAccessChecks()); diff != "" {
+	if diff := cmp.Diff(want, AccessChecks()); diff != "" {
 		t.Errorf("checks (-want +got):\n%s", diff)
 	}
 }

@@ -1,4 +1,4 @@
-package debugpod
+package nodedump
 
 import (
 	"os"
@@ -133,7 +133,7 @@ func TestParseOutput(t *testing.T) {
 			name:   "killed for memory",
 			stdout: sec(DumpIPTablesNFT, "", 137) + sec(DumpIPTablesLegacy, hintNFT+smallKubeProxy, 0) + done,
 			want: parsed{Dumps: []string{"iptables-nft-save/ipv4/137", "iptables-legacy-save/ipv4/0"}, Backend: BackendIPTablesLegacy, Chosen: []string{DumpIPTablesLegacy}, Warnings: []string{
-				"DumpCommandFailed: iptables-nft-save failed (exit status 137): no message; it was killed, most likely for using more than the debug pod's 512Mi of memory: use --collector kube-proxy on a node this big",
+				"DumpCommandFailed: iptables-nft-save failed (exit status 137): no message; it was killed, most likely for using more than its container's memory limit: use --collector kube-proxy on a node this big",
 			}},
 		},
 		{
