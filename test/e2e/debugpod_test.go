@@ -79,13 +79,10 @@ func TestDebugPod(t *testing.T) {
 		})
 
 		t.Run("sigint-deletes-debug-pods", func(t *testing.T) {
-			// Hold new pods Pending so the plugin is still waiting when
+			// An image no node has and none can pull keeps the debug pods
+			// Pending (ErrImagePull), so the plugin is still waiting when
 			// interrupted.
-			if err := os.WriteFile(c.kubeletHold, nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			defer os.Remove(c.kubeletHold)
-			cmd := exec.Command(c.plugin, append([]string{"echo-cluster", "-n", e2eNS, "--kubeconfig", c.adminKubeconfig, "-o", "json"}, debugPodFlags...)...)
+			cmd := exec.Command(c.plugin, append([]string{"echo-cluster", "-n", e2eNS, "--kubeconfig", c.adminKubeconfig, "-o", "json", "--image", unpullable}, debugPodFlags...)...)
 			var stdout, stderr strings.Builder
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if err := cmd.Start(); err != nil {

@@ -69,9 +69,10 @@ type traced struct {
 	dot  string // -o dot
 }
 
-// debugPodFlags make the plugin's node debug pods acceptable to the
-// stand-in kubelet (which pulls nothing) and bound how long it waits.
-var debugPodFlags = []string{"--image", "e2e.local/no-pull", "--timeout", "60s"}
+// debugPodFlags bound how long the plugin waits. Its debug pods use its
+// default image (registry.k8s.io/kube-proxy at the server's version), which
+// every node has under that name (kubeProxyImage).
+var debugPodFlags = []string{"--timeout", "60s"}
 
 // trace runs the built plugin as a user would — kubeconfig, no saved
 // dumps, so each node's rules come through a node debug pod — once per
@@ -79,7 +80,7 @@ var debugPodFlags = []string{"--image", "e2e.local/no-pull", "--timeout", "60s"}
 // behind. Paths looked up with find are checked in all three formats.
 func (c *cluster) trace(t *testing.T, svc string, extra ...string) *traced {
 	t.Helper()
-	c.waitKubelets()
+	c.waitNodesReady()
 	args := append(append([]string{svc, "-n", e2eNS, "--kubeconfig", c.adminKubeconfig}, debugPodFlags...), extra...)
 	begin := time.Now()
 	tp := &traced{
@@ -136,21 +137,6 @@ func (c *cluster) runPlugin(t *testing.T, args ...string) []byte {
 		t.Logf("kubectl-trace_svc stderr:\n%s", stderr.String())
 	}
 	return out
-}
-
-// waitKubelets waits until every node's kubelet announced its port, which
-// the apiserver needs to reach it for exec.
-func (c *cluster) waitKubelets() {
-	c.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for _, n := range c.nodes {
-		for c.kubeletPort(n) != 10250 {
-			if time.Now().After(deadline) {
-				c.t.Fatalf("kubelet on %s has not announced its port", n.name)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
 }
 
 // find returns the first path on node that match accepts, and the node's
@@ -409,26 +395,4 @@ func (c *cluster) debugPods() []string {
 		out = append(out, fmt.Sprintf("%s/%s", p.Metadata.Namespace, p.Metadata.Name))
 	}
 	return out
-}
-
-// kubeletPort returns the kubelet port node's status announces (0 if none).
-func (c *cluster) kubeletPort(n *node) int {
-	c.t.Helper()
-	code, body, err := c.do("GET", "/api/v1/nodes/"+n.name, nil)
-	if err != nil || code != 200 {
-		return 0
-	}
-	var obj struct {
-		Status struct {
-			DaemonEndpoints struct {
-				KubeletEndpoint struct {
-					Port int `json:"Port"`
-				} `json:"kubeletEndpoint"`
-			} `json:"daemonEndpoints"`
-		} `json:"status"`
-	}
-	if json.Unmarshal(body, &obj) != nil {
-		return 0
-	}
-	return obj.Status.DaemonEndpoints.KubeletEndpoint.Port
 }
