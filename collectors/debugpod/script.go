@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -178,7 +179,7 @@ type section struct {
 // and decides which backend holds kube-proxy's rules.
 func ParseOutput(node string, stdout, stderr []byte) *Result {
 	res := &Result{Node: node}
-	sections, order, done := splitStdout(stdout)
+	sections, order, absent, done := splitStdout(stdout)
 	errs := splitStderr(stderr)
 	if !done {
 		res.Warnings = append(res.Warnings, "the dump script's output ended early; the dumps may be incomplete")
@@ -197,17 +198,19 @@ func ParseOutput(node string, stdout, stderr []byte) *Result {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%s output was cut off", name))
 		}
 	}
-	analyze(res)
+	analyze(res, absent)
 	return res
 }
 
-// splitStdout returns the sections by name in output order, and whether the
+// splitStdout returns the sections by name in output order, the dumps the
+// image had no command for (at most a few known names), and whether the
 // final marker was seen.
-func splitStdout(out []byte) (map[string]*section, []string, bool) {
+func splitStdout(out []byte) (map[string]*section, []string, []string, bool) {
 	sections := map[string]*section{}
-	var order []string
+	var order, absent []string
 	done := false
 	begin := []byte(Marker + " begin ")
+	absentPrefix := []byte(Marker + " absent ")
 	for len(out) > 0 {
 		line, rest, _ := bytes.Cut(out, []byte("\n"))
 		out = rest
@@ -230,12 +233,26 @@ func splitStdout(out []byte) (map[string]*section, []string, bool) {
 				order = append(order, name)
 			}
 			sections[name] = s
+		case bytes.HasPrefix(line, absentPrefix):
+			// Only the dumps the script runs: a name is untrusted text.
+			if name := string(line[len(absentPrefix):]); isDumpName(name) && !slices.Contains(absent, name) {
+				absent = append(absent, name)
+			}
 		case string(line) == Marker+" done":
 			done = true
 		}
-		// absent sections and stray lines are skipped.
+		// stray lines are skipped.
 	}
-	return sections, order, done
+	return sections, order, absent, done
+}
+
+// isDumpName tells whether name is one of the dumps the script takes.
+func isDumpName(name string) bool {
+	switch name {
+	case DumpIPTablesNFT, DumpIP6TablesNFT, DumpIPTablesLegacy, DumpIP6TablesLegacy, DumpNFT:
+		return true
+	}
+	return false
 }
 
 func splitStderr(errOut []byte) map[string]string {
@@ -266,7 +283,9 @@ type iptFacts struct {
 	ruleLines int // lines starting with "-", as iptables-wrapper v2 counted
 }
 
-func analyze(res *Result) {
+// analyze decides the backend; absent names the dumps the image had no
+// command for.
+func analyze(res *Result, absent []string) {
 	ipt := map[string]*iptFacts{BackendIPTablesNFT: {}, BackendIPTablesLegacy: {}}
 	nftKubeProxy := false
 	for _, d := range res.Dumps {
@@ -334,6 +353,9 @@ func analyze(res *Result) {
 	}
 
 	switch {
+	case len(holders) == 0 && len(absent) > 0:
+		// The rules may well be there, where the image cannot look.
+		res.Warnings = append(res.Warnings, fmt.Sprintf("no kube-proxy rules found, and the debug image has no %s to read the rest with: pass --image with an image that has sh, iptables and nft (kube-proxy's own image has them)", strings.Join(absentCommands(absent), ", ")))
 	case len(holders) == 0:
 		res.Warnings = append(res.Warnings, "no kube-proxy rules found in iptables-nft, iptables-legacy or nftables (is kube-proxy running on this node, or does another service proxy replace it?)")
 	case len(holders) > 1:
@@ -345,6 +367,19 @@ func analyze(res *Result) {
 	if res.ProxyMode == "ipvs" {
 		res.Warnings = append(res.Warnings, "kube-proxy runs in IPVS mode; the iptables dumps hold only its helper rules")
 	}
+}
+
+// absentCommands names the commands behind absent dumps, as a user would
+// look for them in an image.
+func absentCommands(absent []string) []string {
+	var cmds []string
+	for _, d := range absent {
+		if d == DumpNFT {
+			d = "nft"
+		}
+		cmds = append(cmds, d)
+	}
+	return cmds
 }
 
 // iptablesHolder keeps the wrapper's choice unless only the other iptables
