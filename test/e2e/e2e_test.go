@@ -223,22 +223,40 @@ var modes = []struct{ name, tag string }{
 func (s suite) eachMode(t *testing.T, tag string, fn func(t *testing.T, c *cluster, mode string)) {
 	t.Helper()
 	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			need := map[string][]string{
-				"iptables":        {"iptables-nft-save"},
-				"nftables":        {"nft"},
-				"iptables-legacy": {"iptables-legacy-save"},
-			}[m.name]
-			for _, tool := range need {
-				if _, err := exec.LookPath(tool); err != nil {
-					t.Skipf("%s not on PATH: %s mode cannot run here", tool, m.name)
-				}
-			}
-			start := time.Now()
-			c := s.cluster(t, tag+"-"+m.tag+"-", m.name)
-			t.Logf("control plane ready in %v (netns prefix %s)", time.Since(start).Round(time.Millisecond), c.prefix)
-			fn(t, c, m.name)
-			t.Logf("%s done in %v", m.name, time.Since(start).Round(time.Millisecond))
-		})
+		s.runMode(t, tag, m.name, m.tag, fn)
 	}
+}
+
+// inMode runs fn as one subtest, in kube-proxy mode only: for what does not
+// depend on the mode (the debug pod's life on a kubelet).
+func (s suite) inMode(t *testing.T, tag, mode string, fn func(t *testing.T, c *cluster, mode string)) {
+	t.Helper()
+	for _, m := range modes {
+		if m.name == mode {
+			s.runMode(t, tag, m.name, m.tag, fn)
+			return
+		}
+	}
+	t.Fatalf("no kube-proxy mode %q", mode)
+}
+
+func (s suite) runMode(t *testing.T, tag, mode, modeTag string, fn func(t *testing.T, c *cluster, mode string)) {
+	t.Helper()
+	t.Run(mode, func(t *testing.T) {
+		need := map[string][]string{
+			"iptables":        {"iptables-nft-save"},
+			"nftables":        {"nft"},
+			"iptables-legacy": {"iptables-legacy-save"},
+		}[mode]
+		for _, tool := range need {
+			if _, err := exec.LookPath(tool); err != nil {
+				t.Skipf("%s not on PATH: %s mode cannot run here", tool, mode)
+			}
+		}
+		start := time.Now()
+		c := s.cluster(t, tag+"-"+modeTag+"-", mode)
+		t.Logf("control plane ready in %v (netns prefix %s)", time.Since(start).Round(time.Millisecond), c.prefix)
+		fn(t, c, mode)
+		t.Logf("%s done in %v", mode, time.Since(start).Round(time.Millisecond))
+	})
 }

@@ -56,7 +56,15 @@ var kubeletSysctls = map[string]string{
 // kubelet; kube-proxy is started by addNode.
 func (c *cluster) startNode(n *node) {
 	c.t.Helper()
-	n.dir = filepath.Join(c.dir, "node-"+n.name)
+	// Unix socket paths (containerd's, the kubelet's pods-api one) must
+	// stay under 108 bytes: the node's directory is a short one under the
+	// run's, not under the test's (named for the test).
+	dir, err := os.MkdirTemp("", n.name+"-")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { os.RemoveAll(dir) })
+	n.dir = dir
 	n.sock = filepath.Join(n.dir, "containerd.sock")
 	n.cgroup = "/" + c.prefix + n.name
 	for _, d := range []string{"containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs", "sysctl"} {
@@ -344,17 +352,13 @@ func (c *cluster) ctr(n *node, args ...string) string {
 	return c.run("ctr", append([]string{"-a", n.sock, "-n", "k8s.io"}, args...)...)
 }
 
-// runtimeContainers lists the containers node's containerd holds for pods
-// whose name matches the regular expression re (sandboxes included), as
-// "ID kind pod-name".
-func (c *cluster) runtimeContainers(n *node, re string) []string {
+// runtimeContainers lists the IDs of the containers (sandboxes included)
+// node's containerd holds for pods of namespace whose name matches the
+// regular expression nameRE.
+func (c *cluster) runtimeContainers(n *node, namespace, nameRE string) []string {
 	c.t.Helper()
-	out := c.ctr(n, "containers", "ls", "-q", `labels."io.kubernetes.pod.name"~=`+re)
-	var ids []string
-	for _, id := range strings.Fields(out) {
-		ids = append(ids, id)
-	}
-	return ids
+	return strings.Fields(c.ctr(n, "containers", "ls", "-q",
+		fmt.Sprintf(`labels."io.kubernetes.pod.namespace"==%s,labels."io.kubernetes.pod.name"~=%q`, namespace, nameRE)))
 }
 
 // runtimeTasks lists the running tasks (processes) of node's containerd

@@ -77,7 +77,8 @@ var debugPodFlags = []string{"--timeout", "60s"}
 // trace runs the built plugin as a user would — kubeconfig, no saved
 // dumps, so each node's rules come through a node debug pod — once per
 // output format (json, tree, dot), and checks that no debug pod is left
-// behind. Paths looked up with find are checked in all three formats.
+// behind, in the API or in any node's container runtime. Paths looked up
+// with find are checked in all three formats.
 func (c *cluster) trace(t *testing.T, svc string, extra ...string) *traced {
 	t.Helper()
 	c.waitNodesReady()
@@ -95,9 +96,7 @@ func (c *cluster) trace(t *testing.T, svc string, extra ...string) *traced {
 	for _, f := range tp.Findings {
 		t.Logf("finding %s %s %s: %s", f.Severity, f.Node, f.Code, f.Message)
 	}
-	if left := c.debugPods(); len(left) > 0 {
-		t.Errorf("debug pods left after the plugin exited: %v", left)
-	}
+	c.wantDebugPodsGone(t, debugNamespaceOf(args))
 	if dot, err := exec.LookPath("dot"); err == nil {
 		cmd := exec.Command(dot, "-Tsvg", "-o", "/dev/null")
 		cmd.Stdin = strings.NewReader(tp.dot)
@@ -371,11 +370,118 @@ func checkDOT(t reporter, dot, nodeName string, p entryPath) {
 	}
 }
 
+// debugNamespaceOf returns the namespace plugin arguments put debug pods
+// in.
+func debugNamespaceOf(args []string) string {
+	ns := "default"
+	for i, a := range args {
+		switch {
+		case a == "--debug-namespace" && i+1 < len(args):
+			ns = args[i+1]
+		case strings.HasPrefix(a, "--debug-namespace="):
+			ns = strings.TrimPrefix(a, "--debug-namespace=")
+		}
+	}
+	return ns
+}
+
+// wantDebugPodsGone checks, once the plugin has exited, that none of its
+// debug pods in namespace ns is left: in the API at once (the plugin
+// deletes them before it exits), and running in any node's containerd —
+// no task (process) of their sandboxes or containers — within
+// runtimeStopWait: the kubelet stops them once it sees the pod deleted.
+// It removes the stopped containers later, at its next garbage collection
+// (every minute): wantDebugPodsRemoved checks that.
+func (c *cluster) wantDebugPodsGone(t *testing.T, ns string) {
+	t.Helper()
+	if left := c.debugPodsIn(ns); len(left) > 0 {
+		t.Errorf("debug pods left in the API after the plugin exited: %v", left)
+	}
+	begin := time.Now()
+	for {
+		left := c.runtimeDebugContainers(ns, true)
+		if len(left) == 0 {
+			break
+		}
+		if time.Since(begin) > runtimeStopWait {
+			t.Errorf("debug pods of namespace %s still running in the container runtime %v after the plugin exited: %v", ns, runtimeStopWait, left)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Logf("debug pods stopped in the container runtimes %v after the plugin exited", took.Round(time.Millisecond))
+	}
+}
+
+// wantDebugPodsRemoved waits until no node's containerd holds any sandbox
+// or container of a debug pod of namespace ns, running or not (the
+// kubelet's garbage collection removes them within a minute of the pod's
+// deletion).
+func (c *cluster) wantDebugPodsRemoved(t *testing.T, ns string) {
+	t.Helper()
+	begin := time.Now()
+	for {
+		left := c.runtimeDebugContainers(ns, false)
+		if len(left) == 0 {
+			t.Logf("no debug pod of namespace %s left in the container runtimes (waited %v)", ns, time.Since(begin).Round(time.Millisecond))
+			return
+		}
+		if time.Since(begin) > runtimeRemoveWait {
+			t.Errorf("debug pods of namespace %s still in the container runtime after %v: %v", ns, runtimeRemoveWait, left)
+			return
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+const (
+	// runtimeStopWait bounds how long a kubelet may take to stop a deleted
+	// debug pod (it gives it at least 2 s after SIGTERM, which sleep as
+	// PID 1 ignores).
+	runtimeStopWait = 30 * time.Second
+	// runtimeRemoveWait bounds how long a kubelet may take to remove a
+	// deleted debug pod's stopped containers and sandbox: its container
+	// garbage collection runs every minute.
+	runtimeRemoveWait = 90 * time.Second
+)
+
+// runtimeDebugContainers lists, as "node: container ID", the containers
+// and sandboxes of debug pods (named trace-svc-...) in namespace ns that
+// the nodes' containerd hold — only those with a running task when
+// running is set.
+func (c *cluster) runtimeDebugContainers(ns string, running bool) []string {
+	c.t.Helper()
+	var out []string
+	for _, n := range c.nodes {
+		var tasks map[string]int
+		if running {
+			tasks = c.runtimeTasks(n)
+		}
+		for _, id := range c.runtimeContainers(n, ns, "^trace-svc-") {
+			if !running {
+				out = append(out, n.name+": "+id)
+			} else if pid, ok := tasks[id]; ok {
+				out = append(out, fmt.Sprintf("%s: %s (pid %d)", n.name, id, pid))
+			}
+		}
+	}
+	return out
+}
+
 // debugPods lists the plugin's debug pods in every namespace as
 // namespace/name.
-func (c *cluster) debugPods() []string {
+func (c *cluster) debugPods() []string { return c.debugPodsIn("") }
+
+// debugPodsIn lists the plugin's debug pods in namespace ns ("": all) as
+// namespace/name.
+func (c *cluster) debugPodsIn(ns string) []string {
 	c.t.Helper()
-	code, body, err := c.do("GET", "/api/v1/pods?labelSelector="+debugPodSelector, nil)
+	path := "/api/v1/pods"
+	if ns != "" {
+		path = "/api/v1/namespaces/" + ns + "/pods"
+	}
+	code, body, err := c.do("GET", path+"?labelSelector="+debugPodSelector, nil)
 	if err != nil || code != 200 {
 		c.t.Fatalf("list debug pods: %d %v\n%s", code, err, body)
 	}
