@@ -42,8 +42,9 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	runDir := ""
 	if enabled() && os.Geteuid() == 0 {
-		sweepStale()
+		// Processes first (in cgroups), then namespaces and directories.
 		sweepStaleCgroups()
+		sweepStale()
 		// Every file of this run (tools, certificates, etcd's data, logs,
 		// dumps) goes under one directory named for this process, so a
 		// later run can sweep it if this one is killed.
