@@ -499,14 +499,17 @@ func cgroupPIDs(path string) []int {
 // containers), then removes it and everything below it from every
 // hierarchy, deepest first.
 func removeCgroup(path string) error {
-	deadline := time.Now().Add(10 * time.Second)
+	// A killed process leaves its cgroup when it has run its exit: long
+	// when the machine is starved (a CPU stuck in the kernel for minutes
+	// has been seen here), so wait generously.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		pids := cgroupPIDs(path)
 		if len(pids) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("processes %v still in it after 10s", pids)
+			return fmt.Errorf("processes %v still in it after 60s", pids)
 		}
 		for _, pid := range pids {
 			syscall.Kill(pid, syscall.SIGKILL)
