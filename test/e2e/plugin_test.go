@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -75,21 +77,46 @@ type traced struct {
 var debugPodFlags = []string{"--timeout", "60s"}
 
 // trace runs the built plugin as a user would — kubeconfig, no saved
-// dumps, so each node's rules come through a node debug pod — once per
-// output format (json, tree, dot), and checks that no debug pod is left
-// behind, in the API or in any node's container runtime. Paths looked up
-// with find are checked in all three formats.
+// dumps, so each node's rules come through a node debug pod — with -o json
+// and --save-dumps, then with -o tree and -o dot on the dumps it saved
+// (--dump: the same rules, no second collection), and checks that no debug
+// pod is left behind, in the API or in any node's container runtime. Paths
+// looked up with find are checked in all three formats.
 func (c *cluster) trace(t *testing.T, svc string, extra ...string) *traced {
 	t.Helper()
 	c.waitNodesReady()
 	args := append(append([]string{svc, "-n", e2eNS, "--kubeconfig", c.adminKubeconfig}, debugPodFlags...), extra...)
 	begin := time.Now()
-	tp := &traced{
-		raw:  c.runPlugin(t, append(args, "-o", "json")...),
-		tree: string(c.runPlugin(t, append(args, "-o", "tree")...)),
-		dot:  string(c.runPlugin(t, append(args, "-o", "dot")...)),
+	saved := ""
+	for i, a := range args {
+		if a == "--save-dumps" && i+1 < len(args) {
+			saved = args[i+1] // the test keeps them
+		}
 	}
-	t.Logf("plugin %s (json, tree, dot through debug pods) in %v", svc, time.Since(begin).Round(time.Millisecond))
+	jsonArgs := append(args, "-o", "json")
+	if saved == "" {
+		var err error
+		if saved, err = os.MkdirTemp(c.dir, "dumps-"); err != nil {
+			t.Fatal(err)
+		}
+		jsonArgs = append(jsonArgs, "--save-dumps", saved)
+	}
+	tp := &traced{raw: c.runPlugin(t, jsonArgs...)}
+	live := time.Since(begin)
+	// The tree and the diagram from the very rules the debug pods
+	// collected: what they show must be what the JSON says.
+	var replay []string
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--save-dumps" {
+			i++ // nothing is collected the second time
+			continue
+		}
+		replay = append(replay, args[i])
+	}
+	replay = append(replay, replayArgs(t, saved, c.mode)...)
+	tp.tree = string(c.runPlugin(t, append(replay, "-o", "tree")...))
+	tp.dot = string(c.runPlugin(t, append(replay, "-o", "dot")...))
+	t.Logf("plugin %s: json through debug pods in %v, tree and dot from the dumps they saved in %v", svc, live.Round(time.Millisecond), (time.Since(begin) - live).Round(time.Millisecond))
 	if err := json.Unmarshal(tp.raw, &tp.pathDoc); err != nil {
 		t.Fatalf("decode plugin output: %v\n%s", err, tp.raw)
 	}
@@ -105,6 +132,24 @@ func (c *cluster) trace(t *testing.T, svc string, extra ...string) *traced {
 		}
 	}
 	return tp
+}
+
+// replayArgs are the --dump flags for the dumps of kube-proxy's backend in
+// mode that --save-dumps wrote into dir (NODE.DUMP files).
+func replayArgs(t *testing.T, dir, mode string) []string {
+	t.Helper()
+	suffix := map[string]string{"iptables": "tables-nft-save", "iptables-legacy": "tables-legacy-save", "nftables": ".nft"}[mode]
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	var args []string
+	for _, f := range files {
+		if base := filepath.Base(f); strings.HasSuffix(base, suffix) {
+			args = append(args, "--dump", strings.SplitN(base, ".", 2)[0]+"="+f)
+		}
+	}
+	if len(args) == 0 {
+		t.Fatalf("--save-dumps saved no *%s file: %v", suffix, files)
+	}
+	return args
 }
 
 // traceDumps runs the plugin -o json on saved dumps (node=file).
