@@ -57,7 +57,6 @@ type cluster struct {
 	procs map[string]*exec.Cmd
 
 	plugin string  // kubectl-trace_svc
-	echo   string  // the pods' HTTP server
 	mode   string  // kube-proxy's mode on every node
 	nodes  []*node // in the order added
 }
@@ -67,7 +66,7 @@ type cluster struct {
 func (s suite) cluster(t *testing.T, tag, mode string) *cluster {
 	t.Helper()
 	c := newClusterTagged(t, s.bin, tag)
-	c.plugin, c.echo, c.images, c.mode = s.plugin, s.echo, s.images, mode
+	c.plugin, c.images, c.mode = s.plugin, s.images, mode
 	c.create("/api/v1/namespaces", `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"e2e"}}`)
 	return c
 }
@@ -304,7 +303,6 @@ func (c *cluster) bridgePort(suffix, cidr string) string {
 type node struct {
 	name, ns, ip, podCIDR string
 	mode                  string // iptables, nftables or iptables-legacy
-	pods                  int
 
 	dir    string // containerd's and the kubelet's files
 	sock   string // containerd's socket
@@ -416,7 +414,6 @@ func (c *cluster) rules(n *node) []byte {
 // by address.
 func (c *cluster) addPod(n *node, namespace, name, ip string, labels map[string]string) string {
 	c.t.Helper()
-	n.pods++
 	c.leaseHint(n, ip)
 	lb, _ := json.Marshal(labels)
 	c.create("/api/v1/namespaces/"+namespace+"/pods", fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod",
