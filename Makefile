@@ -66,7 +66,7 @@ release-check: ## goreleaser check + snapshot build of every platform, krew mani
 	bash hack/release-check.sh
 
 .PHONY: e2e
-e2e: ## end-to-end only: real etcd, kube-apiserver and kube-proxy in network namespaces, three modes (root; fails rather than skips)
+e2e: ## end-to-end only: real etcd, kube-apiserver, kube-proxy and kubelet+containerd nodes in network namespaces, three modes (root; fails rather than skips)
 	test/e2e/run.sh --require
 
 .PHONY: e2e-ipvs

@@ -380,7 +380,7 @@ const maxNamedUnknown = 5
 // may hold anything else, which is dropped with one warning.
 func ParseOutput(node string, stdout, stderr []byte) *Result {
 	res := &Result{Node: node}
-	outs, order, done := splitStdout(stdout)
+	outs, order, absent, done := splitStdout(stdout)
 	errs := splitStderr(stderr)
 	if !done {
 		res.Warnings = append(res.Warnings, warn(trace.CodeDumpIncomplete, "the dump script's output ended early; the dumps may be incomplete"))
@@ -414,7 +414,7 @@ func ParseOutput(node string, stdout, stderr []byte) *Result {
 	if routesAbsent(stdout) && !slices.ContainsFunc(res.Dumps, func(d Dump) bool { return slices.Contains(RouteDumps, d.Name) }) {
 		res.Warnings = append(res.Warnings, warn(trace.CodeRoutesIncomplete, "the node gave none of its routes or interfaces (neither /proc/net nor ip could be read): the path after DNAT is not shown"))
 	}
-	analyze(res)
+	analyze(res, absent)
 	return res
 }
 
@@ -462,11 +462,12 @@ func routesAbsent(stdout []byte) bool {
 
 // splitStdout returns the sections by name in output order, and whether the
 // final marker was seen.
-func splitStdout(out []byte) (map[string]*output, []string, bool) {
+func splitStdout(out []byte) (map[string]*output, []string, []string, bool) {
 	sections := map[string]*output{}
-	var order []string
+	var order, absent []string
 	done := false
 	begin := []byte(Marker + " begin ")
+	absentPrefix := []byte(Marker + " absent ")
 	for len(out) > 0 {
 		line, rest, _ := bytes.Cut(out, []byte("\n"))
 		out = rest
@@ -489,12 +490,37 @@ func splitStdout(out []byte) (map[string]*output, []string, bool) {
 				order = append(order, name)
 			}
 			sections[name] = s
+		case bytes.HasPrefix(line, absentPrefix):
+			// Only the rule dumps the script runs: a name is untrusted
+			// text.
+			if name := string(line[len(absentPrefix):]); isRuleDump(name) && !slices.Contains(absent, name) {
+				absent = append(absent, name)
+			}
 		case string(line) == Marker+" done":
 			done = true
 		}
-		// absent sections and stray lines are skipped.
+		// stray lines are skipped.
 	}
-	return sections, order, done
+	return sections, order, absent, done
+}
+
+// isRuleDump tells whether name is one of the rule dumps the script takes.
+func isRuleDump(name string) bool {
+	s, ok := sectionNamed(name)
+	return ok && s.kind == rulesDump
+}
+
+// absentCommands names the commands behind absent dumps, as a user would
+// look for them in an image.
+func absentCommands(absent []string) []string {
+	var cmds []string
+	for _, d := range absent {
+		if d == DumpNFT {
+			d = "nft"
+		}
+		cmds = append(cmds, d)
+	}
+	return cmds
 }
 
 func splitStderr(errOut []byte) map[string]string {
@@ -525,7 +551,9 @@ type iptFacts struct {
 	ruleLines int // lines starting with "-", as iptables-wrapper v2 counted
 }
 
-func analyze(res *Result) {
+// analyze decides the backend; absent names the rule dumps the image had
+// no command for.
+func analyze(res *Result, absent []string) {
 	ipt := map[string]*iptFacts{BackendIPTablesNFT: {}, BackendIPTablesLegacy: {}}
 	nftKubeProxy := false
 	for _, d := range res.Dumps {
@@ -600,6 +628,9 @@ func analyze(res *Result) {
 	}
 
 	switch {
+	case len(holders) == 0 && len(absent) > 0:
+		// The rules may well be there, where the image cannot look.
+		res.Warnings = append(res.Warnings, warn(trace.CodeKubeProxyRulesMissing, fmt.Sprintf("no kube-proxy rules found, and the debug image has no %s to read the rest with: pass --image with an image that has sh, iptables and nft (kube-proxy's own image has them)", strings.Join(absentCommands(absent), ", "))))
 	case len(holders) == 0:
 		res.Warnings = append(res.Warnings, warn(trace.CodeKubeProxyRulesMissing, "no kube-proxy rules found in iptables-nft, iptables-legacy or nftables (is kube-proxy running on this node, or does another service proxy replace it?)"))
 	case len(holders) > 1:

@@ -123,7 +123,7 @@ func runRoutesScript(t *testing.T, ns, path string) (stdout, stderr []byte) {
 // checking that each section ended with rc=0 and printed no stderr.
 func sectionsOf(t *testing.T, stdout, stderr []byte) ([]routes.Section, []string) {
 	t.Helper()
-	secs, order, _ := splitStdout(stdout)
+	secs, order, _, _ := splitStdout(stdout)
 	errs := splitStderr(stderr)
 	var out []routes.Section
 	for _, name := range order {

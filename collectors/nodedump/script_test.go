@@ -120,6 +120,16 @@ func TestParseOutput(t *testing.T) {
 			}},
 		},
 		{
+			// A node whose image has no nft while kube-proxy runs in
+			// nftables mode: nothing the image can read holds rules, and
+			// the warning names what is missing.
+			name:   "no kube-proxy rules where the image can look: nft absent",
+			stdout: sec(DumpIPTablesNFT, hintNFT, 0) + sec(DumpIPTablesLegacy, "", 0) + absent(DumpNFT) + absent("proxyMode") + absent("../x") + done,
+			want: parsed{Dumps: []string{"iptables-nft-save/ipv4/0", "iptables-legacy-save/ipv4/0"}, Backend: BackendIPTablesNFT, Chosen: []string{DumpIPTablesNFT}, Warnings: []string{
+				"KubeProxyRulesMissing: no kube-proxy rules found, and the debug image has no nft to read the rest with: pass --image with an image that has sh, iptables and nft (kube-proxy's own image has them)",
+			}},
+		},
+		{
 			name:   "failed command and output cut off",
 			stdout: sec(DumpIPTablesNFT, "", 1) + Marker + " begin " + DumpIPTablesLegacy + "\n" + smallKubeProxy,
 			stderr: "\n" + Marker + " stderr " + DumpIPTablesNFT + "\niptables-nft-save: Could not fetch rule set generation id: Invalid argument\n\n" + Marker + " stderr " + DumpIPTablesLegacy + "\n",

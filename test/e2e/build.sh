@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds the real cluster components the end-to-end suite runs: etcd,
-# kube-apiserver and kube-proxy, from the Go module proxy, into
+# kube-apiserver, kube-proxy and kubelet, from the Go module proxy, into
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-trace-svc/e2e/bin/<k8s version>/
-# Skips whatever is already there. Cold: ~8 minutes on 2 cores, ~130 MiB of
-# module downloads, ~3 GB peak RSS. The scratch modules live next to the
-# binaries, never in the plugin's go.mod.
+# Skips whatever is already there. Cold: ~11 minutes on 2 cores, ~130 MiB
+# of module downloads, ~3 GB peak RSS. The scratch modules live next to the
+# binaries, never in the plugin's go.mod. The container runtime (containerd,
+# runc, the CNI plugins) and the tools the debug image is made of come from
+# Debian packages.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
@@ -18,9 +20,12 @@ mkdir -p "$BIN"
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
 
-# The tools the suite runs, from Debian packages when missing (root only).
+# The tools the suite runs, from Debian packages when missing (root only):
+# the nodes' container runtime (containerd with its ctr, runc, the CNI
+# plugins), the netfilter tools kube-proxy and the debug image use, and
+# dash, coreutils and ipset for that image.
 need=()
-for pkg in iptables nftables conntrack curl openssl iproute2 nfacct; do
+for pkg in iptables nftables conntrack curl openssl iproute2 nfacct containerd runc containernetworking-plugins ipset dash coreutils; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [[ ${#need[@]} -gt 0 ]]; then
@@ -58,7 +63,11 @@ MOD
 }
 
 build_k8s() {
-	if [[ -x $BIN/kube-apiserver && -x $BIN/kube-proxy ]]; then log "kube-apiserver, kube-proxy present"; return; fi
+	local missing=()
+	for b in kube-apiserver kube-proxy kubelet; do
+		[[ -x $BIN/$b ]] || missing+=("$b")
+	done
+	if [[ ${#missing[@]} -eq 0 ]]; then log "kube-apiserver, kube-proxy, kubelet present"; return; fi
 	local dir=$CACHE/scratch/kubernetes-$K8S_VERSION
 	local staging=v0.${K8S_VERSION#v1.}
 	mkdir -p "$dir"
@@ -75,17 +84,21 @@ build_k8s() {
 		for m in $mods; do printf '\t%s => %s %s\n' "$m" "$m" "$staging"; done
 		printf ')\n'
 	} >"$dir/go.mod"
-	log "building kube-apiserver and kube-proxy $K8S_VERSION ($(wc -w <<<"$mods") staging modules replaced)"
+	log "building ${missing[*]} $K8S_VERSION ($(wc -w <<<"$mods") staging modules replaced)"
 	local ld="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
 	ld+=" -X k8s.io/component-base/version.gitMajor=1"
 	ld+=" -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$K8S_VERSION")"
 	ld+=" -X k8s.io/component-base/version.gitTreeState=clean"
-	(cd "$dir" &&
-		go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-proxy@$K8S_VERSION" &&
-		go build -ldflags "$ld" -o "$BIN/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver &&
-		go build -ldflags "$ld" -o "$BIN/kube-proxy.tmp" k8s.io/kubernetes/cmd/kube-proxy &&
-		mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver" &&
-		mv "$BIN/kube-proxy.tmp" "$BIN/kube-proxy")
+	local pkgs=()
+	for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b@$K8S_VERSION"); done
+	(cd "$dir" && go get "${pkgs[@]}")
+	# One binary at a time: each link of these takes ~1 GB, and the
+	# packages they share are compiled once (the build cache).
+	for b in "${missing[@]}"; do
+		(cd "$dir" &&
+			go build -ldflags "$ld" -o "$BIN/$b.tmp" "k8s.io/kubernetes/cmd/$b" &&
+			mv "$BIN/$b.tmp" "$BIN/$b")
+	done
 }
 
 build_etcd

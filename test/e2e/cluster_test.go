@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,28 +48,25 @@ type cluster struct {
 	apiURL          string
 	nextVeth        int
 
-	// kubeletBin, when set before addNode, is the stand-in kubelet
-	// (cmd/kubelet) started in each node's namespace; kubeletHold is the
-	// file that, while it exists, keeps new debug pods Pending.
-	kubeletBin  string
-	kubeletHold string
+	// images are the suite's image archives by name, imported into
+	// every node's containerd.
+	images images
 
 	// procs holds each process start launched, by name, so a test can
 	// stop one early (stop).
 	procs map[string]*exec.Cmd
 
 	plugin string  // kubectl-trace_svc
-	echo   string  // the pods' HTTP server
 	mode   string  // kube-proxy's mode on every node
 	nodes  []*node // in the order added
 }
 
 // cluster starts a control plane whose nodes run kube-proxy in mode and a
-// stand-in kubelet, with the namespace e2e created.
+// kubelet with containerd, with the namespace e2e created.
 func (s suite) cluster(t *testing.T, tag, mode string) *cluster {
 	t.Helper()
 	c := newClusterTagged(t, s.bin, tag)
-	c.plugin, c.echo, c.kubeletBin, c.mode = s.plugin, s.echo, s.kubelet, mode
+	c.plugin, c.images, c.mode = s.plugin, s.images, mode
 	c.create("/api/v1/namespaces", `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"e2e"}}`)
 	return c
 }
@@ -195,12 +193,30 @@ func (c *cluster) start(name, ns, path string, args ...string) {
 // override the test's own.
 func (c *cluster) startEnv(name, ns string, env []string, path string, args ...string) {
 	c.t.Helper()
+	c.launch(name, env, append([]string{"ip", "netns", "exec", ns, path}, args...))
+}
+
+// startShell runs a long-lived shell script (which ends by exec'ing the
+// daemon) in a namespace with its own mount namespace, like start. Unlike
+// ip netns exec, which mounts a fresh /sys without the cgroup hierarchies,
+// it keeps the host's /sys: the kubelet and containerd need the cgroups.
+// Mounts the script makes stay in its mount namespace (a slave of the
+// host's) and go away with the processes in it.
+func (c *cluster) startShell(name, ns string, env []string, script string) {
+	c.t.Helper()
+	c.launch(name, env, []string{"nsenter", "--net=/run/netns/" + ns, "unshare", "--mount", "--propagation", "slave", "/bin/sh", "-ec", script})
+}
+
+// launch starts argv (which execs the daemon, keeping its PID), logging to
+// name.log; it is killed by PID at cleanup.
+func (c *cluster) launch(name string, env, argv []string) {
+	c.t.Helper()
 	logPath := filepath.Join(c.dir, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, path}, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
@@ -216,7 +232,8 @@ func (c *cluster) startEnv(name, ns string, env []string, path string, args ...s
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(exited) }()
 	c.t.Cleanup(func() {
-		// "ip netns exec" execs the command, so this PID is the process itself.
+		// "ip netns exec", nsenter and unshare exec the command, so this
+		// PID is the process itself.
 		cmd.Process.Kill()
 		select {
 		case <-exited:
@@ -286,13 +303,18 @@ func (c *cluster) bridgePort(suffix, cidr string) string {
 type node struct {
 	name, ns, ip, podCIDR string
 	mode                  string // iptables, nftables or iptables-legacy
-	pods                  int
+
+	dir    string // containerd's and the kubelet's files
+	sock   string // containerd's socket
+	cgroup string // the node's cgroup (the kubelet's cgroupRoot), e.g. /tsvc-e2e-1-sc-ipt-node1
 }
 
-// addNode creates a node namespace on the bridge, its Node object (with
-// InternalIP and podCIDR), and starts kube-proxy in the cluster's mode:
-// iptables, nftables, or iptables-legacy (kube-proxy's iptables mode with
-// the legacy binaries first on its PATH), and the stand-in kubelet.
+// addNode creates a node namespace on the bridge and its Node object (with
+// InternalIP and podCIDR: no controller-manager assigns one), starts
+// kube-proxy in the cluster's mode — iptables, nftables, or
+// iptables-legacy (kube-proxy's iptables mode with the legacy binaries
+// first on its PATH) — and the node's containerd and kubelet (startNode),
+// which registers with the apiserver and runs the node's pods.
 func (c *cluster) addNode(name, ip, podCIDR string) *node {
 	c.t.Helper()
 	n := &node{name: name, ns: c.bridgePort(name, ip+"/24"), ip: ip, podCIDR: podCIDR, mode: c.mode}
@@ -307,8 +329,7 @@ func (c *cluster) addNode(name, ip, podCIDR string) *node {
 	c.create("/api/v1/nodes", fmt.Sprintf(`{"apiVersion":"v1","kind":"Node",
 		"metadata":{"name":%q,"labels":{"kubernetes.io/hostname":%q}},
 		"spec":{"podCIDR":%q,"podCIDRs":[%q]},
-		"status":{"addresses":[{"type":"InternalIP","address":%q},{"type":"Hostname","address":%q}],
-		  "conditions":[{"type":"Ready","status":"True","reason":"E2E","message":"stand-in"}]}}`,
+		"status":{"addresses":[{"type":"InternalIP","address":%q},{"type":"Hostname","address":%q}]}}`,
 		name, name, podCIDR, podCIDR, ip, name))
 	kc := c.kubeconfig("kube-proxy", "https://"+bridgeIP+":6443")
 	c.startEnv("kube-proxy-"+name, n.ns, env, filepath.Join(c.bin, "kube-proxy"),
@@ -321,30 +342,8 @@ func (c *cluster) addNode(name, ip, podCIDR string) *node {
 		"--healthz-bind-address=127.0.0.1:10256",
 		"-v=2",
 	)
-	if c.kubeletBin != "" {
-		c.startKubelet(n)
-	}
+	c.startNode(n)
 	return n
-}
-
-// startKubelet issues node's kubelet serving cert (SAN = node IP) and
-// starts the stand-in kubelet in the node's namespace; it talks to the
-// apiserver with the admin cert and keeps the Node Ready with its port.
-func (c *cluster) startKubelet(n *node) {
-	c.t.Helper()
-	name := "kubelet-" + n.name
-	c.issue(name, "/O=system:nodes/CN=system:node:"+n.name, "extendedKeyUsage=serverAuth\nsubjectAltName=IP:"+n.ip)
-	if c.kubeletHold == "" {
-		c.kubeletHold = filepath.Join(c.dir, "kubelet-hold")
-	}
-	d := c.dir
-	c.start(name, n.ns, c.kubeletBin,
-		"-node="+n.name, "-ip="+n.ip, "-port=10250",
-		"-server=https://"+bridgeIP+":6443",
-		"-ca="+d+"/ca.crt", "-cert="+d+"/admin.crt", "-key="+d+"/admin.key",
-		"-tls-cert="+d+"/"+name+".crt", "-tls-key="+d+"/"+name+".key",
-		"-hold="+c.kubeletHold,
-	)
 }
 
 // legacyBin returns a directory (made once per cluster) where iptables,
@@ -407,33 +406,34 @@ func (c *cluster) rules(n *node) []byte {
 	return out
 }
 
-// addPod creates a pod namespace routed from the node (pod /32, default via
-// a link-local gateway answered by proxy_arp), starts the echo server in it
-// on ports 8080 and 9090, and creates the Pod object bound to the node with
-// its status set. It returns the pod's network namespace.
+// addPod creates a pod bound to node n running the echo server (ports
+// 8080 "http" and 9090 "metrics"), waits until the kubelet runs it, and
+// returns a network namespace name for its network (ip netns attach, so
+// curl can run from inside the pod). The pod gets the address ip from
+// host-local (leaseHint): the suite's EndpointSlices and checks name pods
+// by address.
 func (c *cluster) addPod(n *node, namespace, name, ip string, labels map[string]string) string {
 	c.t.Helper()
-	n.pods++
-	ns := c.netns(n.name + "-" + name)
-	hostSide := fmt.Sprintf("vp%d", n.pods)
-	c.veth(n.ns, hostSide, ns, "eth0")
-	c.sh(n.ns, "sysctl -q -w net.ipv4.conf."+hostSide+".proxy_arp=1")
-	c.run("ip", "-n", n.ns, "route", "add", ip+"/32", "dev", hostSide)
-	c.run("ip", "-n", ns, "link", "set", "lo", "up")
-	c.run("ip", "-n", ns, "addr", "add", ip+"/32", "dev", "eth0")
-	c.run("ip", "-n", ns, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
-	c.run("ip", "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
-	c.start("pod-"+name, ns, c.echo, "-name", name, "-listen", ":8080,:9090")
-
+	c.leaseHint(n, ip)
 	lb, _ := json.Marshal(labels)
 	c.create("/api/v1/namespaces/"+namespace+"/pods", fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod",
 		"metadata":{"name":%q,"labels":%s},
-		"spec":{"nodeName":%q,"containers":[{"name":"echo","image":"e2e.local/echo","ports":[{"name":"http","containerPort":8080},{"name":"metrics","containerPort":9090}]}]}}`,
-		name, lb, n.name))
-	now := time.Now().UTC().Format(time.RFC3339)
-	c.patchStatus("/api/v1/namespaces/"+namespace+"/pods/"+name+"/status", fmt.Sprintf(`{"status":{
-		"phase":"Running","hostIP":%q,"podIP":%q,"podIPs":[{"ip":%q}],"startTime":%q,
-		"conditions":[{"type":"Ready","status":"True","lastTransitionTime":%q}]}}`, n.ip, ip, ip, now, now))
+		"spec":{"nodeName":%q,"terminationGracePeriodSeconds":1,"enableServiceLinks":false,
+		  "containers":[{"name":"echo","image":%q,"imagePullPolicy":"IfNotPresent",
+		    "args":["-name",%q,"-listen",":8080,:9090"],
+		    "ports":[{"name":"http","containerPort":8080},{"name":"metrics","containerPort":9090}]}]}}`,
+		name, lb, n.name, echoImage, name))
+	p := c.waitPodRunning(namespace, name)
+	if p.Status.PodIP != ip {
+		c.t.Fatalf("pod %s/%s got address %s from host-local, the test needs %s (is another pod using it?)", namespace, name, p.Status.PodIP, ip)
+	}
+	ns := c.prefix + n.name + "-" + name
+	c.run("ip", "netns", "attach", ns, strconv.Itoa(c.sandboxPID(n, namespace, name)))
+	c.t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			c.t.Logf("delete netns %s: %v: %s", ns, err, out)
+		}
+	})
 	return ns
 }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,12 +13,14 @@ import (
 )
 
 // TestDebugPod checks the collection itself. The plugin collects each
-// node's rules through a node debug pod — the stand-in kubelet marks it
-// Running and serves the exec, running the dump script in the node's
-// namespace — and its prediction must equal the one from the node's rules
-// saved by hand (--dump); the dumps it saves (--save-dumps) give the same
-// findings when replayed; no debug pod may remain, also when the plugin is
-// interrupted (SIGINT) while it waits for its pods.
+// node's rules through a node debug pod — a container the node's kubelet
+// runs with containerd and runc, the dump script exec'd in it through the
+// apiserver, the kubelet and containerd's streaming server — and its
+// prediction must equal the one from the node's rules saved by hand
+// (--dump); the dumps it saves (--save-dumps) give the same findings when
+// replayed; no debug pod may remain, in the API or in the nodes' container
+// runtimes, also when the plugin is interrupted (SIGINT) while it waits
+// for its pods (an image no node can pull) or while the dump script runs.
 func TestDebugPod(t *testing.T) {
 	setup(t).eachMode(t, "dbg", func(t *testing.T, c *cluster, mode string) {
 		n1, n2 := c.twoNodes()
@@ -59,80 +62,150 @@ func TestDebugPod(t *testing.T) {
 
 			// The dumps the debug pods saved, of kube-proxy's backend,
 			// replayed, give the same findings.
-			suffix := map[string]string{"iptables": "tables-nft-save", "iptables-legacy": "tables-legacy-save", "nftables": ".nft"}[mode]
 			files, _ := filepath.Glob(filepath.Join(saved, "*"))
-			var replayArgs []string
 			for _, f := range files {
-				base := filepath.Base(f)
-				t.Logf("saved by a debug pod: %s (%d bytes)", base, fileSize(f))
-				if strings.HasSuffix(base, suffix) {
-					replayArgs = append(replayArgs, "--dump", strings.SplitN(base, ".", 2)[0]+"="+f)
-				}
+				t.Logf("saved by a debug pod: %s (%d bytes)", filepath.Base(f), fileSize(f))
 			}
-			if len(replayArgs) == 0 {
-				t.Fatalf("--save-dumps saved no *%s file: %v", suffix, files)
-			}
-			replay := c.traceDumps(t, "echo-cluster", nil, replayArgs...)
+			replay := c.traceDumps(t, "echo-cluster", nil, replayArgs(t, saved, mode)...)
 			if got, want := findingSet(live.pathDoc), findingSet(replay.pathDoc); !reflect.DeepEqual(got, want) {
 				t.Errorf("live findings %v differ from the replay of the saved dumps %v", got, want)
 			}
 		})
 
-		t.Run("sigint-deletes-debug-pods", func(t *testing.T) {
-			// Hold new pods Pending so the plugin is still waiting when
+		t.Run("sigint-while-pending", func(t *testing.T) {
+			// An image no node has and none can pull keeps the debug pods
+			// Pending (ErrImagePull), so the plugin is still waiting when
 			// interrupted.
-			if err := os.WriteFile(c.kubeletHold, nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			defer os.Remove(c.kubeletHold)
-			cmd := exec.Command(c.plugin, append([]string{"echo-cluster", "-n", e2eNS, "--kubeconfig", c.adminKubeconfig, "-o", "json"}, debugPodFlags...)...)
-			var stdout, stderr strings.Builder
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			defer func() {
-				if cmd.ProcessState == nil {
-					cmd.Process.Kill()
-					<-exited
-				}
-			}()
+			p := c.startPlugin(t, "echo-cluster", "-o", "json", "--image", unpullable)
 			var pods []string
 			deadline := time.Now().Add(30 * time.Second)
-			for len(pods) == 0 {
+			for len(pods) < len(c.nodes) {
 				if time.Now().After(deadline) {
-					t.Fatalf("no debug pod appeared in 30s; plugin stderr:\n%s", stderr.String())
+					t.Fatalf("not every node's debug pod appeared in 30s (%v); plugin stderr:\n%s", pods, p.stderr.String())
 				}
-				select {
-				case err := <-exited:
-					t.Fatalf("plugin exited before a debug pod was seen: %v\nstderr:\n%s", err, stderr.String())
-				case <-time.After(100 * time.Millisecond):
-				}
+				p.mustRun(t, 100*time.Millisecond)
 				pods = c.debugPods()
 			}
-			t.Logf("debug pods while the plugin waits: %v; sending SIGINT", pods)
-			sent := time.Now()
-			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-				t.Fatal(err)
+			t.Logf("debug pods while the plugin waits for the image: %v; sending SIGINT", pods)
+			p.interrupt(t)
+			c.wantDebugPodsGone(t, "default")
+		})
+
+		t.Run("sigint-during-exec", func(t *testing.T) {
+			// slowImage's iptables-nft-save sleeps first: the dump script
+			// is still running in every debug pod (exec'd through the
+			// kubelet and containerd) when the plugin is interrupted.
+			for _, n := range c.nodes {
+				c.importImage(n, slowImage)
 			}
-			select {
-			case err := <-exited:
-				t.Logf("plugin exited %v after SIGINT: %v; stdout %d bytes; stderr:\n%s",
-					time.Since(sent).Round(time.Millisecond), err, stdout.Len(), stderr.String())
-				// An interrupted trace must not look like a finished one.
-				if err == nil || stdout.Len() != 0 {
-					t.Errorf("after SIGINT the plugin exited with %v and printed %d bytes; want a non-zero exit and no result", err, stdout.Len())
+			p := c.startPlugin(t, "echo-cluster", "-o", "json", "--image", slowImage)
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				busy := 0
+				for _, n := range c.nodes {
+					if len(c.slowDumps(n)) > 0 {
+						busy++
+					}
 				}
-			case <-time.After(20 * time.Second):
-				t.Fatalf("plugin still running 20s after SIGINT; stderr:\n%s", stderr.String())
+				if busy == len(c.nodes) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the dump script is not running in every node's debug pod after 60s; plugin stderr:\n%s", p.stderr.String())
+				}
+				p.mustRun(t, 100*time.Millisecond)
 			}
-			if left := c.debugPods(); len(left) > 0 {
-				t.Errorf("debug pods left after SIGINT: %v\nplugin stderr:\n%s", left, stderr.String())
+			t.Logf("dump script exec'd in every debug pod (%v); sending SIGINT", c.debugPods())
+			p.interrupt(t)
+			c.wantDebugPodsGone(t, "default")
+			for _, n := range c.nodes {
+				if left := c.slowDumps(n); len(left) > 0 {
+					t.Errorf("%s: the interrupted dump still runs (pids %v) after its debug pod was stopped", n.name, left)
+				}
 			}
 		})
+
+		t.Run("removed-from-runtime", func(t *testing.T) {
+			// Every debug pod of the subtests above, stopped at once, is
+			// removed from its node's containerd by the kubelet's garbage
+			// collection.
+			c.wantDebugPodsRemoved(t, "default")
+		})
 	})
+}
+
+// pluginRun is the plugin running in the background.
+type pluginRun struct {
+	cmd            *exec.Cmd
+	stdout, stderr strings.Builder
+	exited         chan error
+}
+
+// startPlugin starts the plugin on svc in the background, with the suite's
+// debug-pod flags and extra; it is killed at the end of the test if still
+// running.
+func (c *cluster) startPlugin(t *testing.T, svc string, extra ...string) *pluginRun {
+	t.Helper()
+	c.waitNodesReady()
+	p := &pluginRun{exited: make(chan error, 1)}
+	p.cmd = exec.Command(c.plugin, append(append([]string{svc, "-n", e2eNS, "--kubeconfig", c.adminKubeconfig}, debugPodFlags...), extra...)...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	return p
+}
+
+// mustRun waits d and fails the test if the plugin exited meanwhile.
+func (p *pluginRun) mustRun(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case err := <-p.exited:
+		t.Fatalf("plugin exited early: %v\nstderr:\n%s", err, p.stderr.String())
+	case <-time.After(d):
+	}
+}
+
+// interrupt sends SIGINT and checks that the plugin exits soon, non-zero
+// and without a result: an interrupted trace must not look like a finished
+// one.
+func (p *pluginRun) interrupt(t *testing.T) {
+	t.Helper()
+	sent := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		t.Logf("plugin exited %v after SIGINT: %v; stdout %d bytes; stderr:\n%s",
+			time.Since(sent).Round(time.Millisecond), err, p.stdout.Len(), p.stderr.String())
+		if err == nil || p.stdout.Len() != 0 {
+			t.Errorf("after SIGINT the plugin exited with %v and printed %d bytes; want a non-zero exit and no result", err, p.stdout.Len())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("plugin still running 20s after SIGINT; stderr:\n%s", p.stderr.String())
+	}
+}
+
+// slowDumps returns the PIDs of slowImage's sleeping iptables-nft-save on
+// node: the dump script, exec'd in a debug pod, still running.
+func (c *cluster) slowDumps(n *node) []int {
+	var pids []int
+	for _, pid := range cgroupPIDs(n.cgroup) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if string(b) == "sleep\x00"+slowDumpSleep+"\x00" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func fileSize(path string) int64 {

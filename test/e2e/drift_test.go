@@ -91,7 +91,7 @@ func TestDrift(t *testing.T) {
 // DROP.
 func TestLoadBalancerSourceRanges(t *testing.T) {
 	setup(t).eachMode(t, "lbr", func(t *testing.T, c *cluster, mode string) {
-		n1 := c.addNode("node1", node1IP, "10.244.1.0/24")
+		n1 := c.addNode("node1", node1IP, node1Pods)
 		c.addPod(n1, e2eNS, podName, podIP, echoLabels)
 		client := c.addClient("client", clientIP)
 		c.run("ip", "-n", client, "route", "add", lbIP+"/32", "via", node1IP)

@@ -6,7 +6,8 @@
 // Every test runs once per kube-proxy mode (iptables, nftables, and iptables
 // with the legacy binaries). The plugin runs as a user runs it: with a
 // kubeconfig and no saved dumps, so it collects each node's rules through a
-// node debug pod, which the stand-in kubelet (cmd/kubelet) serves; -o json
+// node debug pod — a real container, started by each node's real kubelet
+// and containerd and exec'd through them; -o json
 // gives the prediction the packets are checked against, and -o tree and
 // -o dot must show the same paths.
 //
@@ -30,7 +31,7 @@ import (
 
 var (
 	e2eFlag    = flag.Bool("e2e", false, "run the end-to-end suite (needs root and the binaries from build.sh)")
-	k8sVersion = flag.String("k8s-version", "v1.37.2", "version of the kube-apiserver and kube-proxy binaries to use")
+	k8sVersion = flag.String("k8s-version", "v1.37.2", "version of the kube-apiserver, kube-proxy and kubelet binaries to use")
 )
 
 // netnsPrefix starts every network namespace the suite creates, followed by
@@ -41,6 +42,8 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	runDir := ""
 	if enabled() && os.Geteuid() == 0 {
+		// Processes first (in cgroups), then namespaces and directories.
+		sweepStaleCgroups()
 		sweepStale()
 		// Every file of this run (tools, certificates, etcd's data, logs,
 		// dumps) goes under one directory named for this process, so a
@@ -109,23 +112,29 @@ func processAlive(pid int) bool {
 	return err == nil
 }
 
-// binDir is where build.sh puts etcd, kube-apiserver and kube-proxy.
-func binDir() string {
+// cacheDir is the suite's cache: build.sh's binaries under bin/, the debug
+// images under images/.
+func cacheDir() string {
 	cache := os.Getenv("XDG_CACHE_HOME")
 	if cache == "" {
 		home, _ := os.UserHomeDir()
 		cache = filepath.Join(home, ".cache")
 	}
-	return filepath.Join(cache, "kubectl-trace-svc", "e2e", "bin", *k8sVersion)
+	return filepath.Join(cache, "kubectl-trace-svc", "e2e")
 }
+
+// binDir is where build.sh puts etcd, kube-apiserver, kube-proxy and
+// kubelet.
+func binDir() string { return filepath.Join(cacheDir(), "bin", *k8sVersion) }
 
 // suite is what every test needs: the cluster binaries and the tools built
 // from this checkout.
 type suite struct {
-	bin     string // etcd, kube-apiserver, kube-proxy
-	plugin  string // kubectl-trace_svc, built from the working tree
-	echo    string // the pods' HTTP server
-	kubelet string // the stand-in kubelet
+	bin    string // etcd, kube-apiserver, kube-proxy, kubelet
+	plugin string // kubectl-trace_svc, built from the working tree
+	echo   string // the pods' HTTP server
+	pause  string // the pods' sandbox process
+	images images // the nodes' images (images_test.go)
 }
 
 var (
@@ -146,12 +155,12 @@ func setup(t *testing.T) suite {
 		t.Skip("end-to-end suite needs root (network namespaces, iptables)")
 	}
 	bin := binDir()
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-proxy"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-proxy", "kubelet"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			t.Skipf("%s missing in %s: run test/e2e/build.sh first (make e2e does)", b, bin)
 		}
 	}
-	for _, tool := range []string{"ip", "iptables-save", "openssl", "curl", "conntrack"} {
+	for _, tool := range []string{"ip", "iptables-save", "openssl", "curl", "conntrack", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "ldd", "/usr/lib/cni/ptp", "/usr/lib/cni/host-local", "/usr/lib/cni/loopback"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not on PATH (test/e2e/build.sh installs it)", tool)
 		}
@@ -163,21 +172,27 @@ func setup(t *testing.T) suite {
 			return
 		}
 		tools = suite{
-			bin:     bin,
-			plugin:  filepath.Join(toolsDir, "kubectl-trace_svc"),
-			echo:    filepath.Join(toolsDir, "echoserver"),
-			kubelet: filepath.Join(toolsDir, "kubelet"),
+			bin:    bin,
+			plugin: filepath.Join(toolsDir, "kubectl-trace_svc"),
+			echo:   filepath.Join(toolsDir, "echoserver"),
+			pause:  filepath.Join(toolsDir, "pause"),
 		}
 		for _, b := range []struct{ dir, out, pkg string }{
 			{"../..", tools.plugin, "./cmd/kubectl-trace_svc"},
 			{".", tools.echo, "./cmd/echoserver"},
-			{".", tools.kubelet, "./cmd/kubelet"},
+			{".", tools.pause, "./cmd/pause"},
 		} {
 			if toolsErr = goBuild(b.dir, b.out, b.pkg); toolsErr != nil {
 				return
 			}
 		}
-		fmt.Fprintf(os.Stderr, "e2e: built the plugin, echo server and kubelet in %v\n", time.Since(start).Round(time.Millisecond))
+		built := time.Now()
+		tools.images, toolsErr = buildImages(filepath.Join(toolsDir, "images"), filepath.Join(cacheDir(), "images"), tools.pause, tools.echo)
+		if toolsErr != nil {
+			return
+		}
+		fmt.Fprintf(os.Stderr, "e2e: built the plugin, echo server and pause in %v, the images in %v\n",
+			built.Sub(start).Round(time.Millisecond), time.Since(built).Round(time.Millisecond))
 	})
 	if toolsErr != nil {
 		t.Fatal(toolsErr)
@@ -209,22 +224,40 @@ var modes = []struct{ name, tag string }{
 func (s suite) eachMode(t *testing.T, tag string, fn func(t *testing.T, c *cluster, mode string)) {
 	t.Helper()
 	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			need := map[string][]string{
-				"iptables":        {"iptables-nft-save"},
-				"nftables":        {"nft"},
-				"iptables-legacy": {"iptables-legacy-save"},
-			}[m.name]
-			for _, tool := range need {
-				if _, err := exec.LookPath(tool); err != nil {
-					t.Skipf("%s not on PATH: %s mode cannot run here", tool, m.name)
-				}
-			}
-			start := time.Now()
-			c := s.cluster(t, tag+"-"+m.tag+"-", m.name)
-			t.Logf("control plane ready in %v (netns prefix %s)", time.Since(start).Round(time.Millisecond), c.prefix)
-			fn(t, c, m.name)
-			t.Logf("%s done in %v", m.name, time.Since(start).Round(time.Millisecond))
-		})
+		s.runMode(t, tag, m.name, m.tag, fn)
 	}
+}
+
+// inMode runs fn as one subtest, in kube-proxy mode only: for what does not
+// depend on the mode (the debug pod's life on a kubelet).
+func (s suite) inMode(t *testing.T, tag, mode string, fn func(t *testing.T, c *cluster, mode string)) {
+	t.Helper()
+	for _, m := range modes {
+		if m.name == mode {
+			s.runMode(t, tag, m.name, m.tag, fn)
+			return
+		}
+	}
+	t.Fatalf("no kube-proxy mode %q", mode)
+}
+
+func (s suite) runMode(t *testing.T, tag, mode, modeTag string, fn func(t *testing.T, c *cluster, mode string)) {
+	t.Helper()
+	t.Run(mode, func(t *testing.T) {
+		need := map[string][]string{
+			"iptables":        {"iptables-nft-save"},
+			"nftables":        {"nft"},
+			"iptables-legacy": {"iptables-legacy-save"},
+		}[mode]
+		for _, tool := range need {
+			if _, err := exec.LookPath(tool); err != nil {
+				t.Skipf("%s not on PATH: %s mode cannot run here", tool, mode)
+			}
+		}
+		start := time.Now()
+		c := s.cluster(t, tag+"-"+modeTag+"-", mode)
+		t.Logf("control plane ready in %v (netns prefix %s)", time.Since(start).Round(time.Millisecond), c.prefix)
+		fn(t, c, mode)
+		t.Logf("%s done in %v", mode, time.Since(start).Round(time.Millisecond))
+	})
 }

@@ -20,7 +20,7 @@ import (
 //	    source the pod sees matching the predicted masquerade.
 func TestMorePaths(t *testing.T) {
 	setup(t).eachMode(t, "more", func(t *testing.T, c *cluster, mode string) {
-		n1 := c.addNode("node1", node1IP, "10.244.1.0/24")
+		n1 := c.addNode("node1", node1IP, node1Pods)
 		c.addPod(n1, e2eNS, podName, podIP, echoLabels)
 		fromPod := c.addPod(n1, e2eNS, clientPod1, clientPod1IP, clientLabels)
 		client := c.addClient("client", clientIP)

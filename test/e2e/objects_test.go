@@ -17,8 +17,10 @@ import (
 const (
 	e2eNS = "e2e"
 
-	node1IP = "10.250.0.11"
-	node2IP = "10.250.0.12"
+	node1IP   = "10.250.0.11"
+	node2IP   = "10.250.0.12"
+	node1Pods = "10.244.1.0/24" // node1's pod CIDR
+	node2Pods = "10.244.2.0/24"
 
 	podName  = "echo-0" // on node1
 	podIP    = "10.244.1.2"
@@ -38,12 +40,15 @@ const (
 // a CNI would.
 func (c *cluster) twoNodes() (n1, n2 *node) {
 	c.t.Helper()
-	n1 = c.addNode("node1", node1IP, "10.244.1.0/24")
-	n2 = c.addNode("node2", node2IP, "10.244.2.0/24")
+	n1 = c.addNode("node1", node1IP, node1Pods)
+	n2 = c.addNode("node2", node2IP, node2Pods)
 	c.routePodCIDR(n2, n1)
 	c.routePodCIDR(n1, n2)
 	return n1, n2
 }
+
+// nodePodCIDRs are the nodes' pod CIDRs by node address.
+var nodePodCIDRs = map[string]string{node1IP: node1Pods, node2IP: node2Pods}
 
 var echoLabels = map[string]string{"app": "echo"}
 var clientLabels = map[string]string{"app": "client"}

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -69,34 +71,59 @@ type traced struct {
 	dot  string // -o dot
 }
 
-// debugPodFlags make the plugin's node debug pods acceptable to the
-// stand-in kubelet (which pulls nothing) and bound how long it waits.
-var debugPodFlags = []string{"--image", "e2e.local/no-pull", "--timeout", "60s"}
+// debugPodFlags bound how long the plugin waits. Its debug pods use its
+// default image (registry.k8s.io/kube-proxy at the server's version), which
+// every node has under that name (kubeProxyImage).
+var debugPodFlags = []string{"--timeout", "60s"}
 
 // trace runs the built plugin as a user would — kubeconfig, no saved
-// dumps, so each node's rules come through a node debug pod — once per
-// output format (json, tree, dot), and checks that no debug pod is left
-// behind. Paths looked up with find are checked in all three formats.
+// dumps, so each node's rules come through a node debug pod — with -o json
+// and --save-dumps, then with -o tree and -o dot on the dumps it saved
+// (--dump: the same rules, no second collection), and checks that no debug
+// pod is left behind, in the API or in any node's container runtime. Paths
+// looked up with find are checked in all three formats.
 func (c *cluster) trace(t *testing.T, svc string, extra ...string) *traced {
 	t.Helper()
-	c.waitKubelets()
+	c.waitNodesReady()
 	args := append(append([]string{svc, "-n", e2eNS, "--kubeconfig", c.adminKubeconfig}, debugPodFlags...), extra...)
 	begin := time.Now()
-	tp := &traced{
-		raw:  c.runPlugin(t, append(args, "-o", "json")...),
-		tree: string(c.runPlugin(t, append(args, "-o", "tree")...)),
-		dot:  string(c.runPlugin(t, append(args, "-o", "dot")...)),
+	saved := ""
+	for i, a := range args {
+		if a == "--save-dumps" && i+1 < len(args) {
+			saved = args[i+1] // the test keeps them
+		}
 	}
-	t.Logf("plugin %s (json, tree, dot through debug pods) in %v", svc, time.Since(begin).Round(time.Millisecond))
+	jsonArgs := append(args, "-o", "json")
+	if saved == "" {
+		var err error
+		if saved, err = os.MkdirTemp(c.dir, "dumps-"); err != nil {
+			t.Fatal(err)
+		}
+		jsonArgs = append(jsonArgs, "--save-dumps", saved)
+	}
+	tp := &traced{raw: c.runPlugin(t, jsonArgs...)}
+	live := time.Since(begin)
+	// The tree and the diagram from the very rules the debug pods
+	// collected: what they show must be what the JSON says.
+	var replay []string
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--save-dumps" {
+			i++ // nothing is collected the second time
+			continue
+		}
+		replay = append(replay, args[i])
+	}
+	replay = append(replay, replayArgs(t, saved, c.mode)...)
+	tp.tree = string(c.runPlugin(t, append(replay, "-o", "tree")...))
+	tp.dot = string(c.runPlugin(t, append(replay, "-o", "dot")...))
+	t.Logf("plugin %s: json through debug pods in %v, tree and dot from the dumps they saved in %v", svc, live.Round(time.Millisecond), (time.Since(begin) - live).Round(time.Millisecond))
 	if err := json.Unmarshal(tp.raw, &tp.pathDoc); err != nil {
 		t.Fatalf("decode plugin output: %v\n%s", err, tp.raw)
 	}
 	for _, f := range tp.Findings {
 		t.Logf("finding %s %s %s: %s", f.Severity, f.Node, f.Code, f.Message)
 	}
-	if left := c.debugPods(); len(left) > 0 {
-		t.Errorf("debug pods left after the plugin exited: %v", left)
-	}
+	c.wantDebugPodsGone(t, debugNamespaceOf(args))
 	c.checkRoutes(t, tp.raw)
 	if dot, err := exec.LookPath("dot"); err == nil {
 		cmd := exec.Command(dot, "-Tsvg", "-o", "/dev/null")
@@ -106,6 +133,24 @@ func (c *cluster) trace(t *testing.T, svc string, extra ...string) *traced {
 		}
 	}
 	return tp
+}
+
+// replayArgs are the --dump flags for the dumps of kube-proxy's backend in
+// mode that --save-dumps wrote into dir (NODE.DUMP files).
+func replayArgs(t *testing.T, dir, mode string) []string {
+	t.Helper()
+	suffix := map[string]string{"iptables": "tables-nft-save", "iptables-legacy": "tables-legacy-save", "nftables": ".nft"}[mode]
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	var args []string
+	for _, f := range files {
+		if base := filepath.Base(f); strings.HasSuffix(base, suffix) {
+			args = append(args, "--dump", strings.SplitN(base, ".", 2)[0]+"="+f)
+		}
+	}
+	if len(args) == 0 {
+		t.Fatalf("--save-dumps saved no *%s file: %v", suffix, files)
+	}
+	return args
 }
 
 // traceDumps runs the plugin -o json on saved dumps (node=file).
@@ -137,21 +182,6 @@ func (c *cluster) runPlugin(t *testing.T, args ...string) []byte {
 		t.Logf("kubectl-trace_svc stderr:\n%s", stderr.String())
 	}
 	return out
-}
-
-// waitKubelets waits until every node's kubelet announced its port, which
-// the apiserver needs to reach it for exec.
-func (c *cluster) waitKubelets() {
-	c.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for _, n := range c.nodes {
-		for c.kubeletPort(n) != 10250 {
-			if time.Now().After(deadline) {
-				c.t.Fatalf("kubelet on %s has not announced its port", n.name)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
 }
 
 // find returns the first path on node that match accepts, and the node's
@@ -386,11 +416,118 @@ func checkDOT(t reporter, dot, nodeName string, p entryPath) {
 	}
 }
 
+// debugNamespaceOf returns the namespace plugin arguments put debug pods
+// in.
+func debugNamespaceOf(args []string) string {
+	ns := "default"
+	for i, a := range args {
+		switch {
+		case a == "--debug-namespace" && i+1 < len(args):
+			ns = args[i+1]
+		case strings.HasPrefix(a, "--debug-namespace="):
+			ns = strings.TrimPrefix(a, "--debug-namespace=")
+		}
+	}
+	return ns
+}
+
+// wantDebugPodsGone checks, once the plugin has exited, that none of its
+// debug pods in namespace ns is left: in the API at once (the plugin
+// deletes them before it exits), and running in any node's containerd —
+// no task (process) of their sandboxes or containers — within
+// runtimeStopWait: the kubelet stops them once it sees the pod deleted.
+// It removes the stopped containers later, at its next garbage collection
+// (every minute): wantDebugPodsRemoved checks that.
+func (c *cluster) wantDebugPodsGone(t *testing.T, ns string) {
+	t.Helper()
+	if left := c.debugPodsIn(ns); len(left) > 0 {
+		t.Errorf("debug pods left in the API after the plugin exited: %v", left)
+	}
+	begin := time.Now()
+	for {
+		left := c.runtimeDebugContainers(ns, true)
+		if len(left) == 0 {
+			break
+		}
+		if time.Since(begin) > runtimeStopWait {
+			t.Errorf("debug pods of namespace %s still running in the container runtime %v after the plugin exited: %v", ns, runtimeStopWait, left)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Logf("debug pods stopped in the container runtimes %v after the plugin exited", took.Round(time.Millisecond))
+	}
+}
+
+// wantDebugPodsRemoved waits until no node's containerd holds any sandbox
+// or container of a debug pod of namespace ns, running or not (the
+// kubelet's garbage collection removes them within a minute of the pod's
+// deletion).
+func (c *cluster) wantDebugPodsRemoved(t *testing.T, ns string) {
+	t.Helper()
+	begin := time.Now()
+	for {
+		left := c.runtimeDebugContainers(ns, false)
+		if len(left) == 0 {
+			t.Logf("no debug pod of namespace %s left in the container runtimes (waited %v)", ns, time.Since(begin).Round(time.Millisecond))
+			return
+		}
+		if time.Since(begin) > runtimeRemoveWait {
+			t.Errorf("debug pods of namespace %s still in the container runtime after %v: %v", ns, runtimeRemoveWait, left)
+			return
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+const (
+	// runtimeStopWait bounds how long a kubelet may take to stop a deleted
+	// debug pod (it gives it at least 2 s after SIGTERM, which sleep as
+	// PID 1 ignores).
+	runtimeStopWait = 30 * time.Second
+	// runtimeRemoveWait bounds how long a kubelet may take to remove a
+	// deleted debug pod's stopped containers and sandbox: its container
+	// garbage collection runs every minute.
+	runtimeRemoveWait = 90 * time.Second
+)
+
+// runtimeDebugContainers lists, as "node: container ID", the containers
+// and sandboxes of debug pods (named trace-svc-...) in namespace ns that
+// the nodes' containerd hold — only those with a running task when
+// running is set.
+func (c *cluster) runtimeDebugContainers(ns string, running bool) []string {
+	c.t.Helper()
+	var out []string
+	for _, n := range c.nodes {
+		var tasks map[string]int
+		if running {
+			tasks = c.runtimeTasks(n)
+		}
+		for _, id := range c.runtimeContainers(n, ns, "^trace-svc-") {
+			if !running {
+				out = append(out, n.name+": "+id)
+			} else if pid, ok := tasks[id]; ok {
+				out = append(out, fmt.Sprintf("%s: %s (pid %d)", n.name, id, pid))
+			}
+		}
+	}
+	return out
+}
+
 // debugPods lists the plugin's debug pods in every namespace as
 // namespace/name.
-func (c *cluster) debugPods() []string {
+func (c *cluster) debugPods() []string { return c.debugPodsIn("") }
+
+// debugPodsIn lists the plugin's debug pods in namespace ns ("": all) as
+// namespace/name.
+func (c *cluster) debugPodsIn(ns string) []string {
 	c.t.Helper()
-	code, body, err := c.do("GET", "/api/v1/pods?labelSelector="+debugPodSelector, nil)
+	path := "/api/v1/pods"
+	if ns != "" {
+		path = "/api/v1/namespaces/" + ns + "/pods"
+	}
+	code, body, err := c.do("GET", path+"?labelSelector="+debugPodSelector, nil)
 	if err != nil || code != 200 {
 		c.t.Fatalf("list debug pods: %d %v\n%s", code, err, body)
 	}
@@ -410,26 +547,4 @@ func (c *cluster) debugPods() []string {
 		out = append(out, fmt.Sprintf("%s/%s", p.Metadata.Namespace, p.Metadata.Name))
 	}
 	return out
-}
-
-// kubeletPort returns the kubelet port node's status announces (0 if none).
-func (c *cluster) kubeletPort(n *node) int {
-	c.t.Helper()
-	code, body, err := c.do("GET", "/api/v1/nodes/"+n.name, nil)
-	if err != nil || code != 200 {
-		return 0
-	}
-	var obj struct {
-		Status struct {
-			DaemonEndpoints struct {
-				KubeletEndpoint struct {
-					Port int `json:"Port"`
-				} `json:"kubeletEndpoint"`
-			} `json:"daemonEndpoints"`
-		} `json:"status"`
-	}
-	if json.Unmarshal(body, &obj) != nil {
-		return 0
-	}
-	return obj.Status.DaemonEndpoints.KubeletEndpoint.Port
 }

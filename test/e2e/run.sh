@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the end-to-end suite: the built plugin against a real etcd,
-# kube-apiserver and kube-proxy in network namespaces, checked by real
-# packets, in kube-proxy's iptables, nftables and iptables-legacy modes, and
-# in IPVS mode on a qemu VM node (TestIPVS, -ipvs).
+# kube-apiserver, kube-proxy and kubelet (each node with its own containerd
+# and runc) in network namespaces, checked by real packets, in kube-proxy's
+# iptables, nftables and iptables-legacy modes, and in IPVS mode on a qemu VM
+# node (TestIPVS, -ipvs).
 #
 #   test/e2e/run.sh            run it where it can run (root on Linux);
 #                              elsewhere say plainly why it is skipped, exit 0
@@ -10,11 +11,12 @@
 #   E2E=0 test/e2e/run.sh      skip on purpose (said so)
 #
 # `make test` (the README's test command) calls the first form, `make e2e`
-# the second. The first run builds etcd, kube-apiserver and kube-proxy from
-# the Go module proxy (build.sh, ~10 minutes on 2 cores); later runs reuse
-# them. Every namespace and process the suite starts is removed when it
-# ends, also when a test fails; namespaces of an earlier run that was
-# killed are swept when the next one starts.
+# the second. The first run builds etcd, kube-apiserver, kube-proxy and
+# kubelet from the Go module proxy (build.sh, ~12 minutes on 2 cores) and
+# installs the Debian packages the nodes need; later runs reuse them. Every
+# namespace, cgroup and process the suite starts is removed when it ends,
+# also when a test fails; those of an earlier run that was killed are swept
+# when the next one starts.
 set -euo pipefail
 cd "$(dirname "$0")"
 

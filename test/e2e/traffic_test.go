@@ -107,29 +107,48 @@ func parseAnswer(t *testing.T, out string) answer {
 }
 
 // wantReached checks that the pod's answer agrees with the prediction p:
-// it came from one of p's endpoints (pod and port), and it saw the node's
-// address exactly when p masquerades, the client's otherwise.
+// it came from one of p's endpoints (pod and port), and it saw an address
+// of the node (nodeAddr) that handled the connection exactly when p
+// masquerades, the client's otherwise.
 func wantReached(t *testing.T, a answer, p entryPath, clientAddr, nodeAddr string) {
 	t.Helper()
-	ok := false
+	var reached netip.Addr
 	for _, e := range p.Endpoints {
 		if e.InRules && int(e.Port) == a.port && e.Pod != nil && e.Pod.Name == a.name {
-			ok = true
+			reached = e.IP
 			if e.Masquerade != p.Masquerade {
 				t.Errorf("plugin: endpoint %s masquerade %v but the path's %v", e.IP, e.Masquerade, p.Masquerade)
 			}
 		}
 	}
-	if !ok {
+	if !reached.IsValid() {
 		t.Errorf("the packets reached %s port %d; the plugin predicts %s %+v", a.name, a.port, p.Verdict, p.Endpoints)
 	}
 	want := netip.MustParseAddr(clientAddr)
 	if p.Masquerade {
-		want = netip.MustParseAddr(nodeAddr)
+		want = masqueradeSource(nodeAddr, reached)
 	}
 	if a.remote != want {
 		t.Errorf("the pod saw %s; the plugin predicts masquerade=%v, so it should see %s", a.remote, p.Masquerade, want)
 	}
+}
+
+// masqueradeSource is the address a pod at podIP sees when node nodeAddr
+// masquerades a connection to it: MASQUERADE takes the address of the
+// interface the packet leaves by — for a pod on that node its veth, which
+// CNI's ptp gave the pod CIDR's first address (as a bridge CNI gives its
+// bridge); for a pod on another node the node's own address.
+func masqueradeSource(nodeAddr string, podIP netip.Addr) netip.Addr {
+	node := netip.MustParseAddr(nodeAddr)
+	cidr, ok := nodePodCIDRs[nodeAddr]
+	if !ok || !podIP.IsValid() {
+		return node
+	}
+	pfx := netip.MustParsePrefix(cidr)
+	if !pfx.Contains(podIP) {
+		return node
+	}
+	return pfx.Addr().Next()
 }
 
 // wantConntrack checks node n's conntrack table: every connection from src
