@@ -104,11 +104,21 @@ ct_copy() {
 		head -c "$ct_cap"
 		ct_s=$?
 		[ "$(head -c 1; echo x)" = x ] || echo cut >&5
-	else
+	elif command -v grep >/dev/null 2>&1; then
 		grep -m "$ct_lines" ''
 		ct_s=$?
 		[ "$ct_s" = 1 ] && ct_s=0
 		if grep -q ''; then echo cut >&5; fi
+	else
+		# Neither head nor grep (an image with only a shell): the
+		# shell's own read, line by line, up to the same cap.
+		ct_n=0
+		while [ "$ct_n" -lt "$ct_lines" ] && IFS= read -r ct_line; do
+			printf '%s\n' "$ct_line"
+			ct_n=$((ct_n + 1))
+		done
+		ct_s=0
+		if IFS= read -r ct_line; then echo cut >&5; fi
 	fi
 	return "$ct_s"
 }
@@ -156,11 +166,25 @@ if [ "$ct_list" = always ] || ! [ -r "$ct_proc" ]; then
 	ct_cmd ` + DumpConntrackList6 + ` conntrack -L -f ipv6 -o extended
 fi
 ct_file ` + DumpIPVSConn + ` "$ct_ipvs"
-if [ -r /proc/sys/net/netfilter/nf_conntrack_count ]; then
+# The table's fill. A /proc/sys file gives its whole value only to a read
+# from offset 0: the shell's read builtin takes one byte at a time and would
+# get the first digit, so only cat or grep may read it.
+ct_sysctl() {
+	if command -v cat >/dev/null 2>&1; then
+		cat "$1"
+	elif command -v grep >/dev/null 2>&1; then
+		grep '' "$1"
+	else
+		return 127
+	fi
+}
+if [ -r /proc/sys/net/netfilter/nf_conntrack_count ] &&
+	ct_count=$(ct_sysctl /proc/sys/net/netfilter/nf_conntrack_count) &&
+	ct_max=$(ct_sysctl /proc/sys/net/netfilter/nf_conntrack_max); then
 	printf '\n%s stderr %s\n' "$m" ` + DumpConntrackLimits + ` >&2
 	printf '%s begin %s\n' "$m" ` + DumpConntrackLimits + `
-	printf 'count %s\nmax %s\n' "$(cat /proc/sys/net/netfilter/nf_conntrack_count)" "$(cat /proc/sys/net/netfilter/nf_conntrack_max)"
-	printf '\n%s end %s rc=%d\n' "$m" ` + DumpConntrackLimits + ` $?
+	printf 'count %s\nmax %s\n' "$ct_count" "$ct_max"
+	printf '\n%s end %s rc=0\n' "$m" ` + DumpConntrackLimits + `
 else
 	printf '%s absent %s\n' "$m" ` + DumpConntrackLimits + `
 fi

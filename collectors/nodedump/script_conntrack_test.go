@@ -69,12 +69,17 @@ func runSnippet(t *testing.T, ns string, o ConntrackOptions, env ...string) (std
 // minimalPath is a directory holding only what kube-proxy's image has
 // (dash, cat, grep, wc; no head), plus conntrack when withConntrack.
 func minimalPath(t *testing.T, withConntrack bool) string {
-	t.Helper()
-	dir := t.TempDir()
 	tools := []string{"sh", "cat", "grep", "wc"}
 	if withConntrack {
 		tools = append(tools, "conntrack")
 	}
+	return pathOf(t, tools...)
+}
+
+// pathOf is a directory holding only the tools named.
+func pathOf(t *testing.T, tools ...string) string {
+	t.Helper()
+	dir := t.TempDir()
 	for _, tool := range tools {
 		p, err := exec.LookPath(tool)
 		if err != nil {
@@ -139,6 +144,7 @@ func TestConntrackScriptInNetns(t *testing.T) {
 		opts   ConntrackOptions
 		env    []string
 		noHead bool
+		path   []string // only these tools on PATH, when set
 		want   map[string]snippetSection // Bytes is checked only when set
 		capped []string
 		absent []string
@@ -194,6 +200,15 @@ func TestConntrackScriptInNetns(t *testing.T) {
 			absent:    []string{DumpConntrackProc},
 		},
 		{
+			name:   "only a shell: the shell's read, capped the same way",
+			opts:   ConntrackOptions{MaxBytes: 20 * conntrackLineBytes},
+			path:   []string{"sh"},
+			capped: []string{DumpConntrackProc},
+			want:   map[string]snippetSection{DumpConntrackProc: full(20)},
+			// a /proc/sys file cannot be read with the shell alone
+			absent: []string{DumpConntrackLimits, DumpIPVSConn},
+		},
+		{
 			name: "IPVS table",
 			env:  []string{"ct_ipvs=" + mustAbs(t, "../../trace/conntrack/testdata/ipvs/ip_vs_conn")},
 			want: map[string]snippetSection{DumpConntrackProc: full(305), DumpIPVSConn: {Present: true, Entries: 13, Lines: 14}},
@@ -204,6 +219,9 @@ func TestConntrackScriptInNetns(t *testing.T) {
 			env := tt.env
 			if tt.noHead {
 				env = append(env, "PATH="+minimalPath(t, true))
+			}
+			if tt.path != nil {
+				env = append(env, "PATH="+pathOf(t, tt.path...))
 			}
 			stdout, stderr := runSnippet(t, ns, tt.opts, env...)
 			got, res := sections(t, stdout, stderr)

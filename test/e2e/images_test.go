@@ -139,11 +139,12 @@ func baseEntries() []layerEntry {
 	return es
 }
 
-// debugBinaries are the debug image's programs, as the node debug pod and
-// kube-proxy's own image have them: a shell, sleep (the pod's command),
-// iptables with both backends, nft, ipset and conntrack.
+// debugBinaries are the debug image's programs, as kube-proxy's own image
+// (distroless-iptables) has them: a shell with cat, grep and wc, sleep (the
+// pod's command), iptables with both backends, nft, ipset and conntrack.
+// There is no head: the dump script caps what it reads without it.
 var debugBinaries = []string{
-	"/usr/bin/dash", "/usr/bin/sleep",
+	"/usr/bin/dash", "/usr/bin/sleep", "/usr/bin/cat", "/usr/bin/grep", "/usr/bin/wc",
 	"/usr/sbin/xtables-nft-multi", "/usr/sbin/xtables-legacy-multi",
 	"/usr/sbin/nft", "/usr/sbin/ipset", "/usr/sbin/conntrack",
 }

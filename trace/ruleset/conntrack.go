@@ -50,7 +50,10 @@ func parseConntrack(in Input, section string, format conntrack.Format) (parsedSo
 		}
 		l, err := conntrack.ParseLimits(data)
 		if err != nil {
-			return parsedSource{}, err
+			// Only the table's fill is lost: the rules and the tables
+			// themselves are still read.
+			return parsedSource{format: formatLimits, warnings: []trace.Warning{{Code: trace.CodeConntrackIncomplete,
+				Message: fmt.Sprintf("the conntrack table's fill could not be read (%v): whether the table is full is not shown", err)}}}, nil
 		}
 		return parsedSource{format: formatLimits, value: l}, nil
 	}

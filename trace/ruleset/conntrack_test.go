@@ -168,6 +168,20 @@ func TestConntrackLimitsAndSections(t *testing.T) {
 	if _, err := d.Observe(nil, conntrack.Options{}); err == nil {
 		t.Error("Observe without a table: no error")
 	}
+	// A limits section that cannot be read (a node image whose shell got
+	// an empty value, found on a real kubelet) loses only the fill: a
+	// warning, and the node's rules still load.
+	bad, err := Load(Input{Name: "iptables", Source: bytesSource{[]byte("*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n"), true}},
+		Input{Name: "limits", Source: bytesSource{[]byte("count \nmax \n"), true}, Section: conntrack.SectionLimits})
+	if err != nil {
+		t.Fatalf("a bad limits section failed the node: %v", err)
+	}
+	if _, ok := bad.ConntrackLimits(); ok || bad.ProxyMode() != trace.ModeIPTables {
+		t.Errorf("bad limits: mode %q", bad.ProxyMode())
+	}
+	if w := bad.Warnings(); len(w) != 1 || w[0].Code != trace.CodeConntrackIncomplete {
+		t.Errorf("bad limits: warnings %+v", w)
+	}
 	if _, err := Load(Input{Name: "x", Source: bytesSource{[]byte("<?xml version=\"1.0\"?><conntrack>"), true}}); err == nil || !strings.Contains(err.Error(), "XML") {
 		t.Errorf("XML: %v", err)
 	}
