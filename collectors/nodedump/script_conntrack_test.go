@@ -144,7 +144,7 @@ func TestConntrackScriptInNetns(t *testing.T) {
 		opts   ConntrackOptions
 		env    []string
 		noHead bool
-		path   []string // only these tools on PATH, when set
+		path   []string                  // only these tools on PATH, when set
 		want   map[string]snippetSection // Bytes is checked only when set
 		capped []string
 		absent []string
