@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -26,6 +28,7 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
 	"github.com/trace-svc/kubectl-trace-svc/trace/tracer"
 )
@@ -213,6 +216,15 @@ func savedNode(n *corev1.Node, paths []string, stdin io.Reader) (tracer.Node, []
 	var inputs []ruleset.Input
 	var opened []*file.Dump
 	for _, path := range paths {
+		if strings.HasSuffix(path, "."+nodedump.SectionProxyMode) {
+			// What kube-proxy said its mode was, as --save-dumps keeps it.
+			mode, w := savedProxyMode(path)
+			tn.ProxyMode = mode
+			if w != nil {
+				tn.Warnings = append(tn.Warnings, *w)
+			}
+			continue
+		}
 		d, err := file.Open(path, stdin)
 		if err != nil {
 			tn.Err = err
@@ -225,6 +237,23 @@ func savedNode(n *corev1.Node, paths []string, stdin io.Reader) (tracer.Node, []
 	}
 	tn.Dataplane, tn.Err = ruleset.Load(inputs...)
 	return tn, opened
+}
+
+// savedProxyMode reads kube-proxy's answer on /proxyMode as --save-dumps
+// kept it (NODE.proxyMode): one of its modes, or a warning.
+func savedProxyMode(path string) (string, *trace.Warning) {
+	f, err := os.Open(path)
+	if err == nil {
+		defer f.Close()
+		var buf [64]byte
+		n, _ := io.ReadFull(f, buf[:])
+		switch mode := strings.TrimSpace(string(buf[:n])); mode {
+		case trace.ModeIPTables, trace.ModeNFTables, trace.ModeIPVS:
+			return mode, nil
+		}
+	}
+	return "", &trace.Warning{Code: trace.CodeCollectorWarning, Source: path,
+		Message: fmt.Sprintf("%s does not hold kube-proxy's mode (iptables, nftables or ipvs); the mode is taken from the rules", excerpt.Quote(filepath.Base(path)))}
 }
 
 // liveNode turns what a collector returned into the node's dataplane: the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -314,5 +315,38 @@ func TestTraceCapNotice(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"tracing through 1 of 2 nodes (pass --all-nodes or --node NAME for others)"}, notices); diff != "" {
 		t.Errorf("notices (-want +got):\n%s", diff)
+	}
+}
+
+// TestSavedProxyMode: --dump takes what --save-dumps wrote, NODE.proxyMode
+// included: kube-proxy's reported mode, or a warning when the file holds
+// anything else.
+func TestSavedProxyMode(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "node-a.proxyMode")
+	bad := filepath.Join(dir, "node-b.proxyMode")
+	if err := os.WriteFile(good, []byte("ipvs\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("\x1b]0;pwned\a"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Namespace: "ns1", Service: "svc1", Objects: lbObjects(),
+		Dumps: map[string][]string{"node-a": {iptLB, good}, "node-b": {iptLB, bad}}}
+	p, err := Trace(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Nodes[0].ProxyMode != trace.ModeIPVS || p.Nodes[1].ProxyMode != trace.ModeIPTables {
+		t.Errorf("modes %q, %q", p.Nodes[0].ProxyMode, p.Nodes[1].ProxyMode)
+	}
+	found := false
+	for _, f := range p.Findings {
+		if f.Node == "node-b" && f.Code == trace.CodeCollectorWarning && strings.Contains(f.Message, "does not hold kube-proxy's mode") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no warning for node-b's proxyMode file: %+v", p.Findings)
 	}
 }

@@ -135,20 +135,19 @@ func (c *cluster) trace(t *testing.T, svc string, extra ...string) *traced {
 	return tp
 }
 
-// replayArgs are the --dump flags for the dumps of kube-proxy's backend in
-// mode that --save-dumps wrote into dir (NODE.DUMP files).
+// replayArgs are the --dump flags a user writes to replay what
+// --save-dumps wrote into dir: every NODE.SECTION file, for its node. The
+// plugin must find kube-proxy's backend among them (mode is for the
+// message).
 func replayArgs(t *testing.T, dir, mode string) []string {
 	t.Helper()
-	suffix := map[string]string{"iptables": "tables-nft-save", "iptables-legacy": "tables-legacy-save", "nftables": ".nft"}[mode]
 	files, _ := filepath.Glob(filepath.Join(dir, "*"))
 	var args []string
 	for _, f := range files {
-		if base := filepath.Base(f); strings.HasSuffix(base, suffix) {
-			args = append(args, "--dump", strings.SplitN(base, ".", 2)[0]+"="+f)
-		}
+		args = append(args, "--dump", strings.SplitN(filepath.Base(f), ".", 2)[0]+"="+f)
 	}
 	if len(args) == 0 {
-		t.Fatalf("--save-dumps saved no *%s file: %v", suffix, files)
+		t.Fatalf("--save-dumps saved nothing in %s for kube-proxy's %s mode", dir, mode)
 	}
 	return args
 }

@@ -13,6 +13,10 @@ type Engine interface {
 	Mode() string
 	// Covers tells whether the engine has rules for the IP family.
 	Covers(v6 bool) bool
+	// KubeProxy tells whether the engine holds kube-proxy's rules for the
+	// IP family (a dump can cover a family with nothing of kube-proxy's:
+	// iptables-nft's empty tables on a node in nftables mode).
+	KubeProxy(v6 bool) bool
 	// Simulate walks the first packet of a new connection through the
 	// rules.
 	Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error)

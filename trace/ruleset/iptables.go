@@ -53,6 +53,11 @@ func hasKubeServices(d *iptables.Dump) bool { return d.Chain("nat", "KUBE-SERVIC
 
 func (e *iptablesEngine) Covers(v6 bool) bool { return e.dump(v6) != nil }
 
+func (e *iptablesEngine) KubeProxy(v6 bool) bool {
+	d := e.dump(v6)
+	return d != nil && hasKubeServices(d)
+}
+
 func (e *iptablesEngine) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error) {
 	v6 := pkt.Destination.Unmap().Is6()
 	d := e.dump(v6)

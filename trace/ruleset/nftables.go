@@ -41,6 +41,9 @@ func (e *nftEngine) kubeProxyTables(v6 bool) []*nftables.Table {
 // tables alone (iptables-nft's, a host firewall) leave it to another source.
 func (e *nftEngine) Covers(v6 bool) bool { return len(e.kubeProxyTables(v6)) > 0 }
 
+// KubeProxy: only kube-proxy's tables make the ruleset cover a family.
+func (e *nftEngine) KubeProxy(v6 bool) bool { return e.Covers(v6) }
+
 func (e *nftEngine) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error) {
 	return nftables.Simulate(e.rs, pkt, nftables.Options{WalkOptions: trace.WalkOptions{LocalAddrs: opts.LocalAddrs, AffinityEndpoint: opts.AffinityEndpoint}})
 }

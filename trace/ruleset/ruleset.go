@@ -181,27 +181,36 @@ func (d *Dataplane) Warnings() []trace.Warning { return slices.Clone(d.warnings)
 // Engines are the engines built from the sources.
 func (d *Dataplane) Engines() []Engine { return slices.Clone(d.engines) }
 
-// Engine returns the engine that decides packets of the family, or nil.
+// Engine returns the engine that decides packets of the family, or nil:
+// the first that holds kube-proxy's rules for it, else the first that
+// covers it at all. A node's every dump replayed together (--dump with all
+// that --save-dumps wrote) thus decides with kube-proxy's backend, not with
+// whichever dump came first.
 func (d *Dataplane) Engine(v6 bool) Engine {
+	var first Engine
 	for _, e := range d.engines {
-		if e.Covers(v6) {
+		switch {
+		case !e.Covers(v6):
+		case e.KubeProxy(v6):
 			return e
+		case first == nil:
+			first = e
 		}
 	}
-	return nil
+	return first
 }
 
 // Covers tells whether a source holds rules for the family.
 func (d *Dataplane) Covers(v6 bool) bool { return d.Engine(v6) != nil }
 
 // ProxyMode is the kube-proxy mode whose rules the sources hold (iptables,
-// nftables, ipvs), from their content; "" when none holds kube-proxy's
-// rules. With rules of several modes, the first engine's counts: it is the
-// one that decides packets.
+// nftables, ipvs), from their content: the mode of the engine that decides
+// the node's IPv4 packets (else IPv6); "" when no source holds kube-proxy's
+// rules.
 func (d *Dataplane) ProxyMode() string {
-	for _, e := range d.engines {
-		if m := e.Mode(); m != "" {
-			return m
+	for _, v6 := range []bool{false, true} {
+		if e := d.Engine(v6); e != nil && e.KubeProxy(v6) {
+			return e.Mode()
 		}
 	}
 	return ""

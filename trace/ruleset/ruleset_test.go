@@ -138,6 +138,22 @@ func TestFamilies(t *testing.T) {
 	}
 }
 
+// TestKubeProxyBackendDecides: a node's every dump replayed together —
+// iptables-nft's leftover tables first, then the nft ruleset that holds
+// kube-proxy's — decides with kube-proxy's backend, whatever the order.
+func TestKubeProxyBackendDecides(t *testing.T) {
+	leftover := Input{Name: "iptables-nft-save", Source: bytesSource{[]byte("*filter\n:INPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\nCOMMIT\n"), true}}
+	for _, inputs := range [][]Input{{leftover, fileInput(t, nftLB)}, {fileInput(t, nftLB), leftover}} {
+		d, err := Load(inputs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := d.Engine(false); e == nil || e.Name() != "nftables" || d.ProxyMode() != trace.ModeNFTables {
+			t.Errorf("inputs %s, %s: engine %v, mode %q", inputs[0].Name, inputs[1].Name, e, d.ProxyMode())
+		}
+	}
+}
+
 // TestProxyModeFromContent: a dump without kube-proxy's rules says so
 // rather than naming a mode from its format.
 func TestProxyModeFromContent(t *testing.T) {
