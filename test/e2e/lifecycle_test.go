@@ -67,7 +67,7 @@ func TestDebugPodLifecycle(t *testing.T) {
 
 		t.Run("limitrange-with-defaults", func(t *testing.T) {
 			const ns = "e2e-limited"
-			c.limitedNamespace(ns, true)
+			c.limitedNamespace(ns, `{"cpu":"2","memory":"1Gi"}`)
 			c.trace(t, "echo-cluster", "--debug-namespace", ns)
 			t.Logf("quota %s after the trace: %s", ns, c.quotaUsed(ns))
 			// One debug pod (one node, collected once): admitted, and
@@ -79,9 +79,30 @@ func TestDebugPodLifecycle(t *testing.T) {
 			}
 		})
 
+		t.Run("limitrange-too-small", func(t *testing.T) {
+			// A LimitRange whose maximum is below what the debug pod
+			// declares (500m and 256Mi against its 1 CPU and 512Mi): the
+			// namespace refuses it, and the plugin must say the limit
+			// range is why and what the pod asks for.
+			const ns = "e2e-small"
+			c.limitedNamespace(ns, `{"cpu":"500m","memory":"256Mi"}`)
+			run := c.startPlugin(t, "echo-cluster", "-o", "json", "--debug-namespace", ns)
+			err := <-run.exited
+			c.wantDebugPodsGone(t, ns)
+			var doc pathDoc
+			if jerr := json.Unmarshal([]byte(run.stdout.String()), &doc); err != nil || jerr != nil || len(doc.Nodes) != 1 {
+				t.Fatalf("plugin: exit %v, output %v:\n%s\nstderr:\n%s", err, jerr, run.stdout.String(), run.stderr.String())
+			}
+			nodeErr := doc.Nodes[0].Error
+			if !strings.Contains(nodeErr, "LimitRange") || !strings.Contains(nodeErr, "limited to cpu") {
+				t.Errorf("a LimitRange below the debug pod's limits must refuse it and the plugin must say so; node1's error: %q", nodeErr)
+			}
+			t.Logf("refused, as it must be; the plugin says: %s", nodeErr)
+		})
+
 		t.Run("quota-without-defaults", func(t *testing.T) {
 			const ns = "e2e-quota-strict"
-			c.limitedNamespace(ns, false)
+			c.limitedNamespace(ns, "")
 			run := c.startPlugin(t, "echo-cluster", "-o", "json", "--debug-namespace", ns)
 			err := <-run.exited
 			c.wantDebugPodsGone(t, ns)
@@ -156,19 +177,19 @@ func (c *cluster) namespace(name string) {
 }
 
 // limitedNamespace creates a namespace with a ResourceQuota on pods,
-// requests and limits and, if limitRange, a LimitRange with minimum,
-// maximum and default requests and limits for containers. (A LimitRange
+// requests and limits and, when limitRangeMax is set (JSON: {"cpu":...,
+// "memory":...}), a LimitRange with that maximum and a minimum and default requests and limits for containers. (A LimitRange
 // with a max always has default limits: the API defaults them to the max.
 // Without one, nothing fills in what a pod leaves out.) No
 // controller-manager runs: the quota's status is set here, and its usage
 // only grows (nothing recounts it when pods go).
-func (c *cluster) limitedNamespace(name string, limitRange bool) {
+func (c *cluster) limitedNamespace(name, limitRangeMax string) {
 	c.t.Helper()
 	c.namespace(name)
-	if limitRange {
+	if limitRangeMax != "" {
 		c.create("/api/v1/namespaces/"+name+"/limitranges", `{"apiVersion":"v1","kind":"LimitRange",
 		"metadata":{"name":"limits"},"spec":{"limits":[{"type":"Container",
-		  "max":{"cpu":"500m","memory":"256Mi"},"min":{"cpu":"1m","memory":"4Mi"},
+		  "max":`+limitRangeMax+`,"min":{"cpu":"1m","memory":"4Mi"},
 		  "default":{"cpu":"100m","memory":"64Mi"},"defaultRequest":{"cpu":"10m","memory":"32Mi"}}]}}`)
 	}
 	const hard = `{"pods":"10","requests.cpu":"1","requests.memory":"1Gi","limits.cpu":"2","limits.memory":"2Gi"}`
