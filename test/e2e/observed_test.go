@@ -186,11 +186,27 @@ func TestObserved(t *testing.T) {
 			return ""
 		}})
 		c.stop("udp-" + dnsPod)
-		c.stop("pod-" + dnsPod)
-		c.run("ip", "netns", "del", dnsNS)
-		if code, body, err := c.do("DELETE", "/api/v1/namespaces/"+e2eNS+"/pods/"+dnsPod, nil); err != nil || code != 200 {
+		if code, body, err := c.do("DELETE", "/api/v1/namespaces/"+e2eNS+"/pods/"+dnsPod+"?gracePeriodSeconds=0", nil); err != nil || code != 200 {
 			t.Fatalf("delete pod %s: %d %v %s", dnsPod, code, err, body)
 		}
+		// The pod goes for real: the kubelet stops its containers and its
+		// sandbox (and with it the veth and the route).
+		running := func() bool {
+			tasks := c.runtimeTasks(n1)
+			for _, id := range c.runtimeContainers(n1, e2eNS, "^"+dnsPod+"$") {
+				if tasks[id] > 0 {
+					return true
+				}
+			}
+			return false
+		}
+		for deadline := time.Now().Add(time.Minute); running(); {
+			if time.Now().After(deadline) {
+				t.Fatalf("pod %s still runs on node1 a minute after its deletion", dnsPod)
+			}
+			time.Sleep(time.Second)
+		}
+		c.run("ip", "netns", "del", dnsNS) // the suite's name for the pod's network namespace
 		time.Sleep(time.Second) // the stream sends on, to the gone pod's address
 		staleFilter := []string{"-p", "udp", "--orig-dst", node1IP, "--orig-port-dst", fmt.Sprint(dnsNP), "--reply-src", dnsPodIP}
 		if n := kernelConntrack(t, n1, staleFilter...); n != 1 {
