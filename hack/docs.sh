@@ -35,7 +35,7 @@ scenarios=(
 	"dual-stack-iptables|svc1 -n ns1 --objects testdata/scenarios/dual-stack/objects.yaml --dump test-node=$kp/TestNodePorts_ipv4__localhost-nodeports_enabled/iptables-nft.save --dump test-node=$kp/TestNodePorts_ipv6__localhost-nodeports_enabled/iptables-nft.save"
 	"compare-nodes|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$kp/TestLoadBalancer/iptables-nft.save --dump node-b=$kp/TestNoEndpointsReject/iptables-nft.save"
 	"last-leg-iptables|svc1 -n ns1 --objects testdata/scenarios/local-policy/objects.yaml --dump test-node=$kp/TestExternalTrafficPolicyLocal/iptables-nft.save $routes"
-	"loadbalancer-blocked-client|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$nft/TestLoadBalancer/ruleset.nft --source-ip 203.0.113.130"
+	"loadbalancer-allowed-client|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$nft/TestLoadBalancer/ruleset.nft --source-ip 203.0.113.7"
 )
 mkdir -p "$out"
 for s in "${scenarios[@]}"; do

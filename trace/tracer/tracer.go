@@ -21,12 +21,6 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
 )
 
-// DefaultClient is the external client simulated for LoadBalancer, external
-// IP and NodePort entries when none is given: an address from TEST-NET-3
-// (RFC 5737), which no loadBalancerSourceRanges of a real cluster should
-// allow by accident.
-var DefaultClient = netip.MustParseAddr("203.0.113.10")
-
 // What an entry's client stands for (trace.Entry.From).
 const (
 	FromExternal = "external client"
@@ -46,8 +40,9 @@ type Input struct {
 	// their addresses and pod CIDRs name the node a route leads to. The
 	// traced Nodes' objects are used when it is empty.
 	AllNodes []*corev1.Node
-	// Client is the external client's address (DefaultClient if invalid);
-	// ClientV6 the same for IPv6 entries.
+	// Client is the external client's address (DefaultClients if
+	// invalid); ClientV6 the same for IPv6 entries. An IPv6 Client with no
+	// ClientV6 is taken as ClientV6.
 	Client, ClientV6 netip.Addr
 	// Kinds, when set, keeps only these entry kinds (LoadBalancer,
 	// ExternalIP, NodePort, ClusterIP): one concrete request.
@@ -99,11 +94,23 @@ func Build(in Input) (*trace.Path, error) {
 	if in.Service == nil {
 		return nil, fmt.Errorf("no Service to trace")
 	}
-	if !in.Client.IsValid() {
-		in.Client = DefaultClient
+	all := in.AllNodes
+	if len(all) == 0 {
+		for _, n := range in.Nodes {
+			all = append(all, n.Node)
+		}
 	}
-	if !in.ClientV6.IsValid() {
-		in.ClientV6 = netip.MustParseAddr("2001:db8:ffff::10")
+	if in.Client.Is6() && !in.ClientV6.IsValid() {
+		in.Client, in.ClientV6 = netip.Addr{}, in.Client
+	}
+	if !in.Client.IsValid() || !in.ClientV6.IsValid() {
+		v4, v6 := DefaultClients(in.Service, all)
+		if !in.Client.IsValid() {
+			in.Client = v4
+		}
+		if !in.ClientV6.IsValid() {
+			in.ClientV6 = v6
+		}
 	}
 	p := &trace.Path{SchemaVersion: trace.PathSchemaVersion, Service: serviceInfo(in.Service), Nodes: []trace.NodePaths{}, Findings: []trace.Finding{}}
 	p.Endpoints = apiEndpoints(in.Slices, in.Pods)
@@ -126,12 +133,6 @@ func Build(in Input) (*trace.Path, error) {
 				p.NodeZones = map[string]string{}
 			}
 			p.NodeZones[n.Node.Name] = z
-		}
-	}
-	all := in.AllNodes
-	if len(all) == 0 {
-		for _, n := range in.Nodes {
-			all = append(all, n.Node)
 		}
 	}
 	idx := newNodeIndex(all)
