@@ -604,12 +604,7 @@ func family(a netip.Addr) string {
 // entryPath turns the engine's simulation into the Path's view, joined with
 // the API's endpoints.
 func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trace.Simulation) trace.EntryPath {
-	ep := trace.EntryPath{Entry: e, Verdict: sim.Verdict, Masquerade: sim.Masquerade, Chains: []string{}, Endpoints: []trace.PathEndpoint{}, Rules: sim.Rules, Notes: sim.Notes, Affinity: sim.Affinity}
-	for _, r := range sim.Rules {
-		if !slices.Contains(ep.Chains, r.Chain) {
-			ep.Chains = append(ep.Chains, r.Chain)
-		}
-	}
+	ep := trace.EntryPath{Entry: e, Verdict: sim.Verdict, Masquerade: sim.Masquerade, Chains: walkOrder(sim), Endpoints: []trace.PathEndpoint{}, Rules: sim.Rules, Notes: sim.Notes, Affinity: sim.Affinity}
 	for _, o := range sim.Outcomes {
 		if o.Verdict == trace.VerdictDrop || o.Verdict == trace.VerdictReject {
 			ep.DecidedBy = o.DecidedBy
