@@ -144,47 +144,8 @@ func Build(in Input) (*trace.Path, error) {
 	p.Findings = append(p.Findings, balanceFindings(p)...)
 	p.Findings = append(p.Findings, modeFindings(p)...)
 	p.Findings = append(p.Findings, securityFindings(p, in)...)
-	p.Findings = append(p.Findings, hoistConventions(p)...)
+	p.Findings = append(p.Findings, sayOnce(p)...)
 	return p, nil
-}
-
-// hoistConventions moves notes that every path carries (the conventions the
-// engine used, such as the unknown incoming interface) out of the paths into
-// one info finding each, so they are said once.
-func hoistConventions(p *trace.Path) []trace.Finding {
-	count, total := map[string]int{}, 0
-	for _, n := range p.Nodes {
-		for _, ep := range n.Paths {
-			total++
-			for _, note := range ep.Notes {
-				count[note]++
-			}
-		}
-	}
-	var common []string
-	for note, c := range count {
-		if c == total && total > 1 {
-			common = append(common, note)
-		}
-	}
-	sort.Strings(common)
-	if len(common) == 0 {
-		return nil
-	}
-	for i := range p.Nodes {
-		for j := range p.Nodes[i].Paths {
-			ep := &p.Nodes[i].Paths[j]
-			ep.Notes = slices.DeleteFunc(ep.Notes, func(n string) bool { return slices.Contains(common, n) })
-			if len(ep.Notes) == 0 {
-				ep.Notes = nil
-			}
-		}
-	}
-	var out []trace.Finding
-	for _, note := range common {
-		out = append(out, trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeConvention, Message: "every path above: " + note})
-	}
-	return out
 }
 
 func serviceInfo(svc *corev1.Service) trace.ServiceInfo {
@@ -765,7 +726,7 @@ func why(p *trace.Path, e trace.Entry, node string, ep trace.EntryPath) string {
 		}
 		return "dropped by " + ruleName(ep.DecidedBy)
 	}
-	return "no kube-proxy rule on this node matched the packet: kube-proxy may not run here, may run in another mode, or may be replaced (e.g. by an eBPF dataplane)"
+	return noRuleMatched
 }
 
 func ruleName(r *trace.RuleRef) string {
