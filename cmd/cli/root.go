@@ -13,6 +13,7 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/kubectl/pkg/util/templates"
 )
 
 // NewRootCommand builds "kubectl trace-svc" and its subcommands.
@@ -20,21 +21,23 @@ func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubectl-trace_svc [NAME]",
 		Short: "Show where a request to a Kubernetes Service actually goes",
-		Long: `kubectl trace-svc answers "a request hits this Service: where does it actually go?"
-It reads kube-proxy's real dataplane rules and follows a packet through them: load
-balancer, node port, KUBE-SERVICES, firewall and external chains, the service chain
-with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects.`,
+		Long: templates.LongDesc(`
+			kubectl trace-svc answers "a request hits this Service: where does it actually go?"
+			It reads kube-proxy's real dataplane rules and follows a packet through them: load
+			balancer, node port, KUBE-SERVICES, firewall and external chains, the service chain
+			with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects.`),
 		Annotations: map[string]string{
 			cobra.CommandDisplayNameAnnotation: "kubectl trace-svc",
 		},
-		Example: `  # Where do requests to the Service "web" in namespace "shop" go?
-  kubectl trace-svc web -n shop
+		Example: templates.Examples(`
+			# Where do requests to the Service "web" in namespace "shop" go?
+			kubectl trace-svc web -n shop
 
-  # The same from saved node dumps, as a Graphviz diagram
-  kubectl trace-svc web -n shop --dump node-1=node-1.iptables --dump node-2=node-2.nft -o svg > web.svg
+			# The same from saved node dumps, as a Graphviz diagram
+			kubectl trace-svc web -n shop --dump node-1=node-1.iptables --dump node-2=node-2.nft -o svg > web.svg
 
-  # One packet through a saved dump, offline
-  kubectl trace-svc simulate --ruleset node-1.iptables --node-ip 192.168.0.2 --src 10.0.0.2 --dst 10.96.0.10 --dport 53 --proto udp`,
+			# One packet through a saved dump, offline
+			kubectl trace-svc simulate --ruleset node-1.iptables --node-ip 192.168.0.2 --src 10.0.0.2 --dst 10.96.0.10 --dport 53 --proto udp`),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          oneServiceAtMost,
