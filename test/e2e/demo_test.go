@@ -98,8 +98,24 @@ func TestRecordDemo(t *testing.T) {
 		t.Fatalf("node2's rules have %s although its kube-proxy was stopped", web3.ip)
 	}
 
+	// Traffic, so that the nodes' kernels have something to show next to
+	// the prediction: an outside client whose route to the load balancer
+	// leads to node2, and node1's node port.
+	client := c.addClient("client", clientIP)
+	c.run("ip", "-n", client, "route", "add", lbIP+"/32", "via", node2IP)
+	np := c.nodePortOf(ns, svc)
+	reached := map[string]map[string]int{"node2 load balancer": {}, "node1 node port": {}}
+	for i := 0; i < 12; i++ {
+		reached["node2 load balancer"][mustReach(t, client, lbIP, 80).name]++
+		reached["node1 node port"][mustReach(t, client, node1IP, np).name]++
+	}
+	t.Logf("12 curls each reached %v", reached)
+	if n := reached["node2 load balancer"][web3.name]; n > 0 {
+		t.Fatalf("node2 sent %d of 12 connections to %s, which its rules lack", n, web3.name)
+	}
+
 	// The plugin collects both nodes through its debug pods.
-	c.waitKubelets()
+	c.waitNodesReady()
 	saved := filepath.Join(c.dir, "saved")
 	raw := c.runPlugin(t, append([]string{svc, "-n", ns, "--kubeconfig", c.adminKubeconfig, "-o", "json", "--save-dumps", saved}, debugPodFlags...)...)
 	var p pathDoc
@@ -128,8 +144,8 @@ func TestRecordDemo(t *testing.T) {
 		os.Remove(f)
 	}
 	keep := map[string][]string{
-		"node1": {"iptables-nft-save", "ip6tables-nft-save"},
-		"node2": {"nft"},
+		"node1": {"iptables-nft-save", "ip6tables-nft-save", "conntrack-proc", "conntrack-limits"},
+		"node2": {"nft", "conntrack-proc", "conntrack-limits"},
 	}
 	routeSections := []string{"ip-route", "ip6-route", "ip-rule", "ip6-rule", "ip-link", "ip-addr", "proc-net-route", "proc-net-ipv6_route", "proc-net-fib_trie", "proc-net-if_inet6", "sys-class-net"}
 	files, _ := filepath.Glob(filepath.Join(saved, "*"))
@@ -212,4 +228,21 @@ func (c *cluster) listForKubectl(t *testing.T, path string) []json.RawMessage {
 		out = append(out, b)
 	}
 	return out
+}
+
+// nodePortOf reads the node port the apiserver gave the Service's first
+// port.
+func (c *cluster) nodePortOf(ns, svc string) int {
+	c.t.Helper()
+	code, body, err := c.do("GET", "/api/v1/namespaces/"+ns+"/services/"+svc, nil)
+	if err != nil || code != 200 {
+		c.t.Fatalf("GET service %s/%s: %d %v\n%s", ns, svc, code, err, body)
+	}
+	var s struct {
+		Spec serviceSpec `json:"spec"`
+	}
+	if err := json.Unmarshal(body, &s); err != nil || len(s.Spec.Ports) == 0 || s.Spec.Ports[0].NodePort == 0 {
+		c.t.Fatalf("service %s/%s has no node port: %v\n%s", ns, svc, err, body)
+	}
+	return s.Spec.Ports[0].NodePort
 }
