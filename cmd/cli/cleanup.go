@@ -10,7 +10,6 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/kubectl/pkg/util/templates"
 
 	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
 	"github.com/trace-svc/kubectl-trace-svc/render/termsafe"
@@ -27,12 +26,12 @@ func NewCleanupCommand(streams genericiooptions.IOStreams, flags *genericcliopti
 	cmd := &cobra.Command{
 		Use:   "cleanup [--debug-namespace NS] [--all]",
 		Short: "Delete node debug pods left behind by kubectl trace-svc",
-		Long: templates.LongDesc(`
+		Long: `
 			Delete the node debug pods kubectl trace-svc left behind in the debug namespace:
 			those that finished and those past their deadline. A debug pod still inside its
 			deadline may belong to a trace running right now, perhaps someone else's: it is
 			kept, and cleanup says who made it and when its deadline passes. --all deletes
-			those too.`),
+			those too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := flags.ToRESTConfig()

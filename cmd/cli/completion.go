@@ -14,7 +14,6 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/kubectl/pkg/util/templates"
 )
 
 // completionTimeout bounds one completion request when --request-timeout is
@@ -29,7 +28,7 @@ func NewCompletionCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "completion bash|zsh|fish|powershell",
 		Short: "Print a shell completion script",
-		Long: templates.LongDesc(`
+		Long: `
 			Print a shell completion script. Completion covers subcommands, flags, Service
 			names (from the namespace that -n or the kubeconfig context selects), namespaces,
 			nodes, and the contexts, clusters and users of the kubeconfig.
@@ -42,8 +41,8 @@ func NewCompletionCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			    ln -s "$(ls -d "${KREW_ROOT:-$HOME/.krew}"/store/trace-svc/*/ | tail -n 1)kubectl_complete-trace_svc" "${KREW_ROOT:-$HOME/.krew}/bin/"
 
 			The scripts printed here complete the binary when it is run directly, as
-			kubectl-trace_svc.`),
-		Example: templates.Examples(`
+			kubectl-trace_svc.`,
+		Example: `
 			# bash (needs the bash-completion package), current shell
 			source <(kubectl-trace_svc completion bash)
 
@@ -54,7 +53,7 @@ func NewCompletionCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			kubectl-trace_svc completion fish | source
 
 			# PowerShell
-			kubectl-trace_svc completion powershell | Out-String | Invoke-Expression`),
+			kubectl-trace_svc completion powershell | Out-String | Invoke-Expression`,
 		ValidArgs:             completionShells,
 		Args:                  cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
 		DisableFlagsInUseLine: true,

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/kubectl/pkg/util/templates"
 
 	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
 	"github.com/trace-svc/kubectl-trace-svc/render"
@@ -55,7 +54,7 @@ func NewSimulateCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "simulate --ruleset FILE --node-ip IP[,IP...] --src IP --dst IP --dport N [--proto tcp|udp|sctp]",
 		Short: "Follow one packet through a node's saved iptables or nftables rules, offline",
-		Long: templates.LongDesc(`
+		Long: `
 			Follow the first packet of a new connection through a node's saved rules and print
 			what the kernel would do: the verdict (DNAT, DROP, REJECT, ACCEPT, or NONE when
 			kube-proxy's rules leave it alone), every endpoint it can reach with its probability,
@@ -66,8 +65,8 @@ func NewSimulateCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			or JSON from nft -j) for its nftables mode; the format is detected from the content
 			(--format overrides). A packet whose source is one of --node-ip is treated as sent by
 			the node itself; any other packet as arriving from the network. 127.0.0.1 and ::1 are
-			always local.`),
-		Example: templates.Examples(`
+			always local.`,
+		Example: `
 			# A pod on another node connects to a ClusterIP
 			kubectl trace-svc simulate --ruleset node1.iptables --node-ip 192.168.0.2 --src 10.0.1.5 --dst 172.30.0.41 --dport 80
 
@@ -75,7 +74,7 @@ func NewSimulateCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			kubectl trace-svc simulate --ruleset node1.nft --node-ip 192.168.0.2 --src 10.0.1.5 --dst 172.30.0.41 --dport 80
 
 			# A client outside the cluster hits a node port, as JSON
-			kubectl trace-svc simulate --ruleset node1.iptables --node-ip 192.168.0.2 --src 203.0.113.9 --dst 192.168.0.2 --dport 30080 -o json`),
+			kubectl trace-svc simulate --ruleset node1.iptables --node-ip 192.168.0.2 --src 203.0.113.9 --dst 192.168.0.2 --dport 30080 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.Complete(); err != nil {

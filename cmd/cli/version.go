@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/kubectl/pkg/util/templates"
 )
 
 // Set by goreleaser through -ldflags "-X ..." (see .goreleaser.yaml), for
@@ -59,10 +58,10 @@ func NewVersionCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "version [-o json]",
 		Short: "Print the plugin's version",
-		Long: templates.LongDesc(`
+		Long: `
 			Print the plugin's version, the commit and date it was built from, the Go version
 			and the platform. -o json prints the same as an object with the keys version,
-			commit, date, goVersion and platform.`),
+			commit, date, goVersion and platform.`,
 		Args:                  cobra.NoArgs,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
