@@ -5,13 +5,18 @@ GO ?= go
 BIN := bin/kubectl-trace_svc
 FUZZTIME ?= 10s
 
-.PHONY: build install test unit test-race fuzz bench bench-ratio fixtures docs docs-check lint tidy-check ci
+.PHONY: build install demo test unit test-race fuzz bench bench-ratio fixtures docs docs-check lint tidy-check ci
 
 build: ## build the plugin into ./bin
 	$(GO) build -trimpath -o $(BIN) ./cmd/kubectl-trace_svc
 
 install: ## install kubectl-trace_svc into GOBIN so "kubectl trace-svc" finds it
 	$(GO) install -trimpath ./cmd/kubectl-trace_svc
+
+DEMO_OUT ?= bin/demo
+
+demo: build ## trace a Service of a recorded two-node cluster (testdata/demo): no cluster, no kubeconfig; the diagram goes to DEMO_OUT
+	hack/demo.sh $(BIN) $(DEMO_OUT)
 
 test: ## the README's test command: unit and integration tests, then the end-to-end suite where it can run (root on Linux; says why when skipped)
 	$(GO) test ./...

@@ -35,7 +35,7 @@ scenarios=(
 	"dual-stack-iptables|svc1 -n ns1 --objects testdata/scenarios/dual-stack/objects.yaml --dump test-node=$kp/TestNodePorts_ipv4__localhost-nodeports_enabled/iptables-nft.save --dump test-node=$kp/TestNodePorts_ipv6__localhost-nodeports_enabled/iptables-nft.save"
 	"compare-nodes|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$kp/TestLoadBalancer/iptables-nft.save --dump node-b=$kp/TestNoEndpointsReject/iptables-nft.save"
 	"last-leg-iptables|svc1 -n ns1 --objects testdata/scenarios/local-policy/objects.yaml --dump test-node=$kp/TestExternalTrafficPolicyLocal/iptables-nft.save $routes"
-	"loadbalancer-blocked-client|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$nft/TestLoadBalancer/ruleset.nft --source-ip 203.0.113.130"
+	"loadbalancer-allowed-client|svc1 -n ns1 --objects testdata/scenarios/loadbalancer/objects.yaml --dump node-a=$nft/TestLoadBalancer/ruleset.nft --source-ip 203.0.113.7"
 )
 mkdir -p "$out"
 for s in "${scenarios[@]}"; do
@@ -45,6 +45,29 @@ for s in "${scenarios[@]}"; do
 	"$bin" "${args[@]}" -o dot >"$out/$name.dot"
 	dot -Tsvg "$out/$name.dot" >"$out/$name.svg"
 done
+# The README's usage example is one of the pictures: the block after the
+# marker line is the command and what it prints.
+marker='<!-- make docs writes the tree below: docs/images/loadbalancer-iptables.txt -->'
+grep -qF -- "$marker" README.md || { echo "hack/docs.sh: README.md lost its usage marker" >&2; exit 1; }
+readme=$(mktemp)
+awk -v marker="$marker" -v tree="$out/loadbalancer-iptables.txt" '
+	$0 == marker { print; print "```console"; print "$ kubectl trace-svc svc1 -n ns1"
+		while ((getline line < tree) > 0) print line
+		print "```"; skip = 1; next }
+	skip == 1 && /^```console/ { skip = 2; next }
+	skip == 2 { if (/^```/) skip = 0; next }
+	{ print }' README.md >"$readme"
+if $check; then
+	if ! diff -u README.md "$readme"; then
+		rm -f "$readme"
+		echo "README.md's usage example is out of date: run make docs" >&2
+		exit 1
+	fi
+	rm -f "$readme"
+else
+	cat "$readme" >README.md
+	rm -f "$readme"
+fi
 if $check; then
 	if ! diff -r "$out" docs/images >/dev/null; then
 		diff -r "$out" docs/images | head -40

@@ -498,8 +498,16 @@ func (v *pathView) node(n trace.NodePaths) *tree.Tree {
 	if len(n.Paths) == 0 {
 		t.Child(v.wrap((&words{}).add(&pal.dim, "no entry to this Service was traced on this node"), treeWidth-indentStep, 0))
 	}
+	// What holds for every entry of the node is said once: the reason
+	// first, the assumptions after the entries.
+	if n.Why != "" {
+		t.Child(v.wrap((&words{}).add(&pal.warn, n.Why), treeWidth-indentStep, 2))
+	}
 	for _, ep := range n.Paths {
 		t.Child(v.entry(ep))
+	}
+	for _, note := range n.Notes {
+		t.Child(v.wrap((&words{}).add(&pal.dim, "note:").add(&pal.dim, note), treeWidth-indentStep, 2))
 	}
 	return t
 }

@@ -321,6 +321,12 @@ func pathGraph(p *trace.Path) (*gographviz.Graph, error) {
 				"fontname":  "Helvetica",
 			})
 		}
+		if n.Why != "" {
+			// The reason every entry of the node shares, said once.
+			g.node(clusterID, "node "+n.Name+" why", map[string]string{
+				"label": wrapLabel(n.Why, 40), "shape": "note", "color": dotOrange, "fontcolor": dotOrange, "fontname": "Helvetica", "fontsize": "10",
+			})
+		}
 		for _, ep := range n.Paths {
 			addEntryPath(g, n, clusterID, ep)
 		}

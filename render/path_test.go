@@ -950,6 +950,7 @@ var pathFixtures = []struct {
 	{"dualstack-ipv6", pathDualStack},
 	{"last-leg", pathLastLeg},
 	{"observed", pathObserved},
+	{"node-notes", pathNodeNotes},
 }
 
 // pathObserved: pathClusterIP with what each node's kernel observed — on
@@ -991,6 +992,28 @@ func pathObserved() *trace.Path {
 			Message: "node node-2: 4 conntrack entries for ClusterIP 10.96.45.12:80/tcp still send to 10.244.2.4:8080, which is no longer an endpoint of shop/web (4 still open: their packets go to an address with no pod behind it); clear them on the node (host network, NET_ADMIN) with: conntrack -D -f ipv4 -p tcp --orig-dst 10.96.45.12 --orig-port-dst 80 --reply-src 10.244.2.4 --reply-port-src 8080"},
 		trace.Finding{Severity: "warning", Code: trace.CodeTrafficWhereRulesDrop, Node: "node-2",
 			Message: "node node-2 holds 3 connections to ClusterIP 10.96.45.12:443/tcp, which its rules reject (the Service has no endpoints; kube-proxy rejects connections to it)"})
+	return p
+}
+
+// pathNodeNotes: what a node's entries share is said once for the node —
+// node-1's assumption about the incoming interface (its node-level note)
+// after its entries, node-2's reason (no kube-proxy rule matched any entry)
+// before them; a note only one entry has stays with it.
+func pathNodeNotes() *trace.Path {
+	p := pathClusterIP()
+	const iface = "the incoming interface is unknown: rules with -i NAME are taken not to match and ! -i NAME to match (pass the interface to change this)"
+	n1 := &p.Nodes[0]
+	n1.Notes = []string{iface}
+	fromNode := n1.Paths[0]
+	fromNode.Entry.Source, fromNode.Entry.From, fromNode.Masquerade = fxIP("192.168.0.11"), "this node", true
+	n1.Paths = append(n1.Paths, fromNode)
+	n1.Paths[0].Notes = []string{"line 42: the simulator does not evaluate -m foo; taken as not matching"}
+	n2 := trace.NodePaths{Name: "node-2", Addresses: []netip.Addr{fxIP("192.168.0.12")}, ProxyMode: "unknown", RulesetFormat: "iptables",
+		Why: "no kube-proxy rule on this node matched any entry's packet: kube-proxy may not run here, may run in another mode, or may be replaced (e.g. by an eBPF dataplane)"}
+	for _, ep := range n1.Paths {
+		n2.Paths = append(n2.Paths, trace.EntryPath{Entry: ep.Entry, Verdict: trace.VerdictNone})
+	}
+	p.Nodes = []trace.NodePaths{*n1, n2}
 	return p
 }
 

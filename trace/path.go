@@ -96,6 +96,15 @@ type NodePaths struct {
 	// Paths is then empty.
 	Error string      `json:"error,omitempty"`
 	Paths []EntryPath `json:"paths"`
+	// Why, when set, says once for the node why none of its paths reaches
+	// a pod: the reason every path shares (kube-proxy's rules leave every
+	// entry alone); the paths' own Why is then empty.
+	Why string `json:"why,omitempty"`
+	// Notes are the assumptions two or more of the node's paths share
+	// (such as the unknown incoming interface), said once for the node
+	// and left out of those paths' Notes. A note every traced node shares
+	// is a Convention finding instead.
+	Notes []string `json:"notes,omitempty"`
 	// ChainInfo says what part each chain named in Paths plays (hook,
 	// service, endpoint, …) and its short name, as the node's engine
 	// classifies it.
@@ -146,7 +155,9 @@ type EntryPath struct {
 	// endpoints, source range, ...).
 	Why   string    `json:"why,omitempty"`
 	Rules []RuleRef `json:"rules"`
-	Notes []string  `json:"notes,omitempty"`
+	// Notes are the assumptions only this path of its node made; those
+	// several share are the node's Notes.
+	Notes []string `json:"notes,omitempty"`
 	// Affinity lists the session-affinity checks on the way: a new client
 	// has no entry; a returning one within the timeout is pinned to the
 	// endpoint named there.

@@ -26,11 +26,12 @@ func NewCleanupCommand(streams genericiooptions.IOStreams, flags *genericcliopti
 	cmd := &cobra.Command{
 		Use:   "cleanup [--debug-namespace NS] [--all]",
 		Short: "Delete node debug pods left behind by kubectl trace-svc",
-		Long: `Delete the node debug pods kubectl trace-svc left behind in the debug namespace:
-those that finished and those past their deadline. A debug pod still inside its
-deadline may belong to a trace running right now, perhaps someone else's: it is
-kept, and cleanup says who made it and when its deadline passes. --all deletes
-those too.`,
+		Long: `
+			Delete the node debug pods kubectl trace-svc left behind in the debug namespace:
+			those that finished and those past their deadline. A debug pod still inside its
+			deadline may belong to a trace running right now, perhaps someone else's: it is
+			kept, and cleanup says who made it and when its deadline passes. --all deletes
+			those too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := flags.ToRESTConfig()

@@ -306,3 +306,21 @@ func TestMissingKubeconfig(t *testing.T) {
 		}
 	}
 }
+
+// Help is normalised the kubectl way only when it is shown: building the
+// command tree (which every TAB press does) leaves Long and Example as
+// written, and --help prints them normalised.
+func TestHelpNormalisedWhenShown(t *testing.T) {
+	root := NewRootCommand(genericiooptions.NewTestIOStreamsDiscard())
+	if !strings.HasPrefix(root.Long, "\n") || !strings.HasPrefix(root.Example, "\n") {
+		t.Fatalf("the root command's help was normalised when the tree was built:\n%q", root.Long)
+	}
+	out, _, err := runCLI(t, "simulate", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "Follow the first packet of a new connection through a node's saved rules and print what the kernel would do:") ||
+		!strings.Contains(out, "Examples:\n  # A pod on another node connects to a ClusterIP\n  kubectl trace-svc simulate") {
+		t.Errorf("simulate --help is not normalised:\n%s", out)
+	}
+}

@@ -28,31 +28,32 @@ func NewCompletionCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "completion bash|zsh|fish|powershell",
 		Short: "Print a shell completion script",
-		Long: `Print a shell completion script. Completion covers subcommands, flags, Service
-names (from the namespace that -n or the kubeconfig context selects), namespaces,
-nodes, and the contexts, clusters and users of the kubeconfig.
+		Long: `
+			Print a shell completion script. Completion covers subcommands, flags, Service
+			names (from the namespace that -n or the kubeconfig context selects), namespaces,
+			nodes, and the contexts, clusters and users of the kubeconfig.
 
-"kubectl trace-svc <TAB>" (kubectl 1.26 or newer, with kubectl's own completion
-loaded) needs no script from this command: kubectl runs the executable
-kubectl_complete-trace_svc from PATH, which ships in every release archive next to
-the plugin. krew does not put it on PATH yet; link it yourself:
+			"kubectl trace-svc TAB" (kubectl 1.26 or newer, with kubectl's own completion
+			loaded) needs no script from this command: kubectl runs the executable
+			kubectl_complete-trace_svc from PATH, which ships in every release archive next to
+			the plugin. krew does not put it on PATH yet; link it yourself:
 
-  ln -s "$(ls -d "${KREW_ROOT:-$HOME/.krew}"/store/trace-svc/*/ | tail -n 1)kubectl_complete-trace_svc" \
-      "${KREW_ROOT:-$HOME/.krew}/bin/"
+			    ln -s "$(ls -d "${KREW_ROOT:-$HOME/.krew}"/store/trace-svc/*/ | tail -n 1)kubectl_complete-trace_svc" "${KREW_ROOT:-$HOME/.krew}/bin/"
 
-The scripts printed here complete the binary when it is run directly, as
-kubectl-trace_svc.`,
-		Example: `  # bash (needs the bash-completion package), current shell
-  source <(kubectl-trace_svc completion bash)
+			The scripts printed here complete the binary when it is run directly, as
+			kubectl-trace_svc.`,
+		Example: `
+			# bash (needs the bash-completion package), current shell
+			source <(kubectl-trace_svc completion bash)
 
-  # zsh, every new shell
-  kubectl-trace_svc completion zsh > "${fpath[1]}/_kubectl-trace_svc"
+			# zsh, every new shell
+			kubectl-trace_svc completion zsh > "${fpath[1]}/_kubectl-trace_svc"
 
-  # fish
-  kubectl-trace_svc completion fish | source
+			# fish
+			kubectl-trace_svc completion fish | source
 
-  # PowerShell
-  kubectl-trace_svc completion powershell | Out-String | Invoke-Expression`,
+			# PowerShell
+			kubectl-trace_svc completion powershell | Out-String | Invoke-Expression`,
 		ValidArgs:             completionShells,
 		Args:                  cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
 		DisableFlagsInUseLine: true,

@@ -5,6 +5,7 @@ package cli
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/kubectl/pkg/util/templates"
 )
 
 // NewRootCommand builds "kubectl trace-svc" and its subcommands.
@@ -20,21 +22,23 @@ func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubectl-trace_svc [NAME]",
 		Short: "Show where a request to a Kubernetes Service actually goes",
-		Long: `kubectl trace-svc answers "a request hits this Service: where does it actually go?"
-It reads kube-proxy's real dataplane rules and follows a packet through them: load
-balancer, node port, KUBE-SERVICES, firewall and external chains, the service chain
-with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects.`,
+		Long: `
+			kubectl trace-svc answers "a request hits this Service: where does it actually go?"
+			It reads kube-proxy's real dataplane rules and follows a packet through them: load
+			balancer, node port, KUBE-SERVICES, firewall and external chains, the service chain
+			with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects.`,
 		Annotations: map[string]string{
 			cobra.CommandDisplayNameAnnotation: "kubectl trace-svc",
 		},
-		Example: `  # Where do requests to the Service "web" in namespace "shop" go?
-  kubectl trace-svc web -n shop
+		Example: `
+			# Where do requests to the Service "web" in namespace "shop" go?
+			kubectl trace-svc web -n shop
 
-  # The same from saved node dumps, as a Graphviz diagram
-  kubectl trace-svc web -n shop --dump node-1=node-1.iptables --dump node-2=node-2.nft -o svg > web.svg
+			# The same from saved node dumps, as a Graphviz diagram
+			kubectl trace-svc web -n shop --dump node-1=node-1.iptables --dump node-2=node-2.nft -o svg > web.svg
 
-  # One packet through a saved dump, offline
-  kubectl trace-svc simulate --ruleset node-1.iptables --node-ip 192.168.0.2 --src 10.0.0.2 --dst 10.96.0.10 --dport 53 --proto udp`,
+			# One packet through a saved dump, offline
+			kubectl trace-svc simulate --ruleset node-1.iptables --node-ip 192.168.0.2 --src 10.0.0.2 --dst 10.96.0.10 --dport 53 --proto udp`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          oneServiceAtMost,
@@ -76,7 +80,37 @@ with each endpoint's probability, DNAT to the pod, masquerade, drops and rejects
 	root.ValidArgsFunction = completeServiceNames(configFlags)
 	// Last, so that flags of every subcommand above get completion too.
 	registerCompletions(root, configFlags)
+	normalizeHelpWhenShown(root)
 	return root
+}
+
+// normalizeHelpWhenShown gives every command kubectl's help layout: its
+// Long and Example, written as indented source text, go through
+// templates.Normalize (LongDesc: one line per paragraph; Examples: two
+// spaces in) — when help or usage is printed, not at every start.
+// LongDesc is a markdown pass (blackfriday) that costs about 3 ms of CPU
+// per start, and every TAB press in "kubectl trace-svc <TAB>" starts the
+// binary.
+func normalizeHelpWhenShown(root *cobra.Command) {
+	var mu sync.Mutex
+	done := map[*cobra.Command]bool{}
+	normalize := func(c *cobra.Command) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done[c] {
+			done[c] = true
+			templates.Normalize(c)
+		}
+	}
+	help, usage := root.HelpFunc(), root.UsageFunc()
+	root.SetHelpFunc(func(c *cobra.Command, args []string) {
+		normalize(c)
+		help(c, args)
+	})
+	root.SetUsageFunc(func(c *cobra.Command) error {
+		normalize(c)
+		return usage(c)
+	})
 }
 
 // oneServiceAtMost replaces cobra's "accepts at most 1 arg(s)" with a

@@ -32,8 +32,10 @@ var scenarios = []struct {
 }{
 	{"loadbalancer", "loadbalancer", "svc1", "ns1", "node-a",
 		[]string{"TestLoadBalancer/iptables-nft.save"}, []string{"TestLoadBalancer/ruleset.nft"}, nil, ""},
-	{"loadbalancer-blocked", "loadbalancer", "svc1", "ns1", "node-a",
-		[]string{"TestLoadBalancer/iptables-nft.save"}, []string{"TestLoadBalancer/ruleset.nft"}, []string{"--source-ip", "203.0.113.130"}, ""},
+	// The default client is an arbitrary internet client, outside the
+	// source ranges; this one is inside them.
+	{"loadbalancer-allowed", "loadbalancer", "svc1", "ns1", "node-a",
+		[]string{"TestLoadBalancer/iptables-nft.save"}, []string{"TestLoadBalancer/ruleset.nft"}, []string{"--source-ip", "203.0.113.7"}, ""},
 	{"local-policy", "local-policy", "svc1", "ns1", "test-node",
 		[]string{"TestExternalTrafficPolicyLocal/iptables-nft.save"}, []string{"TestExternalTrafficPolicyLocal/ruleset.nft"}, nil, "calico-bgp"},
 	{"multi-port", "multi-port", "svc2", "ns2", "test-node",

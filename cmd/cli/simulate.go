@@ -54,28 +54,27 @@ func NewSimulateCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "simulate --ruleset FILE --node-ip IP[,IP...] --src IP --dst IP --dport N [--proto tcp|udp|sctp]",
 		Short: "Follow one packet through a node's saved iptables or nftables rules, offline",
-		Long: `Follow the first packet of a new connection through a node's saved rules and print
-what the kernel would do: the verdict (DNAT, DROP, REJECT, ACCEPT, or NONE when
-kube-proxy's rules leave it alone), every endpoint it can reach with its probability,
-whether it is masqueraded, and the rules that matched, in order.
+		Long: `
+			Follow the first packet of a new connection through a node's saved rules and print
+			what the kernel would do: the verdict (DNAT, DROP, REJECT, ACCEPT, or NONE when
+			kube-proxy's rules leave it alone), every endpoint it can reach with its probability,
+			whether it is masqueraded, and the rules that matched, in order.
 
-The ruleset is iptables-save or ip6tables-save output (legacy or nf_tables, with or
-without -c counters) for kube-proxy's iptables mode, or nft list ruleset output (text,
-or JSON from nft -j) for its nftables mode; the format is detected from the content
-(--format overrides). A packet whose source is one of --node-ip is treated as sent by
-the node itself; any other packet as arriving from the network. 127.0.0.1 and ::1 are
-always local.`,
-		Example: `  # A pod on another node connects to a ClusterIP
-  kubectl trace-svc simulate --ruleset node1.iptables --node-ip 192.168.0.2 \
-      --src 10.0.1.5 --dst 172.30.0.41 --dport 80
+			The ruleset is iptables-save or ip6tables-save output (legacy or nf_tables, with or
+			without -c counters) for kube-proxy's iptables mode, or nft list ruleset output (text,
+			or JSON from nft -j) for its nftables mode; the format is detected from the content
+			(--format overrides). A packet whose source is one of --node-ip is treated as sent by
+			the node itself; any other packet as arriving from the network. 127.0.0.1 and ::1 are
+			always local.`,
+		Example: `
+			# A pod on another node connects to a ClusterIP
+			kubectl trace-svc simulate --ruleset node1.iptables --node-ip 192.168.0.2 --src 10.0.1.5 --dst 172.30.0.41 --dport 80
 
-  # The same on a node in nftables mode (nft list ruleset > node1.nft)
-  kubectl trace-svc simulate --ruleset node1.nft --node-ip 192.168.0.2 \
-      --src 10.0.1.5 --dst 172.30.0.41 --dport 80
+			# The same on a node in nftables mode (nft list ruleset > node1.nft)
+			kubectl trace-svc simulate --ruleset node1.nft --node-ip 192.168.0.2 --src 10.0.1.5 --dst 172.30.0.41 --dport 80
 
-  # A client outside the cluster hits a node port, as JSON
-  kubectl trace-svc simulate --ruleset node1.iptables --node-ip 192.168.0.2 \
-      --src 203.0.113.9 --dst 192.168.0.2 --dport 30080 -o json`,
+			# A client outside the cluster hits a node port, as JSON
+			kubectl trace-svc simulate --ruleset node1.iptables --node-ip 192.168.0.2 --src 203.0.113.9 --dst 192.168.0.2 --dport 30080 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.Complete(); err != nil {

@@ -92,7 +92,7 @@ func addTraceFlags(cmd *cobra.Command, o *TraceOptions) {
 	f.StringArrayVar(&o.Dumps, "dump", o.Dumps, "use a saved dump for a node instead of collecting it: NODE=FILE (iptables-save, ip6tables-save or nft list ruleset output, or one of the node's route sections or connection tables as --save-dumps writes them, e.g. NODE.ip-route, NODE.conntrack-proc); repeat for more nodes, families and sections")
 	f.StringArrayVar(&o.Nodes, "node", o.Nodes, "trace through this node (repeatable); default: the nodes that matter for the path, at most 10")
 	f.BoolVar(&o.AllNodes, "all-nodes", o.AllNodes, "trace through every node, not at most 10")
-	f.StringVar(&o.SourceIP, "source-ip", o.SourceIP, "address of the external client for LoadBalancer, external IP and NodePort entries (default 203.0.113.10)")
+	f.StringVar(&o.SourceIP, "source-ip", o.SourceIP, "address of the external client for LoadBalancer, external IP and NodePort entries (default: an arbitrary internet client, from 192.0.2.0/24, 198.51.100.0/24 or 203.0.113.0/24, outside every address and source range of the Service)")
 	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: "+strings.Join(traceOutputs, ", "))
 	f.BoolVar(&o.Wide, "wide", o.Wide, "print full chain names in the tree")
 	f.StringVar(&o.Color, "color", o.Color, "colour the tree: "+strings.Join(render.ColorModes, ", ")+" (auto honours NO_COLOR)")

@@ -103,9 +103,22 @@ const lbDump = "node-a=../../testdata/iptables/kube-proxy/v1.37.2/TestLoadBalanc
 
 // TestTraceFromDumps: the trace command against an API (fake clientset) and
 // a node's real kube-proxy rules gives kube-proxy's answers for every entry.
+// The client is inside the Service's source ranges, as in kube-proxy's
+// flows; the default one, an arbitrary internet client, is kept out of the
+// load balancer.
 func TestTraceFromDumps(t *testing.T) {
-	for _, dump := range []string{lbDump, "node-a=../../testdata/nftables/kube-proxy/v1.37.2/TestLoadBalancer/ruleset.nft"} {
-		out, stderr, err := runTrace(t, "svc1", "--dump", dump, "-o", "json")
+	for _, tc := range []struct{ dump, source, lb string }{
+		{lbDump, "203.0.113.10", "DNAT 10.180.0.1 web-0"},
+		{"node-a=../../testdata/nftables/kube-proxy/v1.37.2/TestLoadBalancer/ruleset.nft", "203.0.113.10", "DNAT 10.180.0.1 web-0"},
+		{lbDump, "", "DROP "},
+		{"node-a=../../testdata/nftables/kube-proxy/v1.37.2/TestLoadBalancer/ruleset.nft", "", "DROP "},
+	} {
+		dump := tc.dump
+		args := []string{"svc1", "--dump", dump, "-o", "json"}
+		if tc.source != "" {
+			args = append(args, "--source-ip", tc.source)
+		}
+		out, stderr, err := runTrace(t, args...)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, stderr)
 		}
@@ -142,13 +155,13 @@ func TestTraceFromDumps(t *testing.T) {
 			got[path.Entry.Kind+" "+path.Entry.Address] = path.Verdict + " " + ep
 		}
 		want := map[string]string{
-			"LoadBalancer 1.2.3.4":  "DNAT 10.180.0.1 web-0",
+			"LoadBalancer 1.2.3.4":  tc.lb,
 			"NodePort 192.168.0.2":  "DNAT 10.180.0.1 web-0",
 			"ClusterIP 172.30.0.41": "DNAT 10.180.0.1 web-0",
 		}
 		for k, v := range want {
 			if got[k] != v {
-				t.Errorf("%s: %s = %q, want %q (all: %v)", dump, k, got[k], v, got)
+				t.Errorf("%s from %q: %s = %q, want %q (all: %v)", dump, tc.source, k, got[k], v, got)
 			}
 		}
 	}
@@ -221,7 +234,7 @@ func TestTraceLiveCollection(t *testing.T) {
 	}
 	t.Cleanup(func() { collectLiveHook = nil })
 	saved := t.TempDir()
-	out, _, err := runTrace(t, "svc1", "--dump", lbDump, "--node", "node-b", "-o", "json", "--save-dumps", saved)
+	out, _, err := runTrace(t, "svc1", "--dump", lbDump, "--node", "node-b", "-o", "json", "--save-dumps", saved, "--source-ip", "203.0.113.10")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +415,9 @@ func TestTraceKubeProxyCollector(t *testing.T) {
 
 func TestTraceCompareNodes(t *testing.T) {
 	other := "node-b=../../testdata/iptables/kube-proxy/v1.37.2/TestNoEndpointsReject/iptables-nft.save"
-	out, _, err := runTrace(t, "svc1", "--dump", lbDump, "--dump", other, "--compare-nodes")
+	// (a client inside the source ranges: the load balancer's entries too
+	// show the drift)
+	out, _, err := runTrace(t, "svc1", "--dump", lbDump, "--dump", other, "--compare-nodes", "--source-ip", "203.0.113.10")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,9 +58,10 @@ func NewVersionCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "version [-o json]",
 		Short: "Print the plugin's version",
-		Long: `Print the plugin's version, the commit and date it was built from, the Go version
-and the platform. -o json prints the same as an object with the keys version,
-commit, date, goVersion and platform.`,
+		Long: `
+			Print the plugin's version, the commit and date it was built from, the Go version
+			and the platform. -o json prints the same as an object with the keys version,
+			commit, date, goVersion and platform.`,
 		Args:                  cobra.NoArgs,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {

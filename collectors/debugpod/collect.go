@@ -131,7 +131,7 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 	if _, err := c.CoreV1().Pods(opts.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("node %q: %w", node, explainCreateError(err, opts.Namespace))
 	}
-	if err := waitRunning(ctx, c, pod, opts); err != nil {
+	if err := waitRunning(ctx, c, pod, opts, progress); err != nil {
 		return nil, fmt.Errorf("node %q: debug pod %q: %w", node, ref, err)
 	}
 
@@ -171,14 +171,20 @@ func deletePod(ctx context.Context, c kubernetes.Interface, ns, name string) (fo
 func ptrTo[T any](v T) *T { return &v }
 
 // waitRunning polls the pod until it runs, fails, or StartTimeout passes;
-// the error names the cause the pod's status shows.
-func waitRunning(ctx context.Context, c kubernetes.Interface, pod *corev1.Pod, opts Options) error {
+// the error names the cause the pod's status shows. Once the pod takes
+// longer than opts.slowAfter, progress gets a line that says what it is
+// waiting for (the pod's phase and its last event), again every
+// opts.slowEvery or when that changes.
+func waitRunning(ctx context.Context, c kubernetes.Interface, pod *corev1.Pod, opts Options, progress func(string)) error {
 	parent := ctx
 	ctx, cancel := context.WithTimeoutCause(ctx, opts.StartTimeout, ErrStartTimeout)
 	defer cancel()
 	ticker := time.NewTicker(opts.PollInterval)
 	defer ticker.Stop()
 	var cause error
+	start := opts.now()
+	var said time.Time
+	var saidWhat string
 	for {
 		p, err := c.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
 		switch {
@@ -192,6 +198,13 @@ func waitRunning(ctx context.Context, c kubernetes.Interface, pod *corev1.Pod, o
 			}
 			if why != nil {
 				cause = why
+			}
+			if now := opts.now(); now.Sub(start) >= opts.slowAfter {
+				what := waitingFor(ctx, c, p)
+				if said.IsZero() || now.Sub(said) >= opts.slowEvery || what != saidWhat {
+					progress(fmt.Sprintf("node %s: waiting for debug pod %s/%s: %s", pod.Spec.NodeName, pod.Namespace, pod.Name, what))
+					said, saidWhat = now, what
+				}
 			}
 		case apierrors.IsNotFound(err):
 			return fmt.Errorf("%w: it was deleted before it ran (evicted, or removed by someone else)", ErrPodFailed)
@@ -261,6 +274,61 @@ func podState(p *corev1.Pod, image string) (running bool, fatal, why error) {
 		}
 	}
 	return false, nil, why
+}
+
+// waitingFor says what a pod that does not run yet waits for: its phase,
+// what its status says (not scheduled, a container waiting and why), and
+// the last event about it (pulling the image, a sandbox being made, …).
+func waitingFor(ctx context.Context, c kubernetes.Interface, p *corev1.Pod) string {
+	phase := string(p.Status.Phase)
+	if phase == "" {
+		phase = "no status yet (the kubelet has not taken it up)"
+	}
+	parts := []string{phase}
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse {
+			parts = append(parts, "not scheduled: "+excerpt.Clip(strings.TrimSpace(cond.Reason+" "+cond.Message)))
+		}
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if w := cs.State.Waiting; w != nil && w.Reason != "" {
+			parts = append(parts, "container "+cs.Name+" "+excerpt.Clip(w.Reason))
+		}
+	}
+	s := strings.Join(parts, ", ")
+	if e := lastEvent(ctx, c, p); e != nil {
+		s += "; last event: " + excerpt.Clip(e.Reason+": "+e.Message)
+	}
+	return s
+}
+
+// lastEvent is the newest event about the pod, of any type, or nil (none,
+// or events may not be listed).
+func lastEvent(ctx context.Context, c kubernetes.Interface, p *corev1.Pod) *corev1.Event {
+	evs, err := c.CoreV1().Events(p.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name})
+	if err != nil {
+		return nil
+	}
+	when := func(e *corev1.Event) time.Time {
+		switch {
+		case !e.EventTime.IsZero():
+			return e.EventTime.Time
+		case !e.LastTimestamp.IsZero():
+			return e.LastTimestamp.Time
+		}
+		return e.CreationTimestamp.Time
+	}
+	var latest *corev1.Event
+	for i := range evs.Items {
+		e := &evs.Items[i]
+		if e.InvolvedObject.Name != p.Name {
+			continue
+		}
+		if latest == nil || !when(e).Before(when(latest)) {
+			latest = e
+		}
+	}
+	return latest
 }
 
 // eventCause finds the latest warning event about the pod, for a timeout

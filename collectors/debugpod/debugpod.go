@@ -105,7 +105,19 @@ type Options struct {
 	PollInterval time.Duration
 
 	skipDryRun bool
+	// slowAfter is how long a pod may take to run before a progress line
+	// says what it is waiting for, repeated every slowEvery (or sooner
+	// when what it waits for changes), by the clock now (nil: time.Now).
+	now                  func() time.Time
+	slowAfter, slowEvery time.Duration
 }
+
+// Defaults of the progress lines about a slow debug pod: an image pull or
+// a busy kubelet takes seconds; a healthy start is well under them.
+const (
+	defaultSlowAfter = 3 * time.Second
+	defaultSlowEvery = 5 * time.Second
+)
 
 // NewOptions returns Options with every default set.
 func NewOptions() Options {
@@ -137,6 +149,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxOutput <= 0 {
 		o.MaxOutput = nodedump.DefaultMaxOutput
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	if o.slowAfter <= 0 {
+		o.slowAfter = defaultSlowAfter
+	}
+	if o.slowEvery <= 0 {
+		o.slowEvery = defaultSlowEvery
 	}
 	return o
 }

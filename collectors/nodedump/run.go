@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -143,10 +144,17 @@ func PanicError(node string, r any) error {
 
 // CollectNodes runs collect for every node, at most parallel at once
 // (DefaultParallel when 0), and returns the results in the order of nodes.
-// progress (may be nil) is serialised across the goroutines; a panic in one
-// node's collect is that node's error (its collector cleans up in its own
-// defers); a node not started before ctx ends gets ctx's error.
+// progress (may be nil) is serialised across the goroutines, and each line
+// starts with the time since its node's collection began ("[  4.2s] node
+// n1: ..."); a panic in one node's collect is that node's error (its
+// collector cleans up in its own defers); a node not started before ctx
+// ends gets ctx's error.
 func CollectNodes(ctx context.Context, nodes []string, parallel int, progress func(string), collect func(ctx context.Context, node string, progress func(string)) (*Result, error)) []NodeResult {
+	return collectNodes(ctx, nodes, parallel, progress, time.Now, collect)
+}
+
+// collectNodes is CollectNodes with the clock progress lines are timed by.
+func collectNodes(ctx context.Context, nodes []string, parallel int, progress func(string), now func() time.Time, collect func(ctx context.Context, node string, progress func(string)) (*Result, error)) []NodeResult {
 	if parallel <= 0 {
 		parallel = DefaultParallel
 	}
@@ -176,10 +184,18 @@ func CollectNodes(ctx context.Context, nodes []string, parallel int, progress fu
 					out[i].Result, out[i].Err = nil, PanicError(node, r)
 				}
 			}()
-			out[i].Result, out[i].Err = collect(ctx, node, safeProgress)
+			start := now()
+			timed := func(s string) { safeProgress(fmt.Sprintf("[%s] %s", elapsed(now().Sub(start)), s)) }
+			out[i].Result, out[i].Err = collect(ctx, node, timed)
 			return nil
 		})
 	}
 	_ = g.Wait() // every node's error is in its result
 	return out
+}
+
+// elapsed formats a node's time so far for progress lines, in a column
+// of the same width up to 999.9 s: "  0.4s", " 12.0s".
+func elapsed(d time.Duration) string {
+	return fmt.Sprintf("%5.1fs", max(d, 0).Seconds())
 }

@@ -21,12 +21,6 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
 )
 
-// DefaultClient is the external client simulated for LoadBalancer, external
-// IP and NodePort entries when none is given: an address from TEST-NET-3
-// (RFC 5737), which no loadBalancerSourceRanges of a real cluster should
-// allow by accident.
-var DefaultClient = netip.MustParseAddr("203.0.113.10")
-
 // What an entry's client stands for (trace.Entry.From).
 const (
 	FromExternal = "external client"
@@ -46,8 +40,9 @@ type Input struct {
 	// their addresses and pod CIDRs name the node a route leads to. The
 	// traced Nodes' objects are used when it is empty.
 	AllNodes []*corev1.Node
-	// Client is the external client's address (DefaultClient if invalid);
-	// ClientV6 the same for IPv6 entries.
+	// Client is the external client's address (DefaultClients if
+	// invalid); ClientV6 the same for IPv6 entries. An IPv6 Client with no
+	// ClientV6 is taken as ClientV6.
 	Client, ClientV6 netip.Addr
 	// Kinds, when set, keeps only these entry kinds (LoadBalancer,
 	// ExternalIP, NodePort, ClusterIP): one concrete request.
@@ -99,11 +94,23 @@ func Build(in Input) (*trace.Path, error) {
 	if in.Service == nil {
 		return nil, fmt.Errorf("no Service to trace")
 	}
-	if !in.Client.IsValid() {
-		in.Client = DefaultClient
+	all := in.AllNodes
+	if len(all) == 0 {
+		for _, n := range in.Nodes {
+			all = append(all, n.Node)
+		}
 	}
-	if !in.ClientV6.IsValid() {
-		in.ClientV6 = netip.MustParseAddr("2001:db8:ffff::10")
+	if in.Client.Is6() && !in.ClientV6.IsValid() {
+		in.Client, in.ClientV6 = netip.Addr{}, in.Client
+	}
+	if !in.Client.IsValid() || !in.ClientV6.IsValid() {
+		v4, v6 := DefaultClients(in.Service, all)
+		if !in.Client.IsValid() {
+			in.Client = v4
+		}
+		if !in.ClientV6.IsValid() {
+			in.ClientV6 = v6
+		}
 	}
 	p := &trace.Path{SchemaVersion: trace.PathSchemaVersion, Service: serviceInfo(in.Service), Nodes: []trace.NodePaths{}, Findings: []trace.Finding{}}
 	p.Endpoints = apiEndpoints(in.Slices, in.Pods)
@@ -128,12 +135,6 @@ func Build(in Input) (*trace.Path, error) {
 			p.NodeZones[n.Node.Name] = z
 		}
 	}
-	all := in.AllNodes
-	if len(all) == 0 {
-		for _, n := range in.Nodes {
-			all = append(all, n.Node)
-		}
-	}
 	idx := newNodeIndex(all)
 	for _, n := range in.Nodes {
 		p.Nodes = append(p.Nodes, buildNode(p, in, n, idx))
@@ -143,47 +144,8 @@ func Build(in Input) (*trace.Path, error) {
 	p.Findings = append(p.Findings, balanceFindings(p)...)
 	p.Findings = append(p.Findings, modeFindings(p)...)
 	p.Findings = append(p.Findings, securityFindings(p, in)...)
-	p.Findings = append(p.Findings, hoistConventions(p)...)
+	p.Findings = append(p.Findings, sayOnce(p)...)
 	return p, nil
-}
-
-// hoistConventions moves notes that every path carries (the conventions the
-// engine used, such as the unknown incoming interface) out of the paths into
-// one info finding each, so they are said once.
-func hoistConventions(p *trace.Path) []trace.Finding {
-	count, total := map[string]int{}, 0
-	for _, n := range p.Nodes {
-		for _, ep := range n.Paths {
-			total++
-			for _, note := range ep.Notes {
-				count[note]++
-			}
-		}
-	}
-	var common []string
-	for note, c := range count {
-		if c == total && total > 1 {
-			common = append(common, note)
-		}
-	}
-	sort.Strings(common)
-	if len(common) == 0 {
-		return nil
-	}
-	for i := range p.Nodes {
-		for j := range p.Nodes[i].Paths {
-			ep := &p.Nodes[i].Paths[j]
-			ep.Notes = slices.DeleteFunc(ep.Notes, func(n string) bool { return slices.Contains(common, n) })
-			if len(ep.Notes) == 0 {
-				ep.Notes = nil
-			}
-		}
-	}
-	var out []trace.Finding
-	for _, note := range common {
-		out = append(out, trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeConvention, Message: "every path above: " + note})
-	}
-	return out
 }
 
 func serviceInfo(svc *corev1.Service) trace.ServiceInfo {
@@ -603,12 +565,7 @@ func family(a netip.Addr) string {
 // entryPath turns the engine's simulation into the Path's view, joined with
 // the API's endpoints.
 func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trace.Simulation) trace.EntryPath {
-	ep := trace.EntryPath{Entry: e, Verdict: sim.Verdict, Masquerade: sim.Masquerade, Chains: []string{}, Endpoints: []trace.PathEndpoint{}, Rules: sim.Rules, Notes: sim.Notes, Affinity: sim.Affinity}
-	for _, r := range sim.Rules {
-		if !slices.Contains(ep.Chains, r.Chain) {
-			ep.Chains = append(ep.Chains, r.Chain)
-		}
-	}
+	ep := trace.EntryPath{Entry: e, Verdict: sim.Verdict, Masquerade: sim.Masquerade, Chains: walkOrder(sim), Endpoints: []trace.PathEndpoint{}, Rules: sim.Rules, Notes: sim.Notes, Affinity: sim.Affinity}
 	for _, o := range sim.Outcomes {
 		if o.Verdict == trace.VerdictDrop || o.Verdict == trace.VerdictReject {
 			ep.DecidedBy = o.DecidedBy
@@ -769,7 +726,7 @@ func why(p *trace.Path, e trace.Entry, node string, ep trace.EntryPath) string {
 		}
 		return "dropped by " + ruleName(ep.DecidedBy)
 	}
-	return "no kube-proxy rule on this node matched the packet: kube-proxy may not run here, may run in another mode, or may be replaced (e.g. by an eBPF dataplane)"
+	return noRuleMatched
 }
 
 func ruleName(r *trace.RuleRef) string {

@@ -141,7 +141,9 @@ func endpointsOf(p trace.EntryPath) []string {
 func TestBuildAgainstRealRules(t *testing.T) {
 	for _, dump := range []string{iptablesLB, nftLB} {
 		t.Run(dump, func(t *testing.T) {
-			in := Input{Service: lbService(), Slices: slice("10.180.0.1"),
+			// A client inside the source ranges, as in kube-proxy's flows
+			// (the default client is outside them).
+			in := Input{Service: lbService(), Slices: slice("10.180.0.1"), Client: netip.MustParseAddr("203.0.113.10"),
 				Nodes: []Node{{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Dataplane: load(t, dump), ProxyMode: "iptables"}}}
 			p, err := Build(in)
 			if err != nil {
