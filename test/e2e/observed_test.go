@@ -207,7 +207,7 @@ func TestObserved(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 		c.run("ip", "netns", "del", dnsNS) // the suite's name for the pod's network namespace
-		time.Sleep(time.Second) // the stream sends on, to the gone pod's address
+		time.Sleep(time.Second)            // the stream sends on, to the gone pod's address
 		staleFilter := []string{"-p", "udp", "--orig-dst", node1IP, "--orig-port-dst", fmt.Sprint(dnsNP), "--reply-src", dnsPodIP}
 		if n := kernelConntrack(t, n1, staleFilter...); n != 1 {
 			t.Fatalf("conntrack on node1: %d entries to the gone pod %s, want the stream's 1", n, dnsPodIP)
