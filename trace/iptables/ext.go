@@ -64,6 +64,11 @@ type IPVSDecision struct {
 	// probabilities adding up to 1; empty when none takes new connections
 	// (the node's stack then answers the connection: REJECT).
 	Choices []IPVSChoice
+	// Notes say what the choices depend on (the scheduler, persistence).
+	Notes []string
+	// Affinity is the virtual server's persistence, shown as session
+	// affinity; nil when it has none.
+	Affinity *trace.AffinityRule
 }
 
 // IPVSChoice is one real server and its share of new connections.
@@ -298,6 +303,12 @@ func (w *walker) walkIPVS(start *state) ([]*state, error) {
 		}
 		ref := d.Ref
 		s.Record(ref)
+		for _, n := range d.Notes {
+			w.Note("%s", n)
+		}
+		if d.Affinity != nil {
+			w.AddAffinity(*d.Affinity)
+		}
 		if len(d.Choices) == 0 {
 			s.Verdict, s.DecidedBy = trace.VerdictReject, &ref
 			w.done = append(w.done, s)

@@ -115,7 +115,9 @@ func Load(inputs ...Input) (*Dataplane, error) {
 			d.warnings = append(d.warnings, w)
 		}
 	}
-	d.engines = assemble(parsed)
+	var aw []trace.Warning
+	d.engines, aw = assemble(parsed)
+	d.warnings = append(d.warnings, aw...)
 	if len(sections) > 0 {
 		d.loadRoutes(sections)
 	}
