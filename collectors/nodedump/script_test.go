@@ -150,7 +150,7 @@ func TestParseOutput(t *testing.T) {
 			name:   "ipvs mode",
 			stdout: sec(DumpIPTablesNFT, hintNFT+smallKubeProxy, 0) + sec("proxyMode", "ipvs", 0) + done,
 			want: parsed{Dumps: []string{"iptables-nft-save/ipv4/0"}, Backend: BackendIPTablesNFT, Chosen: []string{DumpIPTablesNFT}, ProxyMode: "ipvs", Warnings: []string{
-				"IPVSMode: kube-proxy runs in IPVS mode",
+				"IPVSIncomplete: kube-proxy reports IPVS mode but the node gave no IPVS table",
 			}},
 		},
 	}
