@@ -1,20 +1,30 @@
-package ruleset
+// Package ipvsreplay checks the plugin's IPVS engine against a recording
+// of real traffic through a node in kube-proxy's IPVS mode (test/e2e
+// TestIPVS writes one: traffic.json, the node's dumps, objects.json;
+// testdata/ipvs/real is one). It is shared by the offline test of the
+// committed recording and by TestIPVS itself, which checks a fresh
+// recording the same way right after taking it.
+package ipvsreplay
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"testing"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
 )
 
 // realTraffic is testdata/ipvs/real/traffic.json: what real packets did on
 // a node with real kube-proxy in IPVS mode (TestIPVS, test/e2e).
 type realTraffic struct {
+	Node   string `json:"node"`
 	NodeIP string `json:"nodeIP"`
 	Pods   []struct {
 		Name string `json:"name"`
@@ -49,61 +59,93 @@ type realCase struct {
 	} `json:"attempts"`
 }
 
-// TestIPVSRealTraffic replays the recorded real IPVS node: its saved
-// dumps (/proc/net/ip_vs — what kube-proxy's image can print — ipset save,
-// iptables-legacy-save) are loaded as the plugin loads them, and for every
-// case of traffic.json the simulator must say what the real packets did:
-// connected → DNAT to a set of endpoints that holds every pod that
-// answered and every real server IPVS scheduled, masqueraded exactly when
-// the pod saw the node's address; refused → REJECT (or, with no virtual
-// server, local delivery where nothing listens); timeout → DROP, or DNAT
-// unmasqueraded to a pod on another node (its reply bypasses the node and
-// the client never sees it).
-func TestIPVSRealTraffic(t *testing.T) {
-	dir := "../../testdata/ipvs/real"
+// FileSets are the combinations of a node's saved files a replay loads:
+// what the debug pod collects from kube-proxy's image (/proc/net/ip_vs, no
+// ipvsadm) and what an image with ipvsadm gives (-Sn, and -Ln).
+var FileSets = [][]string{
+	{"iptables-legacy-save", "ip6tables-legacy-save", "proc-net-ip_vs", "ipset-save"},
+	{"ipvsadm-Sn", "ipset-save", "iptables-legacy-save"},
+	{"ipvsadm-Ln", "ipset-save", "iptables-legacy-save"},
+}
+
+// memSource is a saved file in memory (the recording's files are small;
+// the e2e module need not pull in the collectors' dependencies).
+type memSource []byte
+
+func (m memSource) Head() ([]byte, error) { return m[:min(len(m), 64<<10)], nil }
+func (m memSource) Reader() io.Reader     { return bytes.NewReader(m) }
+func (m memSource) ReaderAt() (io.ReaderAt, int64, bool) {
+	return bytes.NewReader(m), int64(len(m)), true
+}
+
+// Result is one replay: how many cases agree, and why the others do not.
+type Result struct {
+	Files    []string
+	Agree    int
+	Total    int
+	Problems []string
+}
+
+// Replay loads dir's node files of each FileSets entry through
+// ruleset.Load and checks every case of dir/traffic.json against what the
+// simulator predicts: connected → DNAT to a set of endpoints that holds
+// every pod that answered and every real server IPVS scheduled,
+// masqueraded exactly when the pod saw the node's address; refused →
+// REJECT (or, with no virtual server, local delivery where nothing
+// listens); timeout → DROP, or DNAT unmasqueraded to a pod on another node
+// (its reply bypasses the node and the client never sees it).
+func Replay(dir string) ([]Result, error) { return replay(dir, FileSets) }
+
+func replay(dir string, fileSets [][]string) ([]Result, error) {
 	var tr realTraffic
 	data, err := os.ReadFile(filepath.Join(dir, "traffic.json"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := json.Unmarshal(data, &tr); err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("traffic.json: %w", err)
 	}
-	for _, files := range [][]string{
-		{"node1.iptables-legacy-save", "node1.ip6tables-legacy-save", "node1.proc-net-ip_vs", "node1.ipset-save"},
-		{"node1.ipvsadm-Sn", "node1.ipset-save", "node1.iptables-legacy-save"},
-		{"node1.ipvsadm-Ln", "node1.ipset-save", "node1.iptables-legacy-save"},
-	} {
-		t.Run(files[0]+"+"+files[1], func(t *testing.T) {
-			var paths []string
-			for _, f := range files {
-				paths = append(paths, filepath.Join(dir, f))
+	var out []Result
+	for _, set := range fileSets {
+		var inputs []ruleset.Input
+		var names []string
+		for _, f := range set {
+			path := filepath.Join(dir, tr.Node+"."+f)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return nil, err
 			}
-			dp := load(t, paths...)
-			if dp.ProxyMode() != trace.ModeIPVS {
-				t.Fatalf("mode %q, want ipvs", dp.ProxyMode())
+			inputs = append(inputs, ruleset.Input{Name: filepath.Base(path), Source: memSource(data)})
+			names = append(names, tr.Node+"."+f)
+		}
+		dp, err := ruleset.Load(inputs...)
+		if err != nil {
+			return nil, err
+		}
+		r := Result{Files: names, Total: len(tr.Cases)}
+		if dp.ProxyMode() != trace.ModeIPVS {
+			return nil, fmt.Errorf("%v: mode %q, want ipvs", names, dp.ProxyMode())
+		}
+		for _, c := range tr.Cases {
+			if why := checkRealCase(dp, tr, c); why != "" {
+				r.Problems = append(r.Problems, c.Name+": "+why)
+				continue
 			}
-			agree := 0
-			for _, c := range tr.Cases {
-				if why := checkRealCase(t, dp, tr, c); why != "" {
-					t.Errorf("%s: %s", c.Name, why)
-					continue
-				}
-				agree++
-			}
-			t.Logf("%d/%d real traffic cases agree", agree, len(tr.Cases))
-		})
+			r.Agree++
+		}
+		out = append(out, r)
 	}
+	return out, nil
 }
 
-func checkRealCase(t *testing.T, dp *Dataplane, tr realTraffic, c realCase) string {
+func checkRealCase(dp *ruleset.Dataplane, tr realTraffic, c realCase) string {
 	local := []netip.Addr{netip.MustParseAddr(tr.NodeIP), netip.MustParseAddr("10.0.2.15")}
 	src := netip.MustParseAddr("127.0.0.1")
 	if c.Client.IP != "" {
 		src = netip.MustParseAddr(c.Client.IP)
 	}
 	dst := netip.MustParseAddr(c.Dst.IP)
-	sim, err := dp.Simulate(trace.Packet{Source: src, Destination: dst, DestinationPort: c.Dst.Port, Protocol: strings.ToLower(c.Dst.Proto)}, Options{LocalAddrs: local})
+	sim, err := dp.Simulate(trace.Packet{Source: src, Destination: dst, DestinationPort: c.Dst.Port, Protocol: strings.ToLower(c.Dst.Proto)}, ruleset.Options{LocalAddrs: local})
 	if err != nil {
 		return err.Error()
 	}
