@@ -67,6 +67,10 @@ const (
 	CodeVirtualServerMissing  Code = "VirtualServerMissing"
 	CodeRealServerNotEndpoint Code = "RealServerNotEndpoint"
 	CodeRealServerMissing     Code = "RealServerMissing"
+	// CodeIPSetEntryMissing: IPVS mode: a Service port's cluster IP is
+	// not in KUBE-CLUSTER-IP, so kube-proxy's rules neither accept nor
+	// masquerade its traffic as a Service's.
+	CodeIPSetEntryMissing Code = "IPSetEntryMissing"
 )
 
 // Findings about the last leg: the node's route to an endpoint after DNAT,

@@ -80,6 +80,10 @@ const (
 	// ObjectFirewall enforces loadBalancerSourceRanges: KUBE-FW-*,
 	// firewall-*.
 	ObjectFirewall ObjectKind = "firewall"
+	// ObjectIPSetEntry is the Service port's cluster IP entry in the ipset
+	// kube-proxy's IPVS mode accepts and masquerades by (KUBE-CLUSTER-IP,
+	// KUBE-6-CLUSTER-IP for IPv6); only the IPVS engine knows it.
+	ObjectIPSetEntry ObjectKind = "ipset-entry"
 )
 
 // Check is an engine's answer about one object.

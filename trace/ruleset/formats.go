@@ -198,6 +198,14 @@ func assemble(sources []parsedSource) ([]Engine, []trace.Warning) {
 	}
 	if ipv != nil {
 		ipv.ipt, ipv.sets = ipt, sets
+		if sets == nil && ipt != nil {
+			warnings = append(warnings, trace.Warning{Code: trace.CodeIPVSIncomplete,
+				Message: "the node's IPVS table was given without its ipsets (ipset save): kube-proxy's -m set rules are taken not to match, so what they accept, masquerade and drop is not traced"})
+		}
+		if ipt == nil {
+			warnings = append(warnings, trace.Warning{Code: trace.CodeIPVSIncomplete,
+				Message: "the node's IPVS table was given without its iptables dump: only the virtual servers are consulted, not kube-proxy's filter and masquerade rules around them"})
+		}
 		if ipt != nil {
 			// The iptables engine serves inside the IPVS engine only.
 			for i, e := range out {

@@ -296,16 +296,34 @@ func ipvsName(v *ipvs.VirtualServer) string {
 // server exists (cluster IP:port); the external and firewall parts are
 // ipset entries and are checked by IPVSDrift.
 func (e *ipvsEngine) Programmed(kind ObjectKind, svc trace.ServiceInfo, sp trace.ServicePort, v6 bool) Check {
-	if kind != ObjectService {
-		return Check{}
-	}
 	for _, ip := range svc.ClusterIPs {
 		if ip.Is6() != v6 {
 			continue
 		}
-		c := Check{Applicable: true, Name: "IPVS virtual server " + strings.ToUpper(sp.Protocol) + " " + netip.AddrPortFrom(ip, sp.Port).String()}
-		c.Found = e.table.Lookup(sp.Protocol, ip, sp.Port) != nil
-		return c
+		switch kind {
+		case ObjectService:
+			c := Check{Applicable: true, Name: "IPVS virtual server " + strings.ToUpper(sp.Protocol) + " " + netip.AddrPortFrom(ip, sp.Port).String()}
+			c.Found = e.table.Lookup(sp.Protocol, ip, sp.Port) != nil
+			return c
+		case ObjectIPSetEntry:
+			name := "KUBE-CLUSTER-IP"
+			if v6 {
+				name = "KUBE-6-CLUSTER-IP"
+			}
+			set := e.sets.Set(name)
+			if set == nil {
+				// No ipsets given, or a kube-proxy that names its sets
+				// otherwise: nothing to tell.
+				return Check{}
+			}
+			entry := fmt.Sprintf("%s,%s:%d", ip, strings.ToLower(sp.Protocol), sp.Port)
+			found, err := set.Has(entry)
+			if err != nil {
+				return Check{}
+			}
+			return Check{Applicable: true, Name: "ipset " + name + " entry " + entry, Found: found}
+		}
+		return Check{}
 	}
 	return Check{}
 }

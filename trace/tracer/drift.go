@@ -73,7 +73,9 @@ type wantObject struct {
 // external IPs, load balancer IPs); the firewall chain when load balancer
 // IPs have loadBalancerSourceRanges.
 func expectedObjects(svc trace.ServiceInfo, sp trace.ServicePort) []wantObject {
-	out := []wantObject{{ruleset.ObjectService, trace.CodeServiceChainMissing, "its service chain"}}
+	out := []wantObject{{ruleset.ObjectService, trace.CodeServiceChainMissing, "its service chain"},
+		// (IPVS mode only; the other engines never apply it.)
+		{ruleset.ObjectIPSetEntry, trace.CodeIPSetEntryMissing, "the entry kube-proxy's rules accept and masquerade its cluster IP by"}}
 	vips := 0
 	for _, lb := range svc.LoadBalancerIngress {
 		if lb.IP.IsValid() && lb.IPMode != "Proxy" {
