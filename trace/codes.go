@@ -71,6 +71,10 @@ const (
 	// not in KUBE-CLUSTER-IP, so kube-proxy's rules neither accept nor
 	// masquerade its traffic as a Service's.
 	CodeIPSetEntryMissing Code = "IPSetEntryMissing"
+	// CodeServiceAddressUnbound: IPVS mode: a Service's cluster IP is not
+	// on kube-ipvs0, so the node does not take its packets as its own and
+	// IPVS never sees them.
+	CodeServiceAddressUnbound Code = "ServiceAddressUnbound"
 )
 
 // Findings about the last leg: the node's route to an endpoint after DNAT,

@@ -176,3 +176,70 @@ func boolText(b bool) string {
 	}
 	return "no"
 }
+
+// TestIPVSDrift: each way an IPVS node can disagree with the API is named
+// by its finding — the real recording's dumps, edited as a node that fell
+// behind would have them.
+func TestIPVSDrift(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(ipvsRealDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	drop := func(text string, lines ...string) string {
+		for _, l := range lines {
+			if !strings.Contains(text, l+"\n") {
+				t.Fatalf("the recording no longer has %q", l)
+			}
+			text = strings.Replace(text, l+"\n", "", 1)
+		}
+		return text
+	}
+	ipvsadm, sets, addrs := read("node1.ipvsadm-Sn"), read("node1.ipset-save"), read("node1.ip-addr")
+	for _, tc := range []struct {
+		name                 string
+		ipvsadm, sets, addrs string
+		service              string
+		want                 trace.Code
+	}{
+		{"virtual server gone", drop(ipvsadm, "-A -t 10.96.100.11:80 -s rr", "-a -t 10.96.100.11:80 -r 10.244.1.2:8080 -m -w 1", "-a -t 10.96.100.11:80 -r 10.244.1.3:8080 -m -w 1"), sets, addrs, "ipvs-cip", trace.CodeVirtualServerMissing},
+		{"real server of a pod that is gone", strings.Replace(ipvsadm, "-a -t 10.96.100.11:80 -r 10.244.1.3:8080", "-a -t 10.96.100.11:80 -r 10.244.1.99:8080", 1), sets, addrs, "ipvs-cip", trace.CodeRealServerNotEndpoint},
+		{"ready endpoint not a real server", drop(ipvsadm, "-a -t 10.96.100.11:80 -r 10.244.1.3:8080 -m -w 1"), sets, addrs, "ipvs-cip", trace.CodeRealServerMissing},
+		{"ready endpoint at weight 0", strings.Replace(ipvsadm, "-a -t 10.96.100.11:80 -r 10.244.1.3:8080 -m -w 1", "-a -t 10.96.100.11:80 -r 10.244.1.3:8080 -m -w 0", 1), sets, addrs, "ipvs-cip", trace.CodeRealServerMissing},
+		{"cluster IP not in KUBE-CLUSTER-IP", ipvsadm, drop(sets, "add KUBE-CLUSTER-IP 10.96.100.11,tcp:80"), addrs, "ipvs-cip", trace.CodeIPSetEntryMissing},
+		{"cluster IP not on kube-ipvs0", ipvsadm, sets, drop(addrs, "    inet 10.96.100.11/32 scope global kube-ipvs0"), "ipvs-cip", trace.CodeServiceAddressUnbound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			files := map[string]string{"node1.ipvsadm-Sn": tc.ipvsadm, "node1.ipset-save": tc.sets, "node1.ip-addr": tc.addrs,
+				"node1.iptables-legacy-save": read("node1.iptables-legacy-save"), "node1.ip-route-table-all": read("node1.ip-route-table-all")}
+			args := []string{tc.service, "-n", "e2e", "--objects", filepath.Join(ipvsRealDir, "objects.json"), "--node", "node1", "-o", "json"}
+			for name, data := range files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--dump", "node1="+filepath.Join(dir, name))
+			}
+			out, stderr, err := runCLI(t, args...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, stderr)
+			}
+			var p trace.Path
+			if err := json.Unmarshal([]byte(out), &p); err != nil {
+				t.Fatal(err)
+			}
+			var codes []trace.Code
+			for _, f := range p.Findings {
+				codes = append(codes, f.Code)
+				if f.Code == tc.want {
+					t.Logf("%s: %s", f.Code, f.Message)
+				}
+			}
+			if !slices.Contains(codes, tc.want) {
+				t.Errorf("findings %v, want %s", codes, tc.want)
+			}
+		})
+	}
+}

@@ -284,6 +284,31 @@ func (s *ipvsScheduler) Schedule(p iptables.IPVSPacket) (iptables.IPVSDecision, 
 	return d, true
 }
 
+// ipvsInterface is the dummy interface kube-proxy's IPVS mode binds every
+// Service address to.
+const ipvsInterface = "kube-ipvs0"
+
+// addressBound tells whether the Service's cluster IP of the family is on
+// kube-ipvs0: only for a node in IPVS mode whose interfaces were given.
+func (d *Dataplane) addressBound(svc trace.ServiceInfo, v6 bool) Check {
+	if d.ProxyMode() != trace.ModeIPVS || d.routes == nil || len(d.routes.Interfaces) == 0 {
+		return Check{}
+	}
+	for _, ip := range svc.ClusterIPs {
+		if ip.Is6() != v6 {
+			continue
+		}
+		c := Check{Applicable: true, Name: "address " + ip.String() + " on " + ipvsInterface}
+		if ifc, ok := d.routes.Interface(ipvsInterface); ok {
+			for _, p := range ifc.Addrs {
+				c.Found = c.Found || p.Addr() == ip
+			}
+		}
+		return c
+	}
+	return Check{}
+}
+
 // ipvsName is the chain-like name a virtual server is recorded under.
 func ipvsName(v *ipvs.VirtualServer) string {
 	if v.FWMark != 0 {

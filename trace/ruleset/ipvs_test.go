@@ -84,6 +84,24 @@ func TestIPVSProgrammed(t *testing.T) {
 	}
 }
 
+// TestIPVSAddressBound: with the node's interfaces, drift asks whether a
+// cluster IP is on kube-ipvs0.
+func TestIPVSAddressBound(t *testing.T) {
+	d := load(t, ipvsReal+"node1.iptables-legacy-save", ipvsReal+"node1.proc-net-ip_vs", ipvsReal+"node1.ipset-save", ipvsReal+"node1.ip-addr", ipvsReal+"node1.ip-route-table-all")
+	for ip, found := range map[string]bool{"10.96.100.11": true, "10.96.100.99": false} {
+		svc := trace.ServiceInfo{ClusterIPs: []netip.Addr{netip.MustParseAddr(ip)}}
+		c := d.Programmed(ObjectAddressBound, svc, trace.ServicePort{Protocol: "tcp", Port: 80}, false)
+		if !c.Applicable || c.Found != found || c.Name != "address "+ip+" on kube-ipvs0" {
+			t.Errorf("%s: %+v, want found %v", ip, c, found)
+		}
+	}
+	// Without the interfaces nothing can be told.
+	d = load(t, ipvsReal+"node1.iptables-legacy-save", ipvsReal+"node1.proc-net-ip_vs")
+	if c := d.Programmed(ObjectAddressBound, trace.ServiceInfo{ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.100.99")}}, trace.ServicePort{Protocol: "tcp", Port: 80}, false); c.Applicable {
+		t.Errorf("without ip addr: %+v", c)
+	}
+}
+
 // FuzzIPVSEngine: hostile IPVS tables, ipsets and rules together never
 // panic the load or the walk.
 func FuzzIPVSEngine(f *testing.F) {

@@ -235,6 +235,9 @@ func (d *Dataplane) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation,
 // Programmed asks the engine of the family whether kube-proxy's object of
 // that kind exists for the Service port.
 func (d *Dataplane) Programmed(kind ObjectKind, svc trace.ServiceInfo, sp trace.ServicePort, v6 bool) Check {
+	if kind == ObjectAddressBound {
+		return d.addressBound(svc, v6)
+	}
 	e := d.Engine(v6)
 	if e == nil {
 		return Check{}

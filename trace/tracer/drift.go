@@ -75,7 +75,8 @@ type wantObject struct {
 func expectedObjects(svc trace.ServiceInfo, sp trace.ServicePort) []wantObject {
 	out := []wantObject{{ruleset.ObjectService, trace.CodeServiceChainMissing, "its service chain"},
 		// (IPVS mode only; the other engines never apply it.)
-		{ruleset.ObjectIPSetEntry, trace.CodeIPSetEntryMissing, "the entry kube-proxy's rules accept and masquerade its cluster IP by"}}
+		{ruleset.ObjectIPSetEntry, trace.CodeIPSetEntryMissing, "the entry kube-proxy's rules accept and masquerade its cluster IP by"},
+		{ruleset.ObjectAddressBound, trace.CodeServiceAddressUnbound, "kube-proxy binds the cluster IP there for IPVS to see its packets"}}
 	vips := 0
 	for _, lb := range svc.LoadBalancerIngress {
 		if lb.IP.IsValid() && lb.IPMode != "Proxy" {
