@@ -243,3 +243,25 @@ func TestIPVSDrift(t *testing.T) {
 		})
 	}
 }
+
+// TestIPVSOutputGolden: the tree and the DOT of an IPVS Service show the
+// virtual server, its scheduler and persistence, and its real servers
+// with their weights.
+func TestIPVSOutputGolden(t *testing.T) {
+	for _, format := range []string{"tree", "dot"} {
+		args := []string{"ipvs-affinity", "-n", "e2e", "--objects", filepath.Join(ipvsRealDir, "objects.json"), "--node", "node1", "-o", format, "--color", "never"}
+		for _, f := range []string{"node1.iptables-legacy-save", "node1.ipvsadm-Sn", "node1.ipset-save"} {
+			args = append(args, "--dump", "node1="+filepath.Join(ipvsRealDir, f))
+		}
+		out, stderr, err := runCLI(t, args...)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", format, err, stderr)
+		}
+		for _, want := range []string{"IPVS TCP 10.96.100.19:80", "scheduler rr", "persistent 10800s", "10.244.2.2:8080", "weight 1"} {
+			if !strings.Contains(strings.ReplaceAll(out, "\\n", " "), want) {
+				t.Errorf("%s output lacks %q", format, want)
+			}
+		}
+		golden(t, "ipvs-affinity."+format, out)
+	}
+}

@@ -61,13 +61,13 @@ func TestSetAndIPVSMatches(t *testing.T) {
 	local := []netip.Addr{netip.MustParseAddr("10.96.0.1"), netip.MustParseAddr("10.0.0.2")}
 	ext := Extensions{Sets: sets, IPVS: fixedIPVS{reals: []IPVSChoice{{Addr: netip.MustParseAddr("10.244.0.5"), Port: 8080, Probability: 1}}}}
 	for _, tc := range []struct {
-		name      string
-		src       string
-		port      uint16
-		ext       Extensions
-		verdict   trace.Verdict
-		masq      bool
-		noteHas   string
+		name    string
+		src     string
+		port    uint16
+		ext     Extensions
+		verdict trace.Verdict
+		masq    bool
+		noteHas string
 	}{
 		{name: "Service port: accepted, scheduled, not masqueraded", src: "10.1.0.1", port: 80, ext: ext, verdict: trace.VerdictDNAT},
 		{name: "hairpin: KUBE-LOOP-BACK-like set masquerades", src: "10.244.0.5", port: 80, ext: ext, verdict: trace.VerdictDNAT, masq: true},
