@@ -560,6 +560,9 @@ func (v *pathView) entry(ep trace.EntryPath) *tree.Tree {
 		}
 		t.Child(v.wrap(ws, width, 2))
 	}
+	if ep.IPVS != nil {
+		t.Child(v.wrap((&words{}).add(&pal.dim, "ipvs").add(&pal.accent, ep.IPVS.VirtualServer).add(&pal.dim, ipvsText(ep.IPVS)), width, 2))
+	}
 	pw := 0
 	for _, pe := range ep.Endpoints {
 		pw = max(pw, utf8.RuneCountInString(endpointShare(pe)))
@@ -582,6 +585,34 @@ func (v *pathView) entry(ep trace.EntryPath) *tree.Tree {
 		t.Child(v.wrap((&words{}).add(&pal.dim, "note:").add(&pal.dim, note), width, 2))
 	}
 	return t
+}
+
+// maxIPVSReals bounds the real servers an IPVS line lists.
+const maxIPVSReals = 8
+
+// ipvsText describes a virtual server: its scheduler, persistence and real
+// servers with their weights (weight 0 takes no new connections).
+func ipvsText(h *trace.IPVSHop) string {
+	parts := []string{"scheduler " + h.Scheduler}
+	if h.Persistent {
+		if h.PersistenceSeconds > 0 {
+			parts = append(parts, fmt.Sprintf("persistent %ds", h.PersistenceSeconds))
+		} else {
+			parts = append(parts, "persistent")
+		}
+	}
+	var reals []string
+	for i, r := range h.RealServers {
+		if i == maxIPVSReals {
+			reals = append(reals, fmt.Sprintf("… %d more", len(h.RealServers)-maxIPVSReals))
+			break
+		}
+		reals = append(reals, fmt.Sprintf("%s weight %d", netip.AddrPortFrom(r.IP, r.Port), r.Weight))
+	}
+	if len(reals) == 0 {
+		reals = []string{"none"}
+	}
+	return strings.Join(parts, " · ") + " · real servers " + strings.Join(reals, ", ")
 }
 
 // affinityText says what a session-affinity check means for this request.

@@ -398,8 +398,13 @@ func addEntryPath(g *dotGraph, n trace.NodePaths, clusterID string, ep trace.Ent
 	prev := entryID
 	for _, c := range chains {
 		id := "node " + node + " chain " + c
+		label := c
+		if ep.IPVS != nil && strings.HasPrefix(c, ipvsChainPrefix) {
+			// The virtual server: its scheduler and real servers.
+			label = c + "\n" + wrapLabel(ipvsText(ep.IPVS), 40)
+		}
 		g.node(clusterID, id, map[string]string{
-			"label":    c,
+			"label":    label,
 			"shape":    "box",
 			"fontname": "Courier",
 			"fontsize": "10",
@@ -428,6 +433,10 @@ func addEntryPath(g *dotGraph, n trace.NodePaths, clusterID string, ep trace.Ent
 	}
 }
 
+// ipvsChainPrefix starts the name an IPVS virtual server is recorded under
+// among a path's chains (trace/ruleset's IPVS engine).
+const ipvsChainPrefix = "IPVS "
+
 // drawnChains are the chains walked up to the choice of endpoint: endpoint
 // chains and mark/postrouting helpers left out (as the node's engine
 // classified them); for a DROP or REJECT, up to the chain whose rule decided
@@ -443,6 +452,10 @@ func drawnChains(ep trace.EntryPath, info map[string]trace.ChainInfo) []string {
 			continue
 		}
 		out = append(out, c)
+		if ep.IPVS != nil && strings.HasPrefix(c, ipvsChainPrefix) {
+			// IPVS chose the endpoint: what follows only sends it on.
+			break
+		}
 		if ep.DecidedBy != nil && ep.DecidedBy.Chain == c &&
 			(ep.Verdict == trace.VerdictDrop || ep.Verdict == trace.VerdictReject) {
 			break

@@ -60,6 +60,21 @@ const (
 	CodeUnevenProbabilities      Code = "UnevenProbabilities"
 	CodeNodesDisagree            Code = "NodesDisagree"
 	CodeProxyModesDiffer         Code = "ProxyModesDiffer"
+	// IPVS mode's drift: no virtual server for a Service port with ready
+	// endpoints; a real server taking new connections that no
+	// EndpointSlice lists; a ready endpoint that is no real server of its
+	// virtual server.
+	CodeVirtualServerMissing  Code = "VirtualServerMissing"
+	CodeRealServerNotEndpoint Code = "RealServerNotEndpoint"
+	CodeRealServerMissing     Code = "RealServerMissing"
+	// CodeIPSetEntryMissing: IPVS mode: a Service port's cluster IP is
+	// not in KUBE-CLUSTER-IP, so kube-proxy's rules neither accept nor
+	// masquerade its traffic as a Service's.
+	CodeIPSetEntryMissing Code = "IPSetEntryMissing"
+	// CodeServiceAddressUnbound: IPVS mode: a Service's cluster IP is not
+	// on kube-ipvs0, so the node does not take its packets as its own and
+	// IPVS never sees them.
+	CodeServiceAddressUnbound Code = "ServiceAddressUnbound"
 )
 
 // Findings about the last leg: the node's route to an endpoint after DNAT,
@@ -132,8 +147,10 @@ const (
 	// CodeLegacyTablesPresent: iptables-nft-save said iptables-legacy
 	// tables exist too.
 	CodeLegacyTablesPresent Code = "LegacyTablesPresent"
-	// CodeIPVSMode: kube-proxy runs in IPVS mode.
-	CodeIPVSMode Code = "IPVSMode"
+	// CodeIPVSIncomplete: kube-proxy runs in IPVS mode but the node's
+	// IPVS table (or its ipsets) was not given: the endpoints IPVS chooses
+	// (or what the ipset matches decide) are unknown.
+	CodeIPVSIncomplete Code = "IPVSIncomplete"
 	// CodeKubeProxyRulesMissing: no backend holds kube-proxy's rules.
 	CodeKubeProxyRulesMissing Code = "KubeProxyRulesMissing"
 	// CodeProxyModeMismatch: kube-proxy's /proxyMode disagrees with the

@@ -162,6 +162,10 @@ type EntryPath struct {
 	// has no entry; a returning one within the timeout is pinned to the
 	// endpoint named there.
 	Affinity []AffinityRule `json:"affinity,omitempty"`
+	// IPVS is the IPVS virtual server that chose the endpoints
+	// (kube-proxy's IPVS mode): its scheduler and real servers with their
+	// weights and shares.
+	IPVS *IPVSHop `json:"ipvs,omitempty"`
 	// Observed sums the node's connections to the entry's address, port
 	// and protocol; nil when no connection table was read.
 	Observed *PathObserved `json:"observed,omitempty"`

@@ -189,6 +189,37 @@ type Simulation struct {
 	// Notes state assumptions the simulator made (unknown interface, matches
 	// it cannot evaluate, ...). They are part of the answer, not diagnostics.
 	Notes []string `json:"notes,omitempty"`
+	// IPVS is the IPVS virtual server that scheduled the packet (kube-proxy's
+	// IPVS mode); nil when none did.
+	IPVS *IPVSHop `json:"ipvs,omitempty"`
+}
+
+// IPVSHop is an IPVS virtual server as the packet met it: the kernel's
+// table, not rules, chose the endpoint.
+type IPVSHop struct {
+	// VirtualServer names it as ipvsadm -Ln does: "TCP  10.96.0.1:443".
+	VirtualServer string     `json:"virtualServer"`
+	Protocol      string     `json:"protocol,omitempty"`
+	Address       netip.Addr `json:"address,omitzero"`
+	Port          uint16     `json:"port,omitempty"`
+	FWMark        uint32     `json:"fwmark,omitempty"`
+	Scheduler     string     `json:"scheduler"`
+	// Persistent is session affinity ClientIP; PersistenceSeconds its
+	// timeout when the table says it in seconds (ipvsadm; /proc/net/ip_vs
+	// prints jiffies, whose length the dump does not give).
+	Persistent         bool          `json:"persistent,omitempty"`
+	PersistenceSeconds uint32        `json:"persistenceSeconds,omitempty"`
+	RealServers        []IPVSRealHop `json:"realServers"`
+}
+
+// IPVSRealHop is one real server of the virtual server with its share of
+// new connections (0 for weight 0: a terminating endpoint).
+type IPVSRealHop struct {
+	IP          netip.Addr `json:"ip"`
+	Port        uint16     `json:"port"`
+	Forward     string     `json:"forward"`
+	Weight      int        `json:"weight"`
+	Probability float64    `json:"probability"`
 }
 
 // Summarize fills the aggregate fields (Verdict, Endpoints, Masquerade, Rules)

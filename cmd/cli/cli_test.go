@@ -97,7 +97,7 @@ func TestSimulateFlagErrors(t *testing.T) {
 		want string
 	}{
 		{"missing ruleset", without("--ruleset"), "--ruleset is required: pass a file with the node's iptables-save or nft list ruleset output"},
-		{"bad format", with("--format", "ipvs"), `--format "ipvs" is not supported: use one of auto, iptables, nft, nft-json`},
+		{"bad format", with("--format", "pf"), `--format "pf" is not supported: use one of auto, iptables, nft, nft-json, ipvs, ipset`},
 		{"nft script", with("--ruleset", nftDir+"TestLoadBalancer/fake.nft"), "this is an nft script (add/flush commands), not nft list ruleset output"},
 		{"not a ruleset", with("--ruleset", "cli_test.go"), "this is neither iptables-save nor nft list ruleset output, nor a route or interface section, nor a connection table (pass --format if it is one of them)"},
 		{"empty file", with("--ruleset", "testdata/empty.rules"), "the file is empty; save the rules with iptables-save or nft list ruleset"},

@@ -62,8 +62,9 @@ func NewSimulateCommand(streams genericiooptions.IOStreams) *cobra.Command {
 
 			The ruleset is iptables-save or ip6tables-save output (legacy or nf_tables, with or
 			without -c counters) for kube-proxy's iptables mode, or nft list ruleset output (text,
-			or JSON from nft -j) for its nftables mode; the format is detected from the content
-			(--format overrides). A packet whose source is one of --node-ip is treated as sent by
+			or JSON from nft -j) for its nftables mode; for its IPVS mode, pass the iptables dump
+			with the IPVS table (cat /proc/net/ip_vs, ipvsadm -Sn or -Ln) and ipset save as more
+			--ruleset files. The format is detected from the content (--format overrides). A packet whose source is one of --node-ip is treated as sent by
 			the node itself; any other packet as arriving from the network. 127.0.0.1 and ::1 are
 			always local.`,
 		Example: `
@@ -94,7 +95,7 @@ func NewSimulateCommand(streams genericiooptions.IOStreams) *cobra.Command {
 // AddFlags registers the flags on cmd.
 func (o *SimulateOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringArrayVar(&o.Rulesets, "ruleset", o.Rulesets, "file with the node's iptables-save, ip6tables-save or nft list ruleset output (- for standard input); repeat for a node's other dumps (each IP family's, and its saved route sections, which are read and checked but do not change the verdict)")
+	f.StringArrayVar(&o.Rulesets, "ruleset", o.Rulesets, "file with the node's iptables-save, ip6tables-save or nft list ruleset output (- for standard input); repeat for a node's other dumps (each IP family's; in IPVS mode its IPVS table, /proc/net/ip_vs or ipvsadm -Sn, and ipset save; its saved route sections, which are read and checked but do not change the verdict)")
 	f.StringVar(&o.Format, "format", o.Format, "ruleset format: "+strings.Join(rulesetFormats, ", ")+" (auto detects it from the content)")
 	f.StringSliceVar(&o.NodeIPs, "node-ip", o.NodeIPs, "the node's own addresses, comma-separated or repeated (what --dst-type LOCAL matches)")
 	f.StringVar(&o.Source, "src", o.Source, "source IP of the packet")

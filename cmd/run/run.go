@@ -286,6 +286,12 @@ func liveNode(n *corev1.Node, r nodedump.NodeResult, observe bool) tracer.Node {
 		}
 	}
 	for _, d := range r.Result.Dumps {
+		if nodedump.IsIPVSSection(d.Name) && d.ExitCode == 0 && len(bytes.TrimSpace(d.Data)) > 0 {
+			// The IPVS table and the ipsets go with the rules; they are
+			// told by their content.
+			inputs = append(inputs, ruleset.Input{Name: d.Name + " output", Source: d})
+			continue
+		}
 		if slices.Contains(nodedump.RouteDumps, d.Name) || observe && nodedump.IsConntrackSection(d.Name) && d.ExitCode == 0 {
 			inputs = append(inputs, ruleset.Input{Name: d.Name + " output", Source: d, Section: d.Name})
 		}

@@ -61,6 +61,9 @@ const (
 	// conntrackSection is one of the node's connection tables
 	// (IsConntrackSection): a Dump without a family.
 	conntrackSection
+	// ipvsSection is the IPVS table or the ipsets (IPVSDumps): a Dump
+	// without a family, read with the rules.
+	ipvsSection
 )
 
 // section is one thing the dump script collects from a node.
@@ -110,7 +113,7 @@ var dumpSections = append([]section{
 	{name: DumpIP6TablesLegacy, kind: rulesDump, argv: []string{"ip6tables-legacy-save"}, counters: true},
 	{name: DumpNFT, kind: rulesDump, argv: []string{"nft", "list", "ruleset"}},
 	{name: SectionProxyMode, kind: proxyModeAnswer, script: proxyModeScript},
-}, append(routeSections(), conntrackSections()...)...)
+}, append(append(ipvsSections(), routeSections()...), conntrackSections()...)...)
 
 // conntrackSections are the connection tables ConntrackScript prints when
 // the script observes; without a shell nothing can cap them, so they have
@@ -354,8 +357,8 @@ func warn(code trace.Code, msg string) trace.Warning { return trace.Warning{Code
 
 func familyOf(name string) string {
 	switch {
-	case slices.Contains(RouteDumps, name), IsConntrackSection(name):
-		return "" // a route or conntrack section: no rules
+	case slices.Contains(RouteDumps, name), IsConntrackSection(name), IsIPVSSection(name):
+		return "" // a route, conntrack, IPVS or ipset section: no family
 	case name == DumpNFT:
 		return FamilyAll
 	case strings.HasPrefix(name, "ip6"):
@@ -639,8 +642,8 @@ func analyze(res *Result, absent []string) {
 	if res.ProxyMode == "nftables" && !nftKubeProxy {
 		res.Warnings = append(res.Warnings, warn(trace.CodeProxyModeMismatch, "kube-proxy reports mode nftables but the node has no kube-proxy nftables table"))
 	}
-	if res.ProxyMode == "ipvs" {
-		res.Warnings = append(res.Warnings, warn(trace.CodeIPVSMode, "kube-proxy runs in IPVS mode; the iptables dumps hold only its helper rules"))
+	if _, ok := res.Dump(DumpIPVS); res.ProxyMode == "ipvs" && !ok {
+		res.Warnings = append(res.Warnings, warn(trace.CodeIPVSIncomplete, "kube-proxy reports IPVS mode but the node gave no IPVS table (/proc/net/ip_vs): only its helper iptables rules are traced, without the virtual servers that choose the endpoints"))
 	}
 }
 

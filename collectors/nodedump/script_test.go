@@ -150,8 +150,13 @@ func TestParseOutput(t *testing.T) {
 			name:   "ipvs mode",
 			stdout: sec(DumpIPTablesNFT, hintNFT+smallKubeProxy, 0) + sec("proxyMode", "ipvs", 0) + done,
 			want: parsed{Dumps: []string{"iptables-nft-save/ipv4/0"}, Backend: BackendIPTablesNFT, Chosen: []string{DumpIPTablesNFT}, ProxyMode: "ipvs", Warnings: []string{
-				"IPVSMode: kube-proxy runs in IPVS mode",
+				"IPVSIncomplete: kube-proxy reports IPVS mode but the node gave no IPVS table",
 			}},
+		},
+		{
+			name:   "ipvs mode with its table and ipsets",
+			stdout: sec(DumpIPTablesNFT, hintNFT+smallKubeProxy, 0) + sec("proxyMode", "ipvs", 0) + sec(DumpIPVS, "IP Virtual Server version 1.2.1 (size=4096)\n", 0) + sec(DumpIPSet, "create KUBE-CLUSTER-IP hash:ip,port family inet\n", 0) + done,
+			want:   parsed{Dumps: []string{"iptables-nft-save/ipv4/0", "ipvs//0", "ipset-save//0"}, Backend: BackendIPTablesNFT, Chosen: []string{DumpIPTablesNFT}, ProxyMode: "ipvs"},
 		},
 	}
 	for _, tt := range tests {

@@ -18,12 +18,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trace-svc/kubectl-trace-svc/test/ipvsreplay"
 )
 
 var (
 	ipvsFlag = flag.Bool("ipvs", false, "also run TestIPVS: real kube-proxy in IPVS mode in a qemu VM (make e2e-ipvs)")
 	ipvsHold = flag.Duration("ipvs-hold", 0, "keep TestIPVS's VM running this long after the traffic, logging how to reach its agent (for looking around)")
-	ipvsOut  = flag.String("ipvs-out", "", "directory TestIPVS writes the node's dumps, the API objects and the traffic results to (files of the same names are replaced); empty: nothing kept")
+	ipvsOut  = flag.String("ipvs-out", "", "directory TestIPVS writes the node's dumps, the API objects and the traffic results to (files of the same names are replaced); empty: a temporary directory, for the replay through the plugin only")
 )
 
 // The IPVS node's topology, all inside the VM: node1 is the VM's root
@@ -317,8 +319,23 @@ current-context: e2e
 		}
 		stop()
 	}
-	if *ipvsOut != "" {
-		ipvsSave(t, *ipvsOut, res, dumps, c.ipvsObjects(), v.run("cat", "/var/log/kube-proxy.log"))
+	saved := *ipvsOut
+	if saved == "" {
+		saved = t.TempDir()
+	}
+	ipvsSave(t, saved, res, dumps, c.ipvsObjects(), v.run("cat", "/var/log/kube-proxy.log"))
+	// The plugin's predictions on the dumps just taken must say what the
+	// packets did (the same check as the offline replay of
+	// testdata/ipvs/real).
+	results, err := ipvsreplay.Replay(saved)
+	if err != nil {
+		t.Errorf("replaying the recording through the plugin: %v", err)
+	}
+	for _, r := range results {
+		t.Logf("plugin vs real packets, %v: %d/%d cases agree", r.Files, r.Agree, r.Total)
+		for _, p := range r.Problems {
+			t.Errorf("plugin disagrees with the real packets (%v): %s", r.Files, p)
+		}
 	}
 	t.Logf("timing: tools, VM image, control plane and objects %v, VM booted in %v, kube-proxy synced %v after start, traffic %v, whole test %v",
 		prepared.Round(time.Millisecond), booted.Round(time.Millisecond), synced.Round(time.Millisecond), traffic.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))

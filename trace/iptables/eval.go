@@ -28,6 +28,10 @@ var ErrBudget = trace.ErrBudget
 // else FORWARD and POSTROUTING). Random choices (-m statistic) split the walk
 // into branches whose probabilities are multiplied out.
 func Simulate(d *Dump, pkt trace.Packet, opts Options) (*trace.Simulation, error) {
+	return simulate(d, pkt, opts, Extensions{})
+}
+
+func simulate(d *Dump, pkt trace.Packet, opts Options, ext Extensions) (*trace.Simulation, error) {
 	if err := pkt.Validate(); err != nil {
 		return nil, err
 	}
@@ -42,7 +46,7 @@ func Simulate(d *Dump, pkt trace.Packet, opts Options) (*trace.Simulation, error
 	if err != nil {
 		return nil, err
 	}
-	w := &walker{Walk: walk, dump: d}
+	w := &walker{Walk: walk, dump: d, ext: ext}
 	start := &state{
 		Branch: trace.Branch{Prob: 1},
 		src:    pkt.Source.Unmap(),
@@ -56,8 +60,13 @@ func Simulate(d *Dump, pkt trace.Packet, opts Options) (*trace.Simulation, error
 		w.Note("the incoming interface is unknown: rules with -i NAME are taken not to match and ! -i NAME to match (pass the interface to change this)")
 	}
 	hookNames := map[trace.Hook]string{trace.HookPrerouting: "PREROUTING", trace.HookInput: "INPUT", trace.HookForward: "FORWARD", trace.HookOutput: "OUTPUT", trace.HookPostrouting: "POSTROUTING"}
-	final, err := trace.WalkHooks(walk.FromNode(), start, func(s *state) netip.Addr { return s.dst }, w.IsLocal,
-		func(h trace.Hook, states []*state) ([]*state, error) { return w.hook(hookNames[h], states) })
+	var final []*state
+	if ext.IPVS != nil {
+		final, err = w.walkIPVS(start)
+	} else {
+		final, err = trace.WalkHooks(walk.FromNode(), start, func(s *state) netip.Addr { return s.dst }, w.IsLocal,
+			func(h trace.Hook, states []*state) ([]*state, error) { return w.hook(hookNames[h], states) })
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +92,7 @@ var hookTables = map[string][]string{
 type walker struct {
 	*trace.Walk
 	dump *Dump
+	ext  Extensions
 	done []*state // branches that ended early (dropped, rejected)
 }
 
@@ -96,6 +106,8 @@ type state struct {
 	in       string
 	local    bool // generated on the node
 	mark     uint32
+	// ipvs is the IPVS connection once IPVS scheduled the packet (ext.go).
+	ipvs *ipvsConn
 }
 
 // fork returns a copy of the branch that takes a share p of its
@@ -138,7 +150,12 @@ type branchOut struct {
 // hook runs every table registered at the hook over the given branches and
 // returns the branches that survive it; dropped ones are kept in w.done.
 func (w *walker) hook(hook string, states []*state) ([]*state, error) {
-	for _, table := range hookTables[hook] {
+	return w.hookTables(hook, hookTables[hook], states)
+}
+
+// hookTables runs the given tables of the hook, in that order.
+func (w *walker) hookTables(hook string, tables []string, states []*state) ([]*state, error) {
+	for _, table := range tables {
 		t := w.dump.Table(table)
 		if t == nil {
 			continue
@@ -479,11 +496,13 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 		}
 		return yes(any != m.Negated)
 	case *SetMatch:
-		w.Note("line %d: the contents of ipset %s are not in the dump; the packet is taken not to be in it", r.Line, excerpt.Quote(m.Set))
-		return yes(m.Negated)
+		return w.setChance(st, r, m)
 	case *CommentMatch, *NFAcctMatch:
 		return 1
 	case *UnknownMatch:
+		if m.Name == "ipvs" {
+			return w.ipvsChance(st, r, m)
+		}
 		w.Note("line %d: the simulator does not evaluate -m %s; taken as not matching", r.Line, excerpt.Clip(m.Name))
 		return 0
 	}

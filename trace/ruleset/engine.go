@@ -80,6 +80,15 @@ const (
 	// ObjectFirewall enforces loadBalancerSourceRanges: KUBE-FW-*,
 	// firewall-*.
 	ObjectFirewall ObjectKind = "firewall"
+	// ObjectIPSetEntry is the Service port's cluster IP entry in the ipset
+	// kube-proxy's IPVS mode accepts and masquerades by (KUBE-CLUSTER-IP,
+	// KUBE-6-CLUSTER-IP for IPv6); only the IPVS engine knows it.
+	ObjectIPSetEntry ObjectKind = "ipset-entry"
+	// ObjectAddressBound is the cluster IP on kube-ipvs0, where kube-proxy's
+	// IPVS mode binds every Service address so that the node takes its
+	// packets; told from the node's interface section (ip addr), by the
+	// Dataplane rather than an engine.
+	ObjectAddressBound ObjectKind = "address-bound"
 )
 
 // Check is an engine's answer about one object.

@@ -10,18 +10,20 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/conntrack"
 	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
+	"github.com/trace-svc/kubectl-trace-svc/trace/ipset"
 	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
+	"github.com/trace-svc/kubectl-trace-svc/trace/ipvs"
 	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
 	"github.com/trace-svc/kubectl-trace-svc/trace/routes"
 )
 
 // Formats lists what Load accepts; "auto" detects the format.
-var Formats = []string{"auto", trace.FormatIPTables, trace.FormatNFT, trace.FormatNFTJSON}
+var Formats = []string{"auto", trace.FormatIPTables, trace.FormatNFT, trace.FormatNFTJSON, FormatIPVS, FormatIPSet}
 
 // parsedSource is one source read by its engine's parser.
 type parsedSource struct {
 	format   string
-	value    any // *iptables.Dump, *nftables.Ruleset, routes.Section
+	value    any // *iptables.Dump, *nftables.Ruleset, *ipvs.Table, *ipset.Dump, routes.Section
 	warnings []trace.Warning
 }
 
@@ -52,6 +54,15 @@ func parse(in Input) (parsedSource, error) {
 	head, err := in.Source.Head()
 	if err != nil {
 		return parsedSource{}, err
+	}
+	// An IPVS table or ipset dump first: ipvsadm -Sn and ipset save look
+	// like an iptables dump and an nft script to DetectRulesetFormat.
+	if auto {
+		if f := detectIPVSOrIPSet(head); f != "" {
+			return parseIPVSOrIPSet(in.Source, f)
+		}
+	} else if format == FormatIPVS || format == FormatIPSet {
+		return parseIPVSOrIPSet(in.Source, format)
 	}
 	if detected := trace.DetectRulesetFormat(head); detected == "" {
 		// A route section cannot be mistaken for a rule format, forced
@@ -145,21 +156,67 @@ func parseNFT(src Source, format string) (*nftables.Ruleset, error) {
 
 // assemble builds the engines from the parsed sources, in the order their
 // first source was given: every iptables dump (one per family) feeds one
-// iptables engine; each nft ruleset is an nftables engine.
-func assemble(sources []parsedSource) []Engine {
+// iptables engine; each nft ruleset is an nftables engine. An IPVS table
+// makes the iptables engine part of an IPVS engine (kube-proxy's IPVS
+// mode: the table decides, the iptables rules filter and masquerade around
+// it); ipsets go to whichever of them evaluates -m set (the first ipset
+// dump given; a node's ipset save holds every family).
+func assemble(sources []parsedSource) ([]Engine, []trace.Warning) {
 	var out []Engine
 	var ipt *iptablesEngine
+	var ipv *ipvsEngine
+	var sets *ipset.Dump
+	var warnings []trace.Warning
 	for _, s := range sources {
 		switch v := s.value.(type) {
 		case *iptables.Dump:
 			if ipt == nil {
 				ipt = &iptablesEngine{}
-				out = append(out, ipt)
+				if ipv == nil {
+					out = append(out, ipt)
+				}
 			}
 			ipt.add(v)
 		case *nftables.Ruleset:
 			out = append(out, &nftEngine{rs: v})
+		case *ipvs.Table:
+			if ipv != nil {
+				warnings = append(warnings, trace.Warning{Code: trace.CodeDumpIrregular,
+					Message: "more than one IPVS table was given for the node: the first decides, the others are not read"})
+				continue
+			}
+			ipv = &ipvsEngine{table: v}
+			out = append(out, ipv)
+		case *ipset.Dump:
+			if sets != nil {
+				warnings = append(warnings, trace.Warning{Code: trace.CodeDumpIrregular,
+					Message: "more than one ipset dump was given for the node: the first is used, the others are not read"})
+				continue
+			}
+			sets = v
 		}
 	}
-	return out
+	if ipv != nil {
+		ipv.ipt, ipv.sets = ipt, sets
+		if sets == nil && ipt != nil {
+			warnings = append(warnings, trace.Warning{Code: trace.CodeIPVSIncomplete,
+				Message: "the node's IPVS table was given without its ipsets (ipset save): kube-proxy's -m set rules are taken not to match, so what they accept, masquerade and drop is not traced"})
+		}
+		if ipt == nil {
+			warnings = append(warnings, trace.Warning{Code: trace.CodeIPVSIncomplete,
+				Message: "the node's IPVS table was given without its iptables dump: only the virtual servers are consulted, not kube-proxy's filter and masquerade rules around them"})
+		}
+		if ipt != nil {
+			// The iptables engine serves inside the IPVS engine only.
+			for i, e := range out {
+				if e == Engine(ipt) {
+					out = append(out[:i], out[i+1:]...)
+					break
+				}
+			}
+		}
+	} else if ipt != nil {
+		ipt.sets = sets
+	}
+	return out, warnings
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/ipset"
 	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
 )
 
@@ -16,6 +17,9 @@ type iptablesEngine struct {
 	all []*iptables.Dump
 	// newLayout caches, per dump, whether kube-proxy ≥1.24 wrote it.
 	newLayout map[*iptables.Dump]bool
+	// sets are the node's ipsets, for -m set (Calico and other network
+	// plugins use them too); nil when none were given.
+	sets *ipset.Dump
 }
 
 func (e *iptablesEngine) add(d *iptables.Dump) {
@@ -65,7 +69,7 @@ func (e *iptablesEngine) Simulate(pkt trace.Packet, opts Options) (*trace.Simula
 		// The other family's dump says which tool's output is missing.
 		d = e.dump(!v6)
 	}
-	return iptables.Simulate(d, pkt, iptables.Options{LocalAddrs: opts.LocalAddrs, AffinityEndpoint: opts.AffinityEndpoint})
+	return iptables.SimulateWith(d, pkt, iptables.Options{LocalAddrs: opts.LocalAddrs, AffinityEndpoint: opts.AffinityEndpoint}, iptables.Extensions{Sets: e.sets})
 }
 
 // Programmed looks the object's chain up by kube-proxy's hash. kube-proxy
@@ -165,7 +169,7 @@ func isBase32(s string) bool {
 // Names are the chains of every dump (both families, every table), without
 // kube-proxy's hashed per-Service and per-endpoint chains.
 func (e *iptablesEngine) Names() Names {
-	var n Names
+	n := Names{IPSets: setNames(e.sets)}
 	seen := map[string]bool{}
 	for _, d := range e.all {
 		for _, t := range d.Tables() {

@@ -115,7 +115,9 @@ func Load(inputs ...Input) (*Dataplane, error) {
 			d.warnings = append(d.warnings, w)
 		}
 	}
-	d.engines = assemble(parsed)
+	var aw []trace.Warning
+	d.engines, aw = assemble(parsed)
+	d.warnings = append(d.warnings, aw...)
 	if len(sections) > 0 {
 		d.loadRoutes(sections)
 	}
@@ -233,6 +235,9 @@ func (d *Dataplane) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation,
 // Programmed asks the engine of the family whether kube-proxy's object of
 // that kind exists for the Service port.
 func (d *Dataplane) Programmed(kind ObjectKind, svc trace.ServiceInfo, sp trace.ServicePort, v6 bool) Check {
+	if kind == ObjectAddressBound {
+		return d.addressBound(svc, v6)
+	}
 	e := d.Engine(v6)
 	if e == nil {
 		return Check{}

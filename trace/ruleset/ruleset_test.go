@@ -103,7 +103,7 @@ func TestLoadRejects(t *testing.T) {
 		{"", "auto", "read ruleset node1.dump: the file is empty"},
 		{"hello\n", "auto", "neither iptables-save nor nft list ruleset output"},
 		{"add table ip kube-proxy\n", "auto", "this is an nft script"},
-		{"table ip t {\n}\n", "ipvs", `format "ipvs" is not one of auto, iptables, nft, nft-json`},
+		{"table ip t {\n}\n", "pf", `format "pf" is not one of auto, iptables, nft, nft-json, ipvs, ipset`},
 		{"table ip t {\n}\n", trace.FormatIPTables, "line 1"},
 	} {
 		_, err := Load(Input{Name: "node1.dump", Source: bytesSource{[]byte(tc.in), true}, Format: tc.format})

@@ -46,8 +46,12 @@ func chainFindings(p *trace.Path, in Input) []trace.Finding {
 				for _, want := range expectedObjects(p.Service, sp) {
 					c := n.Dataplane.Programmed(want.kind, p.Service, sp, v6)
 					if c.Applicable && !c.Found {
-						out = append(out, trace.Finding{Severity: trace.SeverityError, Code: want.code, Node: n.Node.Name,
-							Message: fmt.Sprintf("node %s has no %s for %s/%s port %s/%s although the API lists ready endpoints (%s): its kube-proxy has not programmed the Service (is it running, and in which mode?)", n.Node.Name, c.Name, p.Service.Namespace, p.Service.Name, portLabel(sp), sp.Protocol, want.why)})
+						code, why := want.code, want.why
+						if n.Dataplane.ProxyMode() == trace.ModeIPVS && want.kind == ruleset.ObjectService {
+							code, why = trace.CodeVirtualServerMissing, "the virtual server of its cluster IP"
+						}
+						out = append(out, trace.Finding{Severity: trace.SeverityError, Code: code, Node: n.Node.Name,
+							Message: fmt.Sprintf("node %s has no %s for %s/%s port %s/%s although the API lists ready endpoints (%s): its kube-proxy has not programmed the Service (is it running, and in which mode?)", n.Node.Name, c.Name, p.Service.Namespace, p.Service.Name, portLabel(sp), sp.Protocol, why)})
 					}
 				}
 			}
@@ -69,7 +73,10 @@ type wantObject struct {
 // external IPs, load balancer IPs); the firewall chain when load balancer
 // IPs have loadBalancerSourceRanges.
 func expectedObjects(svc trace.ServiceInfo, sp trace.ServicePort) []wantObject {
-	out := []wantObject{{ruleset.ObjectService, trace.CodeServiceChainMissing, "its service chain"}}
+	out := []wantObject{{ruleset.ObjectService, trace.CodeServiceChainMissing, "its service chain"},
+		// (IPVS mode only; the other engines never apply it.)
+		{ruleset.ObjectIPSetEntry, trace.CodeIPSetEntryMissing, "the entry kube-proxy's rules accept and masquerade its cluster IP by"},
+		{ruleset.ObjectAddressBound, trace.CodeServiceAddressUnbound, "kube-proxy binds the cluster IP there for IPVS to see its packets"}}
 	vips := 0
 	for _, lb := range svc.LoadBalancerIngress {
 		if lb.IP.IsValid() && lb.IPMode != "Proxy" {

@@ -543,10 +543,17 @@ func (d *driftLog) findings(p *trace.Path) []trace.Finding {
 	for _, k := range d.order {
 		it := d.items[k]
 		var msg string
-		if it.code == trace.CodeStaleEndpointInRules {
+		switch it.code {
+		case trace.CodeStaleEndpointInRules:
 			msg = fmt.Sprintf("node %s sends traffic to %s, which no EndpointSlice of %s/%s lists (via %s): its kube-proxy has not caught up — is it running and watching the API?",
 				it.node, it.endpoint, p.Service.Namespace, p.Service.Name, strings.Join(it.entries, ", "))
-		} else {
+		case trace.CodeRealServerNotEndpoint:
+			msg = fmt.Sprintf("node %s's IPVS virtual server sends new connections to real server %s, which no EndpointSlice of %s/%s lists (via %s): its kube-proxy has not caught up — is it running and watching the API?",
+				it.node, it.endpoint, p.Service.Namespace, p.Service.Name, strings.Join(it.entries, ", "))
+		case trace.CodeRealServerMissing:
+			msg = fmt.Sprintf("node %s's IPVS virtual server lacks real server %s%s (or has it at weight 0), which the API lists as ready (for %s): its kube-proxy is behind",
+				it.node, it.endpoint, podSuffix(it.pod), strings.Join(it.entries, ", "))
+		default:
 			msg = fmt.Sprintf("node %s's rules lack endpoint %s%s, which the API lists as ready (for %s): its kube-proxy is behind",
 				it.node, it.endpoint, podSuffix(it.pod), strings.Join(it.entries, ", "))
 		}
@@ -565,7 +572,13 @@ func family(a netip.Addr) string {
 // entryPath turns the engine's simulation into the Path's view, joined with
 // the API's endpoints.
 func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trace.Simulation) trace.EntryPath {
-	ep := trace.EntryPath{Entry: e, Verdict: sim.Verdict, Masquerade: sim.Masquerade, Chains: walkOrder(sim), Endpoints: []trace.PathEndpoint{}, Rules: sim.Rules, Notes: sim.Notes, Affinity: sim.Affinity}
+	ep := trace.EntryPath{Entry: e, Verdict: sim.Verdict, Masquerade: sim.Masquerade, Chains: walkOrder(sim), Endpoints: []trace.PathEndpoint{}, Rules: sim.Rules, Notes: sim.Notes, Affinity: sim.Affinity, IPVS: sim.IPVS}
+	// In IPVS mode the virtual server's real servers are what the rules
+	// are elsewhere: drift is named after them.
+	stale, missing := trace.CodeStaleEndpointInRules, trace.CodeEndpointMissingFromRules
+	if sim.IPVS != nil {
+		stale, missing = trace.CodeRealServerNotEndpoint, trace.CodeRealServerMissing
+	}
 	for _, o := range sim.Outcomes {
 		if o.Verdict == trace.VerdictDrop || o.Verdict == trace.VerdictReject {
 			ep.DecidedBy = o.DecidedBy
@@ -583,7 +596,7 @@ func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trac
 		if a, ok := api[se.AddrPort()]; ok {
 			fillFromAPI(&pe, a, node)
 		} else {
-			d.note(trace.CodeStaleEndpointInRules, node, se.AddrPort(), nil, e)
+			d.note(stale, node, se.AddrPort(), nil, e)
 		}
 		seen[se.AddrPort()] = true
 		ep.Endpoints = append(ep.Endpoints, pe)
@@ -601,7 +614,7 @@ func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trac
 			pe := trace.PathEndpoint{IP: a.IP, Port: a.TargetPort}
 			fillFromAPI(&pe, a, node)
 			ep.Endpoints = append(ep.Endpoints, pe)
-			d.note(trace.CodeEndpointMissingFromRules, node, k, a.Pod, e)
+			d.note(missing, node, k, a.Pod, e)
 		}
 	}
 	ep.Why = why(p, e, node, ep)
