@@ -42,40 +42,11 @@ func Simulate(d *Dump, pkt trace.Packet, opts Options) (*trace.Simulation, error
 	if err != nil {
 		return nil, err
 	}
-	w := &walker{Walk: walk, dump: d}
-	start := &state{
-		Branch: trace.Branch{Prob: 1},
-		src:    pkt.Source.Unmap(),
-		dst:    pkt.Destination.Unmap(),
-		dport:  pkt.DestinationPort,
-		proto:  pkt.Protocol,
-		in:     pkt.InInterface,
-		local:  walk.FromNode(),
-	}
-	if !walk.FromNode() && pkt.InInterface == "" {
-		w.Note("the incoming interface is unknown: rules with -i NAME are taken not to match and ! -i NAME to match (pass the interface to change this)")
-	}
-	hookNames := map[trace.Hook]string{trace.HookPrerouting: "PREROUTING", trace.HookInput: "INPUT", trace.HookForward: "FORWARD", trace.HookOutput: "OUTPUT", trace.HookPostrouting: "POSTROUTING"}
-	final, err := trace.WalkHooks(walk.FromNode(), start, func(s *state) netip.Addr { return s.dst }, w.IsLocal,
-		func(h trace.Hook, states []*state) ([]*state, error) { return w.hook(hookNames[h], states) })
+	branches, err := trace.WalkNetfilter(walk, HookChains(d), walk.StartFlow())
 	if err != nil {
 		return nil, err
 	}
-	var branches []*trace.Branch
-	for _, s := range append(final, w.done...) {
-		branches = append(branches, &s.Branch)
-	}
 	return walk.Finish(branches)
-}
-
-// hookTables lists, per netfilter hook, the tables that register there in
-// priority order.
-var hookTables = map[string][]string{
-	"PREROUTING":  {"raw", "mangle", "nat"},
-	"INPUT":       {"mangle", "filter", "security", "nat"},
-	"FORWARD":     {"mangle", "filter", "security"},
-	"OUTPUT":      {"raw", "mangle", "nat", "filter", "security"},
-	"POSTROUTING": {"mangle", "nat"},
 }
 
 // walker is one simulation through a dump: the shared walk (options,
@@ -83,7 +54,6 @@ var hookTables = map[string][]string{
 type walker struct {
 	*trace.Walk
 	dump *Dump
-	done []*state // branches that ended early (dropped, rejected)
 }
 
 // state is one branch of the walk: the packet as it is at this point,
@@ -94,8 +64,10 @@ type state struct {
 	dport    uint16
 	proto    string
 	in       string
-	local    bool // generated on the node
 	mark     uint32
+	// backend names the dump's tool on the rules it records that are not
+	// kube-proxy's.
+	backend string
 }
 
 // fork returns a copy of the branch that takes a share p of its
@@ -107,7 +79,7 @@ func (s *state) fork(p float64) *state {
 }
 
 func (s *state) record(r *Rule) trace.RuleRef {
-	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
+	ref := s.ref(r)
 	if r.Counted {
 		ref.Counters = &trace.RuleCounters{Packets: r.Packets, Bytes: r.Bytes}
 	}
@@ -117,7 +89,23 @@ func (s *state) record(r *Rule) trace.RuleRef {
 
 // recordNoEffect records a rule that matched and left the packet as it was.
 func (s *state) recordNoEffect(r *Rule) {
-	s.RecordNoEffect(trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text})
+	s.RecordNoEffect(s.ref(r))
+}
+
+// ref names rule r; a rule kube-proxy did not write is marked foreign.
+func (s *state) ref(r *Rule) trace.RuleRef {
+	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
+	if !isKubeProxyRule(r) {
+		ref.Foreign, ref.Backend = true, s.backend
+	}
+	return ref
+}
+
+// isKubeProxyRule tells kube-proxy's (and the kubelet's) rules: those in a
+// KUBE-* chain and those in a built-in chain that jump to one. Everything
+// else — Docker's, a network plugin's, a host firewall's — is foreign.
+func isKubeProxyRule(r *Rule) bool {
+	return strings.HasPrefix(r.Chain, "KUBE-") || strings.HasPrefix(r.Target.Name, "KUBE-")
 }
 
 // exitKind says how a branch left a hook's chain.
@@ -133,52 +121,6 @@ const (
 type branchOut struct {
 	st   *state
 	exit exitKind
-}
-
-// hook runs every table registered at the hook over the given branches and
-// returns the branches that survive it; dropped ones are kept in w.done.
-func (w *walker) hook(hook string, states []*state) ([]*state, error) {
-	for _, table := range hookTables[hook] {
-		t := w.dump.Table(table)
-		if t == nil {
-			continue
-		}
-		c := t.Chain(hook)
-		if c == nil {
-			continue
-		}
-		if table == "nat" && (hook == "INPUT") {
-			// nat INPUT only does source NAT for local delivery; kube-proxy
-			// never uses it, and conntrack has already decided NAT here.
-			continue
-		}
-		var next []*state
-		for _, s := range states {
-			bs, err := w.walkChain(s, c)
-			if err != nil {
-				return nil, err
-			}
-			for _, b := range bs {
-				switch b.exit {
-				case exitDrop:
-					w.done = append(w.done, b.st)
-				case exitEnd:
-					if c.Policy == "DROP" {
-						b.st.Verdict = trace.VerdictDrop
-						b.st.DecidedBy = nil
-						w.Note("the policy of %s %s is DROP: packets no rule accepts there are dropped", table, hook)
-						w.done = append(w.done, b.st)
-						continue
-					}
-					next = append(next, b.st)
-				default:
-					next = append(next, b.st)
-				}
-			}
-		}
-		states = next
-	}
-	return states, nil
 }
 
 // frame is one chain on a branch's call stack: the rule to look at next, and

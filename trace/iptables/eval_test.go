@@ -64,7 +64,7 @@ COMMIT
 :OUTPUT ACCEPT [0:0]
 COMMIT
 `,
-			packet: pkt("10.0.0.5", "10.9.9.9", 80), verdict: trace.VerdictDrop, output: "DROP", outcomes: 1, note: "the policy of filter FORWARD is DROP",
+			packet: pkt("10.0.0.5", "10.9.9.9", 80), verdict: trace.VerdictDrop, output: "DROP", outcomes: 1, note: "dropped by iptables table filter chain FORWARD policy drop — not kube-proxy's",
 		},
 		{
 			name: "kube-proxy <=1.23 KUBE-MARK-DROP is enforced by KUBE-FIREWALL through the mark",
