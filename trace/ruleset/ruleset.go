@@ -25,6 +25,8 @@ import (
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/conntrack"
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
+	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
 	"github.com/trace-svc/kubectl-trace-svc/trace/routes"
 )
 
@@ -116,6 +118,7 @@ func Load(inputs ...Input) (*Dataplane, error) {
 		}
 	}
 	d.engines = assemble(parsed)
+	d.tableWarnings()
 	if len(sections) > 0 {
 		d.loadRoutes(sections)
 	}
@@ -216,18 +219,127 @@ func (d *Dataplane) ProxyMode() string {
 	return ""
 }
 
-// Simulate walks pkt through the engine of its IP family.
+// Simulate walks pkt through the node's netfilter: every base chain of
+// every table of its IP family, whichever source holds it (iptables-legacy,
+// iptables-nft, native nftables tables), at each hook in the kernel's
+// priority order (trace.WalkNetfilter). A drop or NAT from any table is the
+// packet's fate; rules and policies not of kube-proxy's are marked foreign.
+// An nft list ruleset's iptables-nft tables are read from the
+// iptables-nft-save dump instead when one of the family was given, so no
+// table counts twice.
 func (d *Dataplane) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error) {
-	e := d.Engine(pkt.Destination.Unmap().Is6())
+	v6 := pkt.Destination.Unmap().Is6()
+	e := d.Engine(v6)
 	if e == nil && len(d.engines) > 0 {
 		// The engine of the other family explains what is missing in its
 		// own terms (an ip6tables-save dump, an ip6 kube-proxy table).
-		e = d.engines[0]
+		return d.engines[0].Simulate(pkt, opts)
 	}
 	if e == nil {
-		return nil, fmt.Errorf("%w: no %s rules were given", ErrNoRules, familyName(pkt.Destination.Unmap().Is6()))
+		return nil, fmt.Errorf("%w: no %s rules were given", ErrNoRules, familyName(v6))
 	}
-	return e.Simulate(pkt, opts)
+	chains := d.hookChains(v6)
+	if chains == nil {
+		// An engine that cannot expose its chains decides alone.
+		return e.Simulate(pkt, opts)
+	}
+	walk, err := trace.StartWalk(pkt, trace.WalkOptions{LocalAddrs: opts.LocalAddrs, AffinityEndpoint: opts.AffinityEndpoint})
+	if err != nil {
+		return nil, err
+	}
+	branches, err := trace.WalkNetfilter(walk, chains, walk.StartFlow())
+	if err != nil {
+		return nil, err
+	}
+	return walk.Finish(branches)
+}
+
+// hookChains are the base chains of every engine for the family, in the
+// order the sources were given (taken as the order they were registered
+// in: the kernel runs the later of two chains of equal priority first).
+// Each nft table counts once, and iptables-nft's tables come from an
+// iptables-nft-save dump when one was given. nil when an engine that
+// covers the family exposes no chains (it then simulates alone).
+func (d *Dataplane) hookChains(v6 bool) []trace.HookChain {
+	fromSave := false
+	for _, e := range d.engines {
+		if ie, ok := e.(*iptablesEngine); ok && ie.hasNFTBackend(v6) {
+			fromSave = true
+		}
+	}
+	seen := map[string]bool{}
+	var out []trace.HookChain
+	for _, e := range d.engines {
+		ne, ok := e.(*nftEngine)
+		if !ok {
+			cs := e.HookChains(v6)
+			if cs == nil && e.Covers(v6) {
+				return nil
+			}
+			out = append(out, cs...)
+			continue
+		}
+		var tables []*nftables.Table
+		for _, t := range ne.familyTables(v6) {
+			key := t.Family + " " + t.Name
+			if seen[key] || fromSave && isIPTablesNFTTable(t.Family, t.Name) {
+				continue
+			}
+			seen[key] = true
+			tables = append(tables, t)
+		}
+		out = append(out, nftables.HookChains(tables)...)
+	}
+	return out
+}
+
+// tableWarnings names, once per load, the tables of nft rulesets that are
+// not walked and why: iptables-nft's tables read from its own dump, and
+// tables of families that never see a routed IP packet.
+func (d *Dataplane) tableWarnings() {
+	for _, e := range d.engines {
+		ne, ok := e.(*nftEngine)
+		if !ok {
+			continue
+		}
+		for _, t := range ne.rs.Tables {
+			name := excerpt.Clip(t.Family + " " + t.Name)
+			switch t.Family {
+			case "ip", "ip6":
+				for _, v6 := range []bool{false, true} {
+					if (t.Family == "ip6") == v6 && d.hasIPTablesNFT(v6) && isIPTablesNFTTable(t.Family, t.Name) {
+						d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeObjectSkipped,
+							Message: fmt.Sprintf("table %s is iptables-nft's: its rules are read from the iptables-nft-save dump, not from nft list ruleset", name)})
+					}
+				}
+			case "inet":
+			default:
+				d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeObjectSkipped,
+					Message: fmt.Sprintf("table %s is not evaluated: %s tables see %s, not the routed IP packets the simulator follows", name, excerpt.Clip(t.Family), familySees(t.Family))})
+			}
+		}
+	}
+}
+
+func (d *Dataplane) hasIPTablesNFT(v6 bool) bool {
+	for _, e := range d.engines {
+		if ie, ok := e.(*iptablesEngine); ok && ie.hasNFTBackend(v6) {
+			return true
+		}
+	}
+	return false
+}
+
+func familySees(family string) string {
+	switch family {
+	case "bridge":
+		return "frames bridged between a bridge's ports"
+	case "arp":
+		return "ARP packets"
+	case "netdev":
+		return "packets at a device's ingress or egress, before and after the IP stack"
+	}
+	return "packets of another protocol family"
 }
 
 // Programmed asks the engine of the family whether kube-proxy's object of
