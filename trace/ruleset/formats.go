@@ -20,6 +20,8 @@ var Formats = []string{"auto", trace.FormatIPTables, trace.FormatNFT, trace.Form
 
 // parsedSource is one source read by its engine's parser.
 type parsedSource struct {
+	// name is the input's Name.
+	name     string
 	format   string
 	value    any // *iptables.Dump, *nftables.Ruleset, routes.Section
 	warnings []trace.Warning
@@ -158,7 +160,7 @@ func assemble(sources []parsedSource) []Engine {
 			}
 			ipt.add(v)
 		case *nftables.Ruleset:
-			out = append(out, &nftEngine{rs: v})
+			out = append(out, &nftEngine{rs: v, source: s.name})
 		}
 	}
 	return out

@@ -11,6 +11,8 @@ import (
 // tables "ip kube-proxy" and "ip6 kube-proxy" hold the rules.
 type nftEngine struct {
 	rs *nftables.Ruleset
+	// source names the input the ruleset was read from, for warnings.
+	source string
 }
 
 func (e *nftEngine) Name() string { return "nftables" }

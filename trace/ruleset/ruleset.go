@@ -110,6 +110,7 @@ func Load(inputs ...Input) (*Dataplane, error) {
 			d.limits = &v
 			continue
 		}
+		ps.name = in.Name
 		parsed = append(parsed, ps)
 		d.formats = append(d.formats, ps.format)
 		for _, w := range ps.warnings {
@@ -308,13 +309,13 @@ func (d *Dataplane) tableWarnings() {
 			case "ip", "ip6":
 				for _, v6 := range []bool{false, true} {
 					if (t.Family == "ip6") == v6 && d.hasIPTablesNFT(v6) && isIPTablesNFTTable(t.Family, t.Name) {
-						d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeObjectSkipped,
+						d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeObjectSkipped, Source: ne.source,
 							Message: fmt.Sprintf("table %s is iptables-nft's: its rules are read from the iptables-nft-save dump, not from nft list ruleset", name)})
 					}
 				}
 			case "inet":
 			default:
-				d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeObjectSkipped,
+				d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeObjectSkipped, Source: ne.source,
 					Message: fmt.Sprintf("table %s is not evaluated: %s tables see %s, not the routed IP packets the simulator follows", name, excerpt.Clip(t.Family), familySees(t.Family))})
 			}
 		}
