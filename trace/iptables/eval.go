@@ -426,6 +426,14 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 	case *CommentMatch, *NFAcctMatch:
 		return 1
 	case *UnknownMatch:
+		switch m.Name {
+		case "physdev":
+			return w.physdevChance(r, m)
+		case "rpfilter":
+			return w.rpfilterChance(r, m)
+		case "socket":
+			return w.socketChance(r, m)
+		}
 		w.Note("line %d: the simulator does not evaluate -m %s; taken as not matching", r.Line, excerpt.Clip(m.Name))
 		return 0
 	}

@@ -130,10 +130,10 @@ COMMIT
 			name: "unknown match is reported and taken as not matching",
 			dump: `*filter
 :FORWARD ACCEPT [0:0]
--A FORWARD -m physdev --physdev-is-bridged -j DROP
+-A FORWARD -m u32 --u32 "0x0>>22&0x3C@0>>16=0x50" -j DROP
 COMMIT
 `,
-			packet: pkt("10.0.0.5", "10.9.9.9", 80), verdict: trace.VerdictNone, output: "", outcomes: 1, note: "does not evaluate -m physdev",
+			packet: pkt("10.0.0.5", "10.9.9.9", 80), verdict: trace.VerdictNone, output: "", outcomes: 1, note: "does not evaluate -m u32",
 		},
 		{
 			name: "locally generated packet uses OUTPUT, not PREROUTING",
