@@ -90,10 +90,10 @@ func (l *foreignLog) findings(p *trace.Path) []trace.Finding {
 			}
 			after := ""
 			if len(it.afterNAT) > 0 {
-				after = " after kube-proxy DNATed it to " + strings.Join(it.afterNAT, ", ")
+				after = ", which kube-proxy DNATed to " + strings.Join(it.afterNAT, ", ") + ","
 			}
-			msg = fmt.Sprintf("on node %s, %s traffic of %s/%s is %s by %s%s: real packets die there whatever kube-proxy does — allow the Service's traffic in that table (for Docker, a rule in DOCKER-USER) or ask its owner",
-				it.node, strings.Join(it.entries, ", "), p.Service.Namespace, p.Service.Name, word, by, after)
+			msg = fmt.Sprintf("on node %s, %s traffic of %s/%s%s is %s by %s; real packets die there whatever kube-proxy does: allow the Service's traffic in that table (for Docker, a rule in DOCKER-USER) or ask its owner",
+				it.node, strings.Join(it.entries, ", "), p.Service.Namespace, p.Service.Name, after, word, by)
 		}
 		out = append(out, trace.Finding{Severity: sev, Code: trace.CodeForeignTableDecides, Node: it.node, Message: msg})
 	}

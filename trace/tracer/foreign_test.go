@@ -65,7 +65,7 @@ func TestForeignTableDecides(t *testing.T) {
 			}
 			f := foreign[0]
 			if f.Severity != trace.SeverityError || f.Node != "node-a" || !strings.Contains(f.Message, tc.by) ||
-				!strings.Contains(f.Message, "ClusterIP 172.30.0.41:80") || !strings.Contains(f.Message, "after kube-proxy DNATed it to 10.180.0.1:80") {
+				!strings.Contains(f.Message, "ClusterIP 172.30.0.41:80") || !strings.Contains(f.Message, "which kube-proxy DNATed to 10.180.0.1:80, is ") {
 				t.Errorf("finding %+v", f)
 			}
 		})
