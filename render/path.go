@@ -545,6 +545,14 @@ func (v *pathView) entry(ep trace.EntryPath) *tree.Tree {
 			ws.glue(&pal.dim, ":")
 		}
 		ws.add(nil, r.Rule)
+		if r.Foreign {
+			// The decision came from a table kube-proxy did not write.
+			foreign := "— not kube-proxy's"
+			if r.Backend != "" {
+				foreign += " (" + r.Backend + ")"
+			}
+			ws.add(&pal.warn, foreign)
+		}
 		t.Child(v.wrap(ws, width, 2))
 	}
 	if len(ep.Chains) > 0 {

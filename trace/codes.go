@@ -102,6 +102,11 @@ const (
 	// CodeServiceDataplaneBeside: an eBPF service dataplane runs next to
 	// kube-proxy's rules, and may take Service traffic before them.
 	CodeServiceDataplaneBeside Code = "ServiceDataplaneBeside"
+	// CodeForeignTableDecides: a table kube-proxy did not write (Docker's,
+	// a host firewall's, a network plugin's) drops or rejects a Service's
+	// traffic, or NATs it before kube-proxy's rules; the finding names the
+	// table and the rule or policy.
+	CodeForeignTableDecides Code = "ForeignTableDecides"
 )
 
 // Findings from what a node's kernel observed (its connection table and

@@ -83,6 +83,15 @@ type RuleRef struct {
 	// Counters are the rule's packet and byte counters when the dump has
 	// them (iptables-save -c); nil otherwise.
 	Counters *RuleCounters `json:"counters,omitempty"`
+	// Policy marks a chain's policy rather than a rule: the packet fell
+	// off the end of a base chain whose policy is drop (Rule says so).
+	Policy bool `json:"policy,omitempty"`
+	// Foreign marks a rule or policy kube-proxy did not write: a host
+	// firewall's, Docker's, a network plugin's table.
+	Foreign bool `json:"foreign,omitempty"`
+	// Backend, set on foreign rules, names the tool that wrote the rule's
+	// table: iptables-legacy, iptables-nft, nftables.
+	Backend string `json:"backend,omitempty"`
 }
 
 // RuleCounters are a rule's counters as the kernel kept them: packets and
@@ -97,7 +106,17 @@ func (r RuleRef) String() string {
 	if r.Folded > 0 {
 		return fmt.Sprintf("%s/%s (from line %d): %s", r.Table, r.Chain, r.Line, r.FoldedText())
 	}
-	return fmt.Sprintf("%s/%s (line %d): %s", r.Table, r.Chain, r.Line, r.Rule)
+	s := fmt.Sprintf("%s/%s (line %d): %s", r.Table, r.Chain, r.Line, r.Rule)
+	if r.Policy {
+		s = fmt.Sprintf("%s/%s: %s", r.Table, r.Chain, r.Rule)
+	}
+	if r.Foreign {
+		s += " — not kube-proxy's"
+		if r.Backend != "" {
+			s += " (" + r.Backend + ")"
+		}
+	}
+	return s
 }
 
 // FoldedText describes a folded entry for people: "… 1,199,998 more rules

@@ -275,6 +275,19 @@ func liveNode(n *corev1.Node, r nodedump.NodeResult, observe bool) tracer.Node {
 			inputs = append(inputs, ruleset.Input{Name: name + " output", Source: d})
 		}
 	}
+	// The node's other rule dumps: the kernel runs every table at each
+	// hook, whichever tool wrote it (Docker's iptables-nft FORWARD policy
+	// next to kube-proxy's nftables table, a firewalld table next to
+	// kube-proxy's iptables rules). They are optional: one that cannot be
+	// read leaves the node traced with kube-proxy's backend alone.
+	var extras []ruleset.Input
+	if len(inputs) > 0 {
+		for _, d := range r.Result.Dumps {
+			if d.Family != "" && d.ExitCode == 0 && len(bytes.TrimSpace(d.Data)) > 0 && !slices.Contains(r.Result.Chosen, d.Name) {
+				extras = append(extras, ruleset.Input{Name: d.Name + " output", Source: d})
+			}
+		}
+	}
 	if len(inputs) == 0 {
 		for _, d := range r.Result.Dumps {
 			// (iptables dumps only: nft list ruleset on a node without
@@ -299,6 +312,16 @@ func liveNode(n *corev1.Node, r nodedump.NodeResult, observe bool) tracer.Node {
 	if len(inputs) == 0 {
 		tn.Err = fmt.Errorf("no kube-proxy rules were found on node %s (in iptables-nft, iptables-legacy or nftables): kube-proxy may not run there, or a replacement such as an eBPF dataplane handles Services", n.Name)
 		return tn
+	}
+	if len(extras) > 0 {
+		all := append(slices.Clone(inputs), extras...)
+		dp, err := ruleset.Load(all...)
+		if err == nil {
+			tn.Dataplane = dp
+			return tn
+		}
+		tn.Warnings = append(slices.Clone(tn.Warnings), trace.Warning{Code: trace.CodeCollectorWarning,
+			Message: fmt.Sprintf("node %s: the tables outside kube-proxy's backend were left out (%v): their drops and NAT are not part of the trace", n.Name, err)})
 	}
 	tn.Dataplane, tn.Err = ruleset.Load(inputs...)
 	if tn.Err != nil {

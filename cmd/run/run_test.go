@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
 )
 
 func testNode(name string, cordoned bool) corev1.Node {
@@ -348,5 +350,52 @@ func TestSavedProxyMode(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no warning for node-b's proxyMode file: %+v", p.Findings)
+	}
+}
+
+// TestLiveNodeReadsEveryTable: a node in nftables mode whose Docker wrote
+// iptables-nft rules (FORWARD policy DROP; recorded in a network namespace,
+// where real packets died) is traced with both: the Docker table decides.
+// An extra dump that cannot be read leaves kube-proxy's backend alone, with
+// a warning.
+func TestLiveNodeReadsEveryTable(t *testing.T) {
+	dir := "../../testdata/foreign/docker-forward-drop-nftables-mode/"
+	read := func(name string) []byte {
+		data, err := os.ReadFile(dir + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	pkt := trace.Packet{Source: netip.MustParseAddr("10.180.0.2"), Destination: netip.MustParseAddr("172.30.0.41"), DestinationPort: 80, Protocol: "tcp"}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}}
+	for _, tc := range []struct {
+		name     string
+		extra    []byte
+		backend  string
+		warnings int
+	}{
+		{"docker's table decides", read("iptables-nft.save"), "iptables-nft", 0},
+		{"unreadable extra is left out", []byte("*filter\n:FORWARD DROP [0:0]\n-A FORWARD -j\n"), "nftables", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := &nodedump.Result{Node: "node-a", Backend: nodedump.BackendNFTables, Chosen: []string{nodedump.DumpNFT},
+				Dumps: []nodedump.Dump{
+					{Name: nodedump.DumpNFT, Family: nodedump.FamilyAll, Data: read("ruleset.nft")},
+					{Name: nodedump.DumpIPTablesNFT, Family: nodedump.FamilyIPv4, Data: tc.extra},
+				}}
+			tn := liveNode(node, nodedump.NodeResult{Node: "node-a", Result: res}, false)
+			if tn.Err != nil {
+				t.Fatal(tn.Err)
+			}
+			sim, err := tn.Dataplane.Simulate(pkt, ruleset.Options{LocalAddrs: []netip.Addr{netip.MustParseAddr("192.168.0.2")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := sim.Outcomes[0].DecidedBy
+			if sim.Verdict != trace.VerdictDrop || d == nil || !d.Policy || d.Backend != tc.backend || len(tn.Warnings) != tc.warnings {
+				t.Errorf("verdict %s by %+v, warnings %v; want DROP by %s's FORWARD policy and %d warnings", sim.Verdict, d, tn.Warnings, tc.backend, tc.warnings)
+			}
+		})
 	}
 }

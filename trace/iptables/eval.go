@@ -46,45 +46,11 @@ func simulate(d *Dump, pkt trace.Packet, opts Options, ext Extensions) (*trace.S
 	if err != nil {
 		return nil, err
 	}
-	w := &walker{Walk: walk, dump: d, ext: ext}
-	start := &state{
-		Branch: trace.Branch{Prob: 1},
-		src:    pkt.Source.Unmap(),
-		dst:    pkt.Destination.Unmap(),
-		dport:  pkt.DestinationPort,
-		proto:  pkt.Protocol,
-		in:     pkt.InInterface,
-		local:  walk.FromNode(),
-	}
-	if !walk.FromNode() && pkt.InInterface == "" {
-		w.Note("the incoming interface is unknown: rules with -i NAME are taken not to match and ! -i NAME to match (pass the interface to change this)")
-	}
-	hookNames := map[trace.Hook]string{trace.HookPrerouting: "PREROUTING", trace.HookInput: "INPUT", trace.HookForward: "FORWARD", trace.HookOutput: "OUTPUT", trace.HookPostrouting: "POSTROUTING"}
-	var final []*state
-	if ext.IPVS != nil {
-		final, err = w.walkIPVS(start)
-	} else {
-		final, err = trace.WalkHooks(walk.FromNode(), start, func(s *state) netip.Addr { return s.dst }, w.IsLocal,
-			func(h trace.Hook, states []*state) ([]*state, error) { return w.hook(hookNames[h], states) })
-	}
+	branches, err := trace.WalkNetfilter(walk, HookChainsWith(d, ext), walk.StartFlow())
 	if err != nil {
 		return nil, err
 	}
-	var branches []*trace.Branch
-	for _, s := range append(final, w.done...) {
-		branches = append(branches, &s.Branch)
-	}
 	return walk.Finish(branches)
-}
-
-// hookTables lists, per netfilter hook, the tables that register there in
-// priority order.
-var hookTables = map[string][]string{
-	"PREROUTING":  {"raw", "mangle", "nat"},
-	"INPUT":       {"mangle", "filter", "security", "nat"},
-	"FORWARD":     {"mangle", "filter", "security"},
-	"OUTPUT":      {"raw", "mangle", "nat", "filter", "security"},
-	"POSTROUTING": {"mangle", "nat"},
 }
 
 // walker is one simulation through a dump: the shared walk (options,
@@ -93,7 +59,6 @@ type walker struct {
 	*trace.Walk
 	dump *Dump
 	ext  Extensions
-	done []*state // branches that ended early (dropped, rejected)
 }
 
 // state is one branch of the walk: the packet as it is at this point,
@@ -104,10 +69,12 @@ type state struct {
 	dport    uint16
 	proto    string
 	in       string
-	local    bool // generated on the node
 	mark     uint32
 	// ipvs is the IPVS connection once IPVS scheduled the packet (ext.go).
-	ipvs *ipvsConn
+	ipvs *trace.IPVSConn
+	// backend names the dump's tool on the rules it records that are not
+	// kube-proxy's.
+	backend string
 }
 
 // fork returns a copy of the branch that takes a share p of its
@@ -119,7 +86,7 @@ func (s *state) fork(p float64) *state {
 }
 
 func (s *state) record(r *Rule) trace.RuleRef {
-	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
+	ref := s.ref(r)
 	if r.Counted {
 		ref.Counters = &trace.RuleCounters{Packets: r.Packets, Bytes: r.Bytes}
 	}
@@ -129,7 +96,23 @@ func (s *state) record(r *Rule) trace.RuleRef {
 
 // recordNoEffect records a rule that matched and left the packet as it was.
 func (s *state) recordNoEffect(r *Rule) {
-	s.RecordNoEffect(trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text})
+	s.RecordNoEffect(s.ref(r))
+}
+
+// ref names rule r; a rule kube-proxy did not write is marked foreign.
+func (s *state) ref(r *Rule) trace.RuleRef {
+	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
+	if !isKubeProxyRule(r) {
+		ref.Foreign, ref.Backend = true, s.backend
+	}
+	return ref
+}
+
+// isKubeProxyRule tells kube-proxy's (and the kubelet's) rules: those in a
+// KUBE-* chain and those in a built-in chain that jump to one. Everything
+// else — Docker's, a network plugin's, a host firewall's — is foreign.
+func isKubeProxyRule(r *Rule) bool {
+	return strings.HasPrefix(r.Chain, "KUBE-") || strings.HasPrefix(r.Target.Name, "KUBE-")
 }
 
 // exitKind says how a branch left a hook's chain.
@@ -145,57 +128,6 @@ const (
 type branchOut struct {
 	st   *state
 	exit exitKind
-}
-
-// hook runs every table registered at the hook over the given branches and
-// returns the branches that survive it; dropped ones are kept in w.done.
-func (w *walker) hook(hook string, states []*state) ([]*state, error) {
-	return w.hookTables(hook, hookTables[hook], states)
-}
-
-// hookTables runs the given tables of the hook, in that order.
-func (w *walker) hookTables(hook string, tables []string, states []*state) ([]*state, error) {
-	for _, table := range tables {
-		t := w.dump.Table(table)
-		if t == nil {
-			continue
-		}
-		c := t.Chain(hook)
-		if c == nil {
-			continue
-		}
-		if table == "nat" && (hook == "INPUT") {
-			// nat INPUT only does source NAT for local delivery; kube-proxy
-			// never uses it, and conntrack has already decided NAT here.
-			continue
-		}
-		var next []*state
-		for _, s := range states {
-			bs, err := w.walkChain(s, c)
-			if err != nil {
-				return nil, err
-			}
-			for _, b := range bs {
-				switch b.exit {
-				case exitDrop:
-					w.done = append(w.done, b.st)
-				case exitEnd:
-					if c.Policy == "DROP" {
-						b.st.Verdict = trace.VerdictDrop
-						b.st.DecidedBy = nil
-						w.Note("the policy of %s %s is DROP: packets no rule accepts there are dropped", table, hook)
-						w.done = append(w.done, b.st)
-						continue
-					}
-					next = append(next, b.st)
-				default:
-					next = append(next, b.st)
-				}
-			}
-		}
-		states = next
-	}
-	return states, nil
 }
 
 // frame is one chain on a branch's call stack: the rule to look at next, and
@@ -500,7 +432,14 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 	case *CommentMatch, *NFAcctMatch:
 		return 1
 	case *UnknownMatch:
-		if m.Name == "ipvs" {
+		switch m.Name {
+		case "physdev":
+			return w.physdevChance(r, m)
+		case "rpfilter":
+			return w.rpfilterChance(r, m)
+		case "socket":
+			return w.socketChance(r, m)
+		case "ipvs":
 			return w.ipvsChance(st, r, m)
 		}
 		w.Note("line %d: the simulator does not evaluate -m %s; taken as not matching", r.Line, excerpt.Clip(m.Name))

@@ -64,7 +64,7 @@ COMMIT
 :OUTPUT ACCEPT [0:0]
 COMMIT
 `,
-			packet: pkt("10.0.0.5", "10.9.9.9", 80), verdict: trace.VerdictDrop, output: "DROP", outcomes: 1, note: "the policy of filter FORWARD is DROP",
+			packet: pkt("10.0.0.5", "10.9.9.9", 80), verdict: trace.VerdictDrop, output: "DROP", outcomes: 1, note: "dropped by iptables table filter chain FORWARD policy drop — not kube-proxy's",
 		},
 		{
 			name: "kube-proxy <=1.23 KUBE-MARK-DROP is enforced by KUBE-FIREWALL through the mark",
@@ -130,10 +130,10 @@ COMMIT
 			name: "unknown match is reported and taken as not matching",
 			dump: `*filter
 :FORWARD ACCEPT [0:0]
--A FORWARD -m physdev --physdev-is-bridged -j DROP
+-A FORWARD -m u32 --u32 "0x0>>22&0x3C@0>>16=0x50" -j DROP
 COMMIT
 `,
-			packet: pkt("10.0.0.5", "10.9.9.9", 80), verdict: trace.VerdictNone, output: "", outcomes: 1, note: "does not evaluate -m physdev",
+			packet: pkt("10.0.0.5", "10.9.9.9", 80), verdict: trace.VerdictNone, output: "", outcomes: 1, note: "does not evaluate -m u32",
 		},
 		{
 			name: "locally generated packet uses OUTPUT, not PREROUTING",

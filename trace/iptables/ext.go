@@ -83,14 +83,6 @@ func SimulateWith(d *Dump, pkt trace.Packet, opts Options, ext Extensions) (*tra
 	return simulate(d, pkt, opts, ext)
 }
 
-// ipvsConn is the IPVS connection a branch belongs to once IPVS scheduled
-// it: what -m ipvs compares.
-type ipvsConn struct {
-	proto string
-	vaddr netip.Addr
-	vport uint16
-}
-
 // setChance decides -m set --match-set NAME FLAGS against the node's
 // ipsets, or by assumption when they were not given.
 func (w *walker) setChance(st *state, r *Rule, m *SetMatch) float64 {
@@ -171,13 +163,13 @@ func (w *walker) ipvsChance(st *state, r *Rule, m *UnknownMatch) float64 {
 		case "--ipvs":
 			ok = true
 		case "--vproto":
-			ok = protoMatches(o.value, c.proto)
+			ok = protoMatches(o.value, c.Proto)
 		case "--vaddr":
 			pfx, err := parseAddrOrPrefix(o.value)
-			ok = err == nil && pfx.Contains(c.vaddr)
+			ok = err == nil && pfx.Contains(c.Addr)
 		case "--vport":
 			p, err := strconv.ParseUint(o.value, 10, 16)
-			ok = err == nil && uint16(p) == c.vport
+			ok = err == nil && uint16(p) == c.Port
 		case "--vdir":
 			ok = strings.EqualFold(o.value, "ORIGINAL")
 		case "--vmethod":
@@ -239,118 +231,58 @@ func protoMatches(v, proto string) bool {
 	return ok && v == strconv.Itoa(int(n))
 }
 
-// walkIPVS sends the packet through the hooks with IPVS at LOCAL_IN: a
-// packet whose destination is local goes through INPUT, then IPVS; a
-// scheduled one leaves through OUTPUT and POSTROUTING towards its real
-// server. nat is not consulted again for what conntrack already decided:
-// after IPVS nat OUTPUT never runs (the destination NAT of the connection
-// was set up in PREROUTING or OUTPUT), and nat POSTROUTING runs only for a
-// packet that did not pass it before (a forwarded one; a packet the node
-// sent crossed POSTROUTING on its way to loopback).
-func (w *walker) walkIPVS(start *state) ([]*state, error) {
-	var final, toInput []*state
-	if start.local {
-		out, err := w.hook("OUTPUT", []*state{start})
-		if err != nil {
-			return nil, err
-		}
-		if out, err = w.hook("POSTROUTING", out); err != nil {
-			return nil, err
-		}
-		for _, s := range out {
-			if w.IsLocal(s.dst) {
-				toInput = append(toInput, s)
-			} else {
-				final = append(final, s)
-			}
-		}
-	} else {
-		pre, err := w.hook("PREROUTING", []*state{start})
-		if err != nil {
-			return nil, err
-		}
-		var fwd []*state
-		for _, s := range pre {
-			if w.IsLocal(s.dst) {
-				toInput = append(toInput, s)
-			} else {
-				fwd = append(fwd, s)
-			}
-		}
-		if fwd, err = w.hook("FORWARD", fwd); err != nil {
-			return nil, err
-		}
-		if fwd, err = w.hook("POSTROUTING", fwd); err != nil {
-			return nil, err
-		}
-		final = append(final, fwd...)
-	}
-	in, err := w.hook("INPUT", toInput)
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range in {
-		if s.Endpoint != nil {
-			// DNATed by a rule to a local address: IPVS sees the new
-			// destination, which is no virtual server of kube-proxy's.
-			final = append(final, s)
-			continue
-		}
-		d, ok := w.ext.IPVS.Schedule(IPVSPacket{Src: s.src, Dst: s.dst, Port: s.dport, Protocol: s.proto, Mark: s.mark})
-		if !ok {
-			final = append(final, s)
-			continue
-		}
-		ref := d.Ref
-		s.Record(ref)
-		for _, n := range d.Notes {
-			w.Note("%s", n)
-		}
-		if d.Affinity != nil {
-			w.AddAffinity(*d.Affinity)
-		}
-		if len(d.Choices) == 0 {
-			s.Verdict, s.DecidedBy = trace.VerdictReject, &ref
-			w.done = append(w.done, s)
-			continue
-		}
-		if err := w.CountBranches(len(d.Choices)); err != nil {
-			return nil, err
-		}
-		var sent []*state
-		for _, c := range d.Choices {
-			b := s.fork(c.Probability)
-			b.Endpoint = &trace.Endpoint{IP: c.Addr, Port: c.Port, Chain: ref.Chain}
-			b.dst, b.dport = c.Addr, c.Port
-			b.DecidedBy = &ref
-			if b.Verdict == trace.VerdictAccept {
-				b.Verdict = ""
-			}
-			b.ipvs = &ipvsConn{proto: d.Protocol, vaddr: d.Addr, vport: d.Port}
-			sent = append(sent, b)
-		}
-		out, err := w.hookTables("OUTPUT", without(hookTables["OUTPUT"], "nat"), sent)
-		if err != nil {
-			return nil, err
-		}
-		post := hookTables["POSTROUTING"]
-		if s.local {
-			post = without(post, "nat")
-		}
-		if out, err = w.hookTables("POSTROUTING", post, out); err != nil {
-			return nil, err
-		}
-		final = append(final, out...)
-	}
-	return final, nil
+// IPVSHookChain registers IPVS as the kernel does for kube-proxy's IPVS
+// mode: at the input hook, priority NF_IP_PRI_NAT_SRC-2 (ip_vs_remote_request,
+// after filter INPUT and before nat INPUT). A packet whose destination is a
+// virtual server is scheduled to a real server and sent out again from the
+// node (NAT forwarding: through output and postrouting, where the nat
+// chains no longer run for a connection whose NAT conntrack already made,
+// trace.ExitResent); any other packet goes on to local delivery.
+func IPVSHookChain(ipvs IPVS) trace.HookChain {
+	return trace.HookChain{Hook: trace.HookInput, Priority: trace.PrioritySrcNAT - 2, Table: "ipvs", Chain: "LOCAL_IN", Backend: "IPVS",
+		Run: func(w *trace.Walk, f *trace.Flow) ([]trace.ChainExit, error) { return scheduleIPVS(w, ipvs, f) }}
 }
 
-func without(tables []string, drop string) []string {
-	out := make([]string, 0, len(tables))
-	for _, t := range tables {
-		if t != drop {
-			out = append(out, t)
-		}
+// scheduleIPVS is IPVS at LOCAL_IN for one branch.
+func scheduleIPVS(w *trace.Walk, ipvs IPVS, f *trace.Flow) ([]trace.ChainExit, error) {
+	if f.Endpoint != nil {
+		// DNATed by a rule to a local address: IPVS sees the new
+		// destination, which is no virtual server of kube-proxy's.
+		return []trace.ChainExit{{Flow: f, Exit: trace.ExitAccept}}, nil
 	}
-	return out
+	d, ok := ipvs.Schedule(IPVSPacket{Src: f.Src, Dst: f.Dst, Port: f.DPort, Protocol: f.Proto, Mark: f.Mark})
+	if !ok {
+		return []trace.ChainExit{{Flow: f, Exit: trace.ExitAccept}}, nil
+	}
+	ref := d.Ref
+	f.Record(ref)
+	for _, n := range d.Notes {
+		w.Note("%s", n)
+	}
+	if d.Affinity != nil {
+		w.AddAffinity(*d.Affinity)
+	}
+	if len(d.Choices) == 0 {
+		// No real server takes new connections: the node's stack answers
+		// the connection itself.
+		f.Verdict, f.DecidedBy = trace.VerdictReject, &ref
+		return []trace.ChainExit{{Flow: f, Exit: trace.ExitDrop}}, nil
+	}
+	if err := w.CountBranches(len(d.Choices)); err != nil {
+		return nil, err
+	}
+	out := make([]trace.ChainExit, 0, len(d.Choices))
+	for _, c := range d.Choices {
+		b := *f
+		b.Prob = f.Prob * c.Probability
+		b.Endpoint = &trace.Endpoint{IP: c.Addr, Port: c.Port, Chain: ref.Chain}
+		b.Dst, b.DPort = c.Addr, c.Port
+		b.DecidedBy = &ref
+		if b.Verdict == trace.VerdictAccept {
+			b.Verdict = ""
+		}
+		b.IPVS = &trace.IPVSConn{Proto: d.Protocol, Addr: d.Addr, Port: d.Port}
+		out = append(out, trace.ChainExit{Flow: &b, Exit: trace.ExitResent})
+	}
+	return out, nil
 }

@@ -30,12 +30,13 @@ func TestWalkFoldsRulesWithoutEffect(t *testing.T) {
 		t.Fatal(err)
 	}
 	rule := func(chain string, line int, text string) trace.RuleRef {
-		return trace.RuleRef{Table: "nat", Chain: chain, Line: line, Rule: text}
+		// None of these chains is kube-proxy's.
+		return trace.RuleRef{Table: "nat", Chain: chain, Line: line, Rule: text, Foreign: true, Backend: "iptables"}
 	}
 	want := []trace.RuleRef{
 		rule("PREROUTING", 5, "-j FALL"),
 		rule("FALL", 7, "-m comment --comment r0"),
-		{Table: "nat", Chain: "FALL", Line: 8, Folded: 19_998},
+		{Table: "nat", Chain: "FALL", Line: 8, Folded: 19_998, Foreign: true, Backend: "iptables"},
 		rule("FALL", 20_006, "-m comment --comment r19999"),
 		rule("PREROUTING", 6, "-j SEP"),
 		rule("SEP", 20_007, "-p tcp -j DNAT --to-destination 10.1.0.1:8080"),

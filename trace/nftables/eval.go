@@ -59,16 +59,9 @@ func Simulate(rs *Ruleset, pkt trace.Packet, opts Options) (*trace.Simulation, e
 	if len(skipped) > 0 {
 		w.Note("tables %s were read but not evaluated: only kube-proxy's tables are simulated", joinSome(skipped, 10))
 	}
-	start := &state{Branch: trace.Branch{Prob: 1}, src: pkt.Source.Unmap(), dst: pkt.Destination.Unmap(), dport: pkt.DestinationPort, proto: pkt.Protocol, in: pkt.InInterface}
-	hookNames := map[trace.Hook]string{trace.HookPrerouting: "prerouting", trace.HookInput: "input", trace.HookForward: "forward", trace.HookOutput: "output", trace.HookPostrouting: "postrouting"}
-	final, err := trace.WalkHooks(walk.FromNode(), start, func(s *state) netip.Addr { return s.dst }, w.IsLocal,
-		func(h trace.Hook, states []*state) ([]*state, error) { return w.hook(hookNames[h], states) })
+	branches, err := trace.WalkNetfilter(walk, HookChains(w.tables), walk.StartFlow())
 	if err != nil {
 		return nil, err
-	}
-	var branches []*trace.Branch
-	for _, s := range append(final, w.done...) {
-		branches = append(branches, &s.Branch)
 	}
 	return walk.Finish(branches)
 }
@@ -79,7 +72,6 @@ func Simulate(rs *Ruleset, pkt trace.Packet, opts Options) (*trace.Simulation, e
 type walker struct {
 	*trace.Walk
 	tables []*Table
-	done   []*state // branches a rule dropped or rejected
 }
 
 // state is one branch of the walk: the packet as it is at this point,
@@ -102,59 +94,25 @@ func (s *state) fork(p float64) *state {
 	return &c
 }
 
-func (s *state) record(r *Rule) trace.RuleRef {
+// ruleRef names rule r; a rule outside kube-proxy's tables is marked
+// foreign.
+func ruleRef(r *Rule) trace.RuleRef {
 	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
+	if r.Table != KubeProxyTable {
+		ref.Foreign, ref.Backend = true, "nftables"
+	}
+	return ref
+}
+
+func (s *state) record(r *Rule) trace.RuleRef {
+	ref := ruleRef(r)
 	s.Record(ref)
 	return ref
 }
 
 // recordNoEffect records a rule that matched and left the packet as it was.
 func (s *state) recordNoEffect(r *Rule) {
-	s.RecordNoEffect(trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text})
-}
-
-// hook runs every base chain registered at hook, in priority order, over the
-// branches; dropped and rejected branches go to w.done.
-func (w *walker) hook(hook string, states []*state) ([]*state, error) {
-	type chainRef struct {
-		t *Table
-		c *Chain
-	}
-	var chains []chainRef
-	for _, t := range w.tables {
-		for _, c := range t.hookChains(hook) {
-			chains = append(chains, chainRef{t, c})
-		}
-	}
-	slices.SortStableFunc(chains, func(a, b chainRef) int { return a.c.Priority - b.c.Priority })
-	for _, cr := range chains {
-		var next []*state
-		for _, st := range states {
-			outs, err := w.walkChain(st, cr.t, cr.c)
-			if err != nil {
-				return nil, err
-			}
-			for _, o := range outs {
-				switch o.exit {
-				case exitDrop:
-					w.done = append(w.done, o.st)
-				case exitEnd:
-					if cr.c.Policy == "drop" {
-						o.st.Verdict = trace.VerdictDrop
-						o.st.DecidedBy = nil
-						w.Note("chain %s ends with policy drop", excerpt.Clip(cr.c.Name))
-						w.done = append(w.done, o.st)
-						continue
-					}
-					next = append(next, o.st)
-				default: // accepted by this base chain: on to the next one
-					next = append(next, o.st)
-				}
-			}
-		}
-		states = next
-	}
-	return states, nil
+	s.RecordNoEffect(ruleRef(r))
 }
 
 type exitKind int
@@ -410,14 +368,14 @@ func (w *walker) dnat(st *state, c *Chain, to netip.AddrPort, r *Rule) {
 	}
 	st.Endpoint = &trace.Endpoint{IP: to.Addr(), Port: port, Chain: c.Name}
 	st.dst, st.dport, st.dnatted = to.Addr(), port, true
-	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
+	ref := ruleRef(r)
 	st.DecidedBy = &ref
 }
 
 // verdict applies a terminal verdict, or says which chain a jump or goto
 // enters.
 func (w *walker) verdict(st *state, t *Table, c *Chain, r *Rule, v Verdict) (stmtOut, error) {
-	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
+	ref := ruleRef(r)
 	switch v.Kind {
 	case "accept":
 		st.Verdict, st.DecidedBy = trace.VerdictAccept, &ref
@@ -613,7 +571,7 @@ func (w *walker) match(st *state, t *Table, r *Rule, s Stmt) (bool, error) {
 // Options.AffinityEndpoint the client is pinned to that endpoint; otherwise
 // the set's elements in the dump decide (a new client has none).
 func (w *walker) affinityHit(st *state, t *Table, r *Rule, set *Set, inDump bool) bool {
-	ref := trace.RuleRef{Table: r.Table, Chain: r.Chain, Line: r.Line, Rule: r.Text}
+	ref := ruleRef(r)
 	ar := trace.AffinityRule{Rule: ref, List: set.Name, Seconds: 0}
 	var target string
 	for _, s := range r.Stmts {

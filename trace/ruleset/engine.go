@@ -18,8 +18,19 @@ type Engine interface {
 	// iptables-nft's empty tables on a node in nftables mode).
 	KubeProxy(v6 bool) bool
 	// Simulate walks the first packet of a new connection through the
-	// rules.
+	// engine's rules alone (Dataplane.Simulate walks every engine's
+	// HookChains together; this is for the engine that covers no family
+	// of the packet to explain what is missing).
 	Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error)
+	// HookChains are the engine's base chains for the IP family as the
+	// kernel registers them (hook, priority, nat or not), each able to
+	// walk a branch through itself; Dataplane.Simulate runs those of
+	// every engine in priority order. An engine with a stage that is no
+	// netfilter base chain registers it the way the kernel does (IPVS:
+	// a chain at the input hook, priority NF_IP_PRI_NAT_SRC-2, whose Run
+	// DNATs). nil from an engine that covers the family makes that
+	// engine simulate alone.
+	HookChains(v6 bool) []trace.HookChain
 	// Programmed tells whether kube-proxy's object of kind (a chain, a map
 	// element) exists for the Service port in the family.
 	Programmed(kind ObjectKind, svc trace.ServiceInfo, sp trace.ServicePort, v6 bool) Check

@@ -22,6 +22,8 @@ var Formats = []string{"auto", trace.FormatIPTables, trace.FormatNFT, trace.Form
 
 // parsedSource is one source read by its engine's parser.
 type parsedSource struct {
+	// name is the input's Name.
+	name     string
 	format   string
 	value    any // *iptables.Dump, *nftables.Ruleset, *ipvs.Table, *ipset.Dump, routes.Section
 	warnings []trace.Warning
@@ -178,7 +180,7 @@ func assemble(sources []parsedSource) ([]Engine, []trace.Warning) {
 			}
 			ipt.add(v)
 		case *nftables.Ruleset:
-			out = append(out, &nftEngine{rs: v})
+			out = append(out, &nftEngine{rs: v, source: s.name})
 		case *ipvs.Table:
 			if ipv != nil {
 				warnings = append(warnings, trace.Warning{Code: trace.CodeDumpIrregular,

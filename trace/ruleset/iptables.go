@@ -1,6 +1,7 @@
 package ruleset
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
@@ -191,6 +192,52 @@ func (e *iptablesEngine) Names() Names {
 func isHashedChain(name string) bool {
 	for _, h := range iptablesHashed {
 		if hash, ok := strings.CutPrefix(name, h.prefix); ok && len(hash) == 16 && isBase32(hash) {
+			return true
+		}
+	}
+	return false
+}
+
+// HookChains are the built-in chains of every dump of the family, one dump
+// per backend (iptables-legacy and iptables-nft both register theirs with
+// the kernel; a second dump of the same backend is the same tables
+// again: the one with kube-proxy's rules, else the first, counts).
+func (e *iptablesEngine) HookChains(v6 bool) []trace.HookChain {
+	return e.hookChainsWith(v6, iptables.Extensions{Sets: e.sets})
+}
+
+// hookChainsWith is HookChains with the given ipsets and IPVS table (which
+// registers once, not per dump).
+func (e *iptablesEngine) hookChainsWith(v6 bool, ext iptables.Extensions) []trace.HookChain {
+	var picked []*iptables.Dump
+	for _, d := range e.all {
+		if d.IPv6() != v6 {
+			continue
+		}
+		i := slices.IndexFunc(picked, func(p *iptables.Dump) bool { return p.BackendName() == d.BackendName() })
+		switch {
+		case i < 0:
+			picked = append(picked, d)
+		case !hasKubeServices(picked[i]) && hasKubeServices(d):
+			picked[i] = d
+		}
+	}
+	var out []trace.HookChain
+	perDump := iptables.Extensions{Sets: ext.Sets}
+	for _, d := range picked {
+		out = append(out, iptables.HookChainsWith(d, perDump)...)
+	}
+	if ext.IPVS != nil && len(out) > 0 {
+		out = append(out, iptables.IPVSHookChain(ext.IPVS))
+	}
+	return out
+}
+
+// hasNFTBackend tells whether a dump of the family came from iptables-nft:
+// its tables then also show in nft list ruleset, and are read from here.
+func (e *iptablesEngine) hasNFTBackend(v6 bool) bool {
+	for _, d := range e.all {
+		if d.IPv6() == v6 && d.Backend() == "nf_tables" {
 			return true
 		}
 	}

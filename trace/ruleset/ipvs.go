@@ -131,16 +131,47 @@ func (e *ipvsEngine) KubeProxy(v6 bool) bool {
 	return e.hasFamily(v6) || e.ipt != nil && e.ipt.KubeProxy(v6)
 }
 
-func (e *ipvsEngine) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error) {
+// HookChains are kube-proxy's iptables chains of every dump of the family,
+// with the node's ipsets, and IPVS registered at the input hook; nil
+// without an iptables dump of the family (the engine then consults the
+// IPVS table alone). Dataplane.Simulate uses walkChains, which also
+// gives the addresses kube-ipvs0 holds and the scheduler's answer.
+func (e *ipvsEngine) HookChains(v6 bool) []trace.HookChain {
+	cs, _, _ := e.walkChains(v6, Options{})
+	return cs
+}
+
+// walkChains are HookChains for one simulation: the chains, the node's
+// addresses with every Service address kube-proxy bound to kube-ipvs0,
+// and the scheduler, which keeps the virtual server it answered with.
+func (e *ipvsEngine) walkChains(v6 bool, opts Options) ([]trace.HookChain, []netip.Addr, *ipvsScheduler) {
+	if e.ipt == nil {
+		return nil, nil, nil
+	}
 	sched := &ipvsScheduler{table: e.table, affinity: opts.AffinityEndpoint}
-	// kube-proxy binds every Service address it serves to kube-ipvs0: they
-	// are the node's own, and IPVS sees packets to them at LOCAL_IN.
-	local := append([]netip.Addr(nil), opts.LocalAddrs...)
+	cs := e.ipt.hookChainsWith(v6, iptables.Extensions{Sets: e.sets, IPVS: sched})
+	if cs == nil {
+		return nil, nil, nil
+	}
+	return cs, e.boundAddrs(opts.LocalAddrs), sched
+}
+
+// boundAddrs adds to the node's addresses every Service address kube-proxy
+// binds to kube-ipvs0: they are the node's own, and IPVS sees packets to
+// them at LOCAL_IN.
+func (e *ipvsEngine) boundAddrs(node []netip.Addr) []netip.Addr {
+	local := append([]netip.Addr(nil), node...)
 	for _, v := range e.table.Services {
 		if v.FWMark == 0 && v.Addr.IsValid() {
 			local = append(local, v.Addr)
 		}
 	}
+	return local
+}
+
+func (e *ipvsEngine) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error) {
+	sched := &ipvsScheduler{table: e.table, affinity: opts.AffinityEndpoint}
+	local := e.boundAddrs(opts.LocalAddrs)
 	wopts := iptables.Options{LocalAddrs: local, AffinityEndpoint: opts.AffinityEndpoint}
 	v6 := pkt.Destination.Unmap().Is6()
 	var d *iptables.Dump

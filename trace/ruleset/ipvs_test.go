@@ -134,3 +134,77 @@ func FuzzIPVSEngine(f *testing.F) {
 		}
 	})
 }
+
+// TestIPVSWithForeignTables: on an IPVS node every other table is walked
+// with kube-proxy's rules and IPVS, in the kernel's order. IPVS sits at the
+// input hook at priority 98 (NF_IP_PRI_NAT_SRC-2): a host firewall's input
+// chain before it drops a Service's packets; one after it never sees the
+// packets IPVS scheduled (they leave through output), and an output chain
+// sees them on their way to the real server.
+func TestIPVSWithForeignTables(t *testing.T) {
+	cases := []struct {
+		name, nft string
+		// dnat is the share that reaches a pod; droppedBy names the
+		// foreign chain that drops the rest (none when empty).
+		dnat      float64
+		droppedBy string
+	}{
+		{"input-before-ipvs", `table inet hostfw {
+	chain input {
+		type filter hook input priority filter + 10; policy accept;
+		ip daddr 10.96.100.11 tcp dport 80 drop
+	}
+}
+`, 0, "input"},
+		{"input-after-ipvs", `table inet hostfw {
+	chain input {
+		type filter hook input priority srcnat + 50; policy accept;
+		ip daddr 10.96.100.11 tcp dport 80 drop
+	}
+}
+`, 1, ""},
+		{"output-to-one-real-server", `table inet hostfw {
+	chain output {
+		type filter hook output priority filter; policy accept;
+		ip daddr 10.244.1.2 tcp dport 8080 drop
+	}
+}
+`, 0.5, "output"},
+	}
+	pkt := trace.Packet{Source: netip.MustParseAddr("10.244.1.5"), Destination: netip.MustParseAddr("10.96.100.11"), DestinationPort: 80, Protocol: "tcp"}
+	opts := Options{LocalAddrs: []netip.Addr{netip.MustParseAddr("10.250.0.11")}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fw := t.TempDir() + "/hostfw.nft"
+			if err := os.WriteFile(fw, []byte(c.nft), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			d := load(t, ipvsReal+"node1.iptables-legacy-save", ipvsReal+"node1.proc-net-ip_vs", ipvsReal+"node1.ipset-save", fw)
+			sim, err := d.Simulate(pkt, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dnat, dropped float64
+			for _, o := range sim.Outcomes {
+				switch o.Verdict {
+				case trace.VerdictDNAT:
+					dnat += o.Probability
+				case trace.VerdictDrop:
+					dropped += o.Probability
+					if o.DecidedBy == nil || !o.DecidedBy.Foreign || o.DecidedBy.Chain != c.droppedBy {
+						t.Errorf("dropped by %+v, want the foreign chain %s", o.DecidedBy, c.droppedBy)
+					}
+				}
+			}
+			if dnat != c.dnat || dnat+dropped != 1 {
+				t.Errorf("DNAT %.2f, dropped %.2f; want DNAT %.2f, the rest dropped by %q\n%+v", dnat, dropped, c.dnat, c.droppedBy, sim.Outcomes)
+			}
+			if c.dnat > 0 && sim.IPVS == nil {
+				t.Errorf("no IPVS hop in the simulation")
+			}
+			if c.droppedBy != "" && !strings.Contains(strings.Join(sim.Notes, "\n"), "not kube-proxy's") {
+				t.Errorf("notes %q do not say the drop is not kube-proxy's", sim.Notes)
+			}
+		})
+	}
+}

@@ -11,6 +11,8 @@ import (
 // tables "ip kube-proxy" and "ip6 kube-proxy" hold the rules.
 type nftEngine struct {
 	rs *nftables.Ruleset
+	// source names the input the ruleset was read from, for warnings.
+	source string
 }
 
 func (e *nftEngine) Name() string { return "nftables" }
@@ -130,4 +132,36 @@ func (e *nftEngine) Names() Names {
 		}
 	}
 	return n
+}
+
+// HookChains are the base chains of every table of the family (ip or ip6,
+// and inet) at the IP hooks, kube-proxy's and everyone else's.
+func (e *nftEngine) HookChains(v6 bool) []trace.HookChain {
+	return nftables.HookChains(e.familyTables(v6))
+}
+
+func (e *nftEngine) familyTables(v6 bool) []*nftables.Table {
+	fam := "ip"
+	if v6 {
+		fam = "ip6"
+	}
+	var out []*nftables.Table
+	for _, t := range e.rs.Tables {
+		if t.Family == fam || t.Family == "inet" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// iptablesNFTTables are the tables iptables-nft writes in the ip and ip6
+// families: nft list ruleset shows them with the iptables rules
+// translated, and an iptables-nft-save dump of the same node holds them in
+// the form the iptables engine reads.
+var iptablesNFTTables = map[string]bool{"filter": true, "nat": true, "mangle": true, "raw": true, "security": true}
+
+// isIPTablesNFTTable tells whether a table of nft list ruleset is one of
+// iptables-nft's.
+func isIPTablesNFTTable(family, name string) bool {
+	return (family == "ip" || family == "ip6") && iptablesNFTTables[name]
 }

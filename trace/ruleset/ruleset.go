@@ -25,6 +25,8 @@ import (
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/conntrack"
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
+	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
 	"github.com/trace-svc/kubectl-trace-svc/trace/routes"
 )
 
@@ -108,6 +110,7 @@ func Load(inputs ...Input) (*Dataplane, error) {
 			d.limits = &v
 			continue
 		}
+		ps.name = in.Name
 		parsed = append(parsed, ps)
 		d.formats = append(d.formats, ps.format)
 		for _, w := range ps.warnings {
@@ -118,6 +121,7 @@ func Load(inputs ...Input) (*Dataplane, error) {
 	var aw []trace.Warning
 	d.engines, aw = assemble(parsed)
 	d.warnings = append(d.warnings, aw...)
+	d.tableWarnings()
 	if len(sections) > 0 {
 		d.loadRoutes(sections)
 	}
@@ -218,18 +222,153 @@ func (d *Dataplane) ProxyMode() string {
 	return ""
 }
 
-// Simulate walks pkt through the engine of its IP family.
+// Simulate walks pkt through the node's netfilter: every base chain of
+// every table of its IP family, whichever source holds it (iptables-legacy,
+// iptables-nft, native nftables tables), at each hook in the kernel's
+// priority order (trace.WalkNetfilter). A drop or NAT from any table is the
+// packet's fate; rules and policies not of kube-proxy's are marked foreign.
+// An nft list ruleset's iptables-nft tables are read from the
+// iptables-nft-save dump instead when one of the family was given, so no
+// table counts twice.
 func (d *Dataplane) Simulate(pkt trace.Packet, opts Options) (*trace.Simulation, error) {
-	e := d.Engine(pkt.Destination.Unmap().Is6())
+	v6 := pkt.Destination.Unmap().Is6()
+	e := d.Engine(v6)
 	if e == nil && len(d.engines) > 0 {
 		// The engine of the other family explains what is missing in its
 		// own terms (an ip6tables-save dump, an ip6 kube-proxy table).
-		e = d.engines[0]
+		return d.engines[0].Simulate(pkt, opts)
 	}
 	if e == nil {
-		return nil, fmt.Errorf("%w: no %s rules were given", ErrNoRules, familyName(pkt.Destination.Unmap().Is6()))
+		return nil, fmt.Errorf("%w: no %s rules were given", ErrNoRules, familyName(v6))
 	}
-	return e.Simulate(pkt, opts)
+	chains, iw := d.hookChains(v6, opts)
+	if chains == nil {
+		// An engine that cannot expose its chains decides alone.
+		return e.Simulate(pkt, opts)
+	}
+	local := opts.LocalAddrs
+	if iw.sched != nil {
+		local = iw.local
+	}
+	walk, err := trace.StartWalk(pkt, trace.WalkOptions{LocalAddrs: local, AffinityEndpoint: opts.AffinityEndpoint})
+	if err != nil {
+		return nil, err
+	}
+	branches, err := trace.WalkNetfilter(walk, chains, walk.StartFlow())
+	if err != nil {
+		return nil, err
+	}
+	sim, err := walk.Finish(branches)
+	if err != nil {
+		return nil, err
+	}
+	if iw.sched != nil {
+		sim.IPVS = iw.sched.hop
+	}
+	return sim, nil
+}
+
+// ipvsWalk is what the IPVS engine adds to one walk: the Service addresses
+// bound to kube-ipvs0 (local to the node) and the scheduler, which keeps
+// the virtual server it answered with.
+type ipvsWalk struct {
+	local []netip.Addr
+	sched *ipvsScheduler
+}
+
+// hookChains are the base chains of every engine for the family, in the
+// order the sources were given (taken as the order they were registered
+// in: the kernel runs the later of two chains of equal priority first).
+// Each nft table counts once, and iptables-nft's tables come from an
+// iptables-nft-save dump when one was given. nil when an engine that
+// covers the family exposes no chains (it then simulates alone).
+func (d *Dataplane) hookChains(v6 bool, opts Options) ([]trace.HookChain, ipvsWalk) {
+	fromSave := d.hasIPTablesNFT(v6)
+	seen := map[string]bool{}
+	var out []trace.HookChain
+	var iw ipvsWalk
+	for _, e := range d.engines {
+		ne, ok := e.(*nftEngine)
+		if !ok {
+			var cs []trace.HookChain
+			if ie, ok := e.(*ipvsEngine); ok {
+				cs, iw.local, iw.sched = ie.walkChains(v6, opts)
+			} else {
+				cs = e.HookChains(v6)
+			}
+			if cs == nil && e.Covers(v6) {
+				return nil, ipvsWalk{}
+			}
+			out = append(out, cs...)
+			continue
+		}
+		var tables []*nftables.Table
+		for _, t := range ne.familyTables(v6) {
+			key := t.Family + " " + t.Name
+			if seen[key] || fromSave && isIPTablesNFTTable(t.Family, t.Name) {
+				continue
+			}
+			seen[key] = true
+			tables = append(tables, t)
+		}
+		out = append(out, nftables.HookChains(tables)...)
+	}
+	return out, iw
+}
+
+// tableWarnings names, once per load, the tables of nft rulesets that are
+// not walked and why: iptables-nft's tables read from its own dump, and
+// tables of families that never see a routed IP packet.
+func (d *Dataplane) tableWarnings() {
+	for _, e := range d.engines {
+		ne, ok := e.(*nftEngine)
+		if !ok {
+			continue
+		}
+		for _, t := range ne.rs.Tables {
+			name := excerpt.Clip(t.Family + " " + t.Name)
+			switch t.Family {
+			case "ip", "ip6":
+				for _, v6 := range []bool{false, true} {
+					if (t.Family == "ip6") == v6 && d.hasIPTablesNFT(v6) && isIPTablesNFTTable(t.Family, t.Name) {
+						d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeObjectSkipped, Source: ne.source,
+							Message: fmt.Sprintf("table %s is iptables-nft's: its rules are read from the iptables-nft-save dump, not from nft list ruleset", name)})
+					}
+				}
+			case "inet":
+			default:
+				d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeObjectSkipped, Source: ne.source,
+					Message: fmt.Sprintf("table %s is not evaluated: %s tables see %s, not the routed IP packets the simulator follows", name, excerpt.Clip(t.Family), familySees(t.Family))})
+			}
+		}
+	}
+}
+
+// hasIPTablesNFT tells whether an iptables-nft-save dump of the family was
+// given (alone, or inside the IPVS engine).
+func (d *Dataplane) hasIPTablesNFT(v6 bool) bool {
+	for _, e := range d.engines {
+		ie, _ := e.(*iptablesEngine)
+		if ve, ok := e.(*ipvsEngine); ok {
+			ie = ve.ipt
+		}
+		if ie != nil && ie.hasNFTBackend(v6) {
+			return true
+		}
+	}
+	return false
+}
+
+func familySees(family string) string {
+	switch family {
+	case "bridge":
+		return "frames bridged between a bridge's ports"
+	case "arp":
+		return "ARP packets"
+	case "netdev":
+		return "packets at a device's ingress or egress, before and after the IP stack"
+	}
+	return "packets of another protocol family"
 }
 
 // Programmed asks the engine of the family whether kube-proxy's object of

@@ -410,6 +410,7 @@ func buildNode(p *trace.Path, in Input, n Node, idx *nodeIndex) trace.NodePaths 
 		return np
 	}
 	var drift driftLog
+	var foreign foreignLog
 	for _, e := range entries(p.Service, n.Node, in.Client, in.ClientV6) {
 		if len(in.Kinds) > 0 && !slices.Contains(in.Kinds, e.Kind) {
 			continue
@@ -434,12 +435,14 @@ func buildNode(p *trace.Path, in Input, n Node, idx *nodeIndex) trace.NodePaths 
 			continue
 		}
 		path := entryPath(p, &drift, np.Name, e, sim)
+		foreign.note(np.Name, e, sim)
 		if in.Observe {
 			setRuleHits(&path, sim)
 		}
 		np.Paths = append(np.Paths, path)
 	}
 	p.Findings = append(p.Findings, drift.findings(p)...)
+	p.Findings = append(p.Findings, foreign.findings(p)...)
 	explainNodePortMisses(&np)
 	np.ChainInfo = chainInfo(np.Paths, n.Dataplane)
 	if snap != nil {
@@ -604,7 +607,10 @@ func entryPath(p *trace.Path, d *driftLog, node string, e trace.Entry, sim *trac
 	// kube-proxy rejects (or, for a Local policy, drops) only when it has
 	// no endpoint to offer; if the API has ready ones, the node is behind.
 	// (A LoadBalancer drop is the source-range check, which is fine.)
-	refusedWithEndpoints := ep.Verdict == trace.VerdictReject || ep.Verdict == trace.VerdictDrop && e.Kind != trace.EntryLoadBalancer
+	// A table kube-proxy did not write refuses whatever kube-proxy
+	// programmed: that says nothing about kube-proxy's endpoints.
+	foreignRefusal := ep.DecidedBy != nil && ep.DecidedBy.Foreign
+	refusedWithEndpoints := !foreignRefusal && (ep.Verdict == trace.VerdictReject || ep.Verdict == trace.VerdictDrop && e.Kind != trace.EntryLoadBalancer)
 	if ep.Verdict == trace.VerdictDNAT || refusedWithEndpoints {
 		for _, a := range expectedEndpoints(p, e, node) {
 			k := netip.AddrPortFrom(a.IP, a.TargetPort)
@@ -722,6 +728,12 @@ func why(p *trace.Path, e trace.Entry, node string, ep trace.EntryPath) string {
 	switch ep.Verdict {
 	case trace.VerdictDNAT, trace.VerdictAccept:
 		return ""
+	case trace.VerdictReject, trace.VerdictDrop:
+		if ep.DecidedBy != nil && ep.DecidedBy.Foreign {
+			return map[trace.Verdict]string{trace.VerdictDrop: "dropped", trace.VerdictReject: "rejected"}[ep.Verdict] + " by " + foreignRuleName(ep.DecidedBy)
+		}
+	}
+	switch ep.Verdict {
 	case trace.VerdictReject:
 		if !hasAny {
 			return "the Service has no endpoints; kube-proxy rejects connections to it"
