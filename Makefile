@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/kubectl-trace_svc
 FUZZTIME ?= 10s
 
-.PHONY: build install demo test unit test-race fuzz bench bench-ratio fixtures docs docs-check lint tidy-check ci
+.PHONY: build install demo test unit test-race fuzz bench bench-ratio bench-many-nodes fixtures docs docs-check lint tidy-check ci
 
 build: ## build the plugin into ./bin
 	$(GO) build -trimpath -o $(BIN) ./cmd/kubectl-trace_svc
@@ -43,6 +43,9 @@ bench: ## parser and simulator benchmarks on generated 10,000-Service dumps (ipt
 
 bench-ratio: ## whole-command time and peak RSS against grep -c on the same dump (iptables, then nftables)
 	$(GO) test -run '^TestBenchRatio(NFT)?$$' -v -count=1 ./test/bench -args -bench-ratio
+
+bench-many-nodes: ## one trace offline through 40 nodes of 35 MB saved dumps: wall time and peak RSS on every core against GOMAXPROCS=1, alternating
+	$(GO) test -run '^TestBenchManyNodes$$' -v -count=1 -timeout 30m ./test/bench -args -bench-many-nodes
 
 fixtures: ## regenerate kube-proxy fixtures from real kube-proxy code (slow; needs root)
 	hack/kpfixtures/gen.sh v1.29.6 v1.37.2 v1.22.17
