@@ -2,6 +2,7 @@ package iptables_test
 
 import (
 	"bytes"
+	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -22,6 +23,11 @@ const (
 	benchEndpoints = 100_000
 )
 
+// benchNodePorts gives every Service of the benchmarks' dump a node port
+// (a KUBE-EXT chain each and 10,000 rules in KUBE-NODEPORTS), a shape
+// "make bench-ratio" also measures.
+var benchNodePorts = flag.Bool("bench.nodeports", false, "benchmark a dump where every Service has a node port")
+
 var bench struct {
 	once   sync.Once
 	dump   []byte
@@ -32,7 +38,11 @@ var bench struct {
 func benchDump(b *testing.B) ([]byte, dumpgen.Service) {
 	b.Helper()
 	bench.once.Do(func() {
-		c, err := dumpgen.Generate(dumpgen.Default(benchServices, benchEndpoints))
+		cfg := dumpgen.Default(benchServices, benchEndpoints)
+		if *benchNodePorts {
+			cfg.NodePortEvery = 1
+		}
+		c, err := dumpgen.Generate(cfg)
 		if err != nil {
 			bench.err = err
 			return

@@ -192,9 +192,11 @@ func (w *walker) run(t *task, todo *[]task) (exitKind, error) {
 			return 0, err
 		}
 		c, pc := f.chain, f.pc
-		if pc.rules[i] == nil && destinationExcludes(pc.texts[i], t.st.dst) {
+		if pc.rules[i] == nil && (destinationExcludes(pc.texts[i], t.st.dst) || portExcludes(pc.texts[i], t.st.dport)) {
 			// Long chains such as KUBE-SERVICES are mostly rules for other
-			// destinations: skip them without tokenizing.
+			// destinations, and KUBE-EXTERNAL-SERVICES and KUBE-NODEPORTS
+			// (a rule per node port) for other ports: skip them without
+			// tokenizing.
 			continue
 		}
 		r, err := c.rule(pc, i)
@@ -470,6 +472,51 @@ func destinationExcludes(text string, dst netip.Addr) bool {
 		return false
 	}
 	return !pfx.Contains(dst)
+}
+
+// portExcludes tells from a rule's text alone that its port match
+// ("-m tcp --dport N", also "-m tcp -p tcp --dport N" and "-p udp --dport N")
+// cannot match destination port dport, as evalMatch would decide it: a
+// protocol's port match is an AND with the rest of the rule. Only the last
+// "--dport" after the last quote is looked at (a quoted comment may hold
+// anything), only a plain number, and not a negated one; anything else is
+// left to the full parse.
+func portExcludes(text string, dport uint16) bool {
+	i := strings.LastIndex(text, " --dport ")
+	if i < 0 || strings.LastIndexByte(text, '"') > i {
+		return false
+	}
+	v := text[i+len(" --dport "):]
+	if end := strings.IndexByte(v, ' '); end >= 0 {
+		v = v[:end]
+	}
+	if len(v) == 0 || len(v) > 5 {
+		return false
+	}
+	n := 0
+	for j := 0; j < len(v); j++ {
+		c := v[j]
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n > 65535 {
+		return false
+	}
+	// The two words before: "-m tcp", "-p tcp" (and udp, sctp).
+	before := text[:i]
+	proto := before[strings.LastIndexByte(before, ' ')+1:]
+	switch proto {
+	case "tcp", "udp", "sctp":
+	default:
+		return false
+	}
+	before = strings.TrimSuffix(before, " "+proto)
+	if !strings.HasSuffix(before, " -m") && !strings.HasSuffix(before, " -p") && before != "-m" && before != "-p" {
+		return false
+	}
+	return uint16(n) != dport
 }
 
 func portsContain(ranges []PortRange, p uint16) bool {

@@ -1,0 +1,60 @@
+package iptables
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestPortExcludes: the port prefilter skips a rule only when its parsed
+// form has a plain, positive destination-port match that the port misses,
+// so skipping it decides what evaluating it would.
+func TestPortExcludes(t *testing.T) {
+	for _, tc := range []struct {
+		text  string
+		dport uint16
+		want  bool
+	}{
+		// kube-proxy's shapes, as iptables-save prints them and as its own
+		// tests write them.
+		{`-A KUBE-EXTERNAL-SERVICES -p tcp -m comment --comment "ns/svc:p has no local endpoints" -m addrtype --dst-type LOCAL -m tcp --dport 30001 -j DROP`, 80, true},
+		{`-A KUBE-EXTERNAL-SERVICES -p tcp -m comment --comment "ns/svc:p has no local endpoints" -m addrtype --dst-type LOCAL -m tcp --dport 30001 -j DROP`, 30001, false},
+		{`-A KUBE-NODEPORTS -m comment --comment "ns6/svc6:p80 health check node port" -m tcp -p tcp --dport 30006 -j ACCEPT`, 80, true},
+		{`-A KUBE-NODEPORTS -p udp -m comment --comment ns/svc:dns -m udp --dport 30053 -j KUBE-EXT-ABCDEFGHIJKLMNOP`, 30053, false},
+		{`-A KUBE-NODEPORTS -p sctp -m sctp --dport 30007 -j KUBE-EXT-ABCDEFGHIJKLMNOP`, 7, true},
+		{`-A X -p tcp --dport 22 -j ACCEPT`, 80, true},
+		// Left to the full parse.
+		{`-A X -p tcp -m tcp ! --dport 22 -j ACCEPT`, 80, false},
+		{`-A X -p tcp -m tcp --dport 1000:2000 -j ACCEPT`, 80, false},
+		{`-A X -p tcp -m multiport --dports 22,80 -j ACCEPT`, 443, false},
+		{`-A X -p tcp -m comment --comment "-m tcp --dport 22 " -j ACCEPT`, 80, false},
+		{`-A X -p tcp -m tcp --dport 22 -m comment --comment "x" -j ACCEPT`, 80, false},
+		{`-A X -p tcp -m tcp --dport 99999 -j ACCEPT`, 80, false},
+		{`-A X -p tcp -m tcp --dport ssh -j ACCEPT`, 80, false},
+		{`-A X -p tcp -m dccp --dport 22 -j ACCEPT`, 80, false},
+		{`-A X -j DNAT --to-destination 10.0.0.1:22`, 80, false},
+	} {
+		got := portExcludes(tc.text, tc.dport)
+		if got != tc.want {
+			t.Errorf("portExcludes(%q, %d) = %v, want %v", tc.text, tc.dport, got, tc.want)
+		}
+		if !got {
+			continue
+		}
+		// The store keeps a rule's text without "-A CHAIN ".
+		_, body, _ := strings.Cut(tc.text[len("-A "):], " ")
+		r, err := parseRule(body)
+		if err != nil {
+			t.Errorf("%q: skipped by the prefilter, but does not parse: %v", tc.text, err)
+			continue
+		}
+		excluded := false
+		for _, m := range r.Matches {
+			if pm, ok := m.(*PortMatch); ok && pm.DPorts != nil && !pm.DNegated && !portsContain(pm.DPorts, tc.dport) {
+				excluded = true
+			}
+		}
+		if !excluded {
+			t.Errorf("%q: skipped by the prefilter for port %d, but its parsed matches %#v could match", tc.text, tc.dport, r.Matches)
+		}
+	}
+}
