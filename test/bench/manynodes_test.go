@@ -156,7 +156,7 @@ func objectsFor(t *testing.T, tgt target, nodes []string) []byte {
 			"spec": obj{"type": "ClusterIP", "clusterIP": svc.ClusterIP.String(), "clusterIPs": []string{svc.ClusterIP.String()},
 				"ports": []obj{{"name": svc.PortName, "port": svc.Port, "protocol": strings.ToUpper(svc.Protocol), "targetPort": port}}}},
 		{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
-			"metadata": obj{"name": svc.Name + "-abcde", "namespace": svc.Namespace, "labels": obj{"kubernetes.io/service-name": svc.Name}},
+			"metadata":  obj{"name": svc.Name + "-abcde", "namespace": svc.Namespace, "labels": obj{"kubernetes.io/service-name": svc.Name}},
 			"endpoints": eps, "ports": []obj{{"name": svc.PortName, "port": port, "protocol": strings.ToUpper(svc.Protocol)}}},
 	}
 	for i, n := range nodes {
