@@ -49,10 +49,26 @@ type target struct {
 // with "grep -c KUBE-SEP" over the same file (the least any tool reading the
 // whole dump can cost), and its peak RSS with the dump's size. Target: at
 // most 3 times grep's time, and no more memory than the dump's size.
+//
+// Shapes: dumpgen's default mix (a node port on every tenth Service), and
+// a node port on every Service (10,000 KUBE-EXT chains and KUBE-NODEPORTS
+// and KUBE-EXTERNAL-SERVICES rules by the thousand).
 func TestBenchRatio(t *testing.T) {
 	if !*benchRatio {
 		t.Skip("run with -args -bench-ratio (make bench-ratio)")
 	}
+	for _, shape := range []struct {
+		name string
+		args []string
+	}{
+		{"default", nil},
+		{"nodeport-every-service", []string{"-dumpgen.nodeports"}},
+	} {
+		t.Run(shape.name, func(t *testing.T) { benchRatioIPTables(t, shape.args) })
+	}
+}
+
+func benchRatioIPTables(t *testing.T, genArgs []string) {
 	grep, err := exec.LookPath("grep")
 	if err != nil {
 		t.Skip("grep not found")
@@ -75,8 +91,8 @@ func TestBenchRatio(t *testing.T) {
 	// One build at a time: the plugin, then the generator (test/bench cannot
 	// import trace/iptables/internal/dumpgen, so its test writes the dump).
 	goRun(t, root, goTool, releaseBuild(bin)...)
-	goRun(t, root, goTool, "test", "-count=1", "-run", "^TestWriteDumpFile$", "./trace/iptables/internal/dumpgen", "-args",
-		"-dumpgen.out="+dump, "-dumpgen.services="+strconv.Itoa(*services), "-dumpgen.endpoints="+strconv.Itoa(*endpoints))
+	goRun(t, root, goTool, append([]string{"test", "-count=1", "-run", "^TestWriteDumpFile$", "./trace/iptables/internal/dumpgen", "-args",
+		"-dumpgen.out=" + dump, "-dumpgen.services=" + strconv.Itoa(*services), "-dumpgen.endpoints=" + strconv.Itoa(*endpoints)}, genArgs...)...)
 	var tgt target
 	js, err := os.ReadFile(dump + ".target.json")
 	if err != nil {

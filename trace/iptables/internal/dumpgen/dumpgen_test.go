@@ -902,6 +902,7 @@ var (
 	outFile   = flag.String("dumpgen.out", "", "TestWriteDumpFile writes a dump to this file and its target Service to FILE.target.json")
 	services  = flag.Int("dumpgen.services", 10000, "Services in the dump TestWriteDumpFile writes")
 	endpoints = flag.Int("dumpgen.endpoints", 100000, "endpoints in the dump TestWriteDumpFile writes")
+	nodePorts = flag.Bool("dumpgen.nodeports", false, "TestWriteDumpFile gives every Service a node port (a KUBE-EXT chain and a KUBE-NODEPORTS rule each)")
 )
 
 // Target is what TestWriteDumpFile writes next to the dump: the Service
@@ -917,7 +918,11 @@ func TestWriteDumpFile(t *testing.T) {
 	if *outFile == "" {
 		t.Skip("writes a dump only with -dumpgen.out FILE")
 	}
-	c, err := Generate(Default(*services, *endpoints))
+	cfg := Default(*services, *endpoints)
+	if *nodePorts {
+		cfg.NodePortEvery = 1
+	}
+	c, err := Generate(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
