@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 
-	"github.com/awalterschulze/gographviz"
+	"github.com/awalterschulze/gographviz/ast"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
@@ -81,13 +83,9 @@ func PathDOT(w io.Writer, p *trace.Path) error {
 	if p == nil {
 		return errNoPath
 	}
-	g, err := pathGraph(p)
+	a, err := pathGraph(p)
 	if err != nil {
 		return err
-	}
-	a, err := g.WriteAst()
-	if err != nil {
-		return fmt.Errorf("write graph: %w", err)
 	}
 	_, err = io.WriteString(w, a.String())
 	return err
@@ -176,36 +174,17 @@ func quoteAttrs(attrs map[string]string) map[string]string {
 	return out
 }
 
-// build turns the collected graph into gographviz's, every ID and value
-// quoted, edges sorted.
-func (g *dotGraph) build() (*gographviz.Graph, error) {
-	gv := gographviz.NewGraph()
+// build turns the collected graph into a DOT syntax tree, every ID and
+// value quoted, edges sorted. It lays the tree out as gographviz's
+// Graph.WriteAst did (graph attributes, edges, clusters with their
+// attributes and nodes, other nodes; names and attributes sorted), so the
+// output is byte for byte what it was, without linking gographviz's
+// parser: its package init (a parse table and encoding/gob) ran on every
+// start of the binary, completions and "simulate" included.
+func (g *dotGraph) build() (*ast.Graph, error) {
 	root := dotQuote(g.name)
-	if err := gv.SetName(root); err != nil {
-		return nil, err
-	}
-	if err := gv.SetDir(true); err != nil {
-		return nil, err
-	}
-	for k, v := range quoteAttrs(g.attrs) {
-		if err := gv.AddAttr(root, k, v); err != nil {
-			return nil, fmt.Errorf("graph attribute %s: %w", k, err)
-		}
-	}
-	for id, attrs := range g.clusters {
-		if err := gv.AddSubGraph(root, dotQuote(id), quoteAttrs(attrs)); err != nil {
-			return nil, fmt.Errorf("cluster %q: %w", id, err)
-		}
-	}
-	for id, n := range g.nodes {
-		parent := root
-		if n.parent != "" {
-			parent = dotQuote(n.parent)
-		}
-		if err := gv.AddNode(parent, dotQuote(id), quoteAttrs(n.attrs)); err != nil {
-			return nil, fmt.Errorf("node %q: %w", id, err)
-		}
-	}
+	t := &ast.Graph{Type: ast.DIGRAPH, ID: ast.ID(root)}
+	t.StmtList = appendAttrStmts(t.StmtList, quoteAttrs(g.attrs))
 	keys := make([]dotEdgeKey, 0, len(g.edges))
 	for k := range g.edges {
 		keys = append(keys, k)
@@ -226,14 +205,54 @@ func (g *dotGraph) build() (*gographviz.Graph, error) {
 				return nil, fmt.Errorf("edge %q -> %q: no node %q", k.from, k.to, end)
 			}
 		}
-		if err := gv.AddEdge(dotQuote(k.from), dotQuote(k.to), true, quoteAttrs(g.edges[k])); err != nil {
-			return nil, fmt.Errorf("edge %q -> %q: %w", k.from, k.to, err)
+		t.StmtList = append(t.StmtList, &ast.EdgeStmt{
+			Source:  ast.MakeNodeID(dotQuote(k.from), ""),
+			EdgeRHS: ast.EdgeRHS{&ast.EdgeRH{Op: ast.DIRECTED, Destination: ast.MakeNodeID(dotQuote(k.to), "")}},
+			Attrs:   ast.PutMap(quoteAttrs(g.edges[k])),
+		})
+	}
+	nodeStmt := func(id string) *ast.NodeStmt {
+		return &ast.NodeStmt{NodeID: ast.MakeNodeID(dotQuote(id), ""), Attrs: ast.PutMap(quoteAttrs(g.nodes[id].attrs))}
+	}
+	byQuoted := func(ids []string) []string {
+		slices.SortFunc(ids, func(a, b string) int { return strings.Compare(dotQuote(a), dotQuote(b)) })
+		return ids
+	}
+	children := map[string][]string{}
+	for id, n := range g.nodes {
+		if _, ok := g.clusters[n.parent]; ok && n.parent != "" {
+			children[n.parent] = append(children[n.parent], id)
 		}
 	}
-	return gv, nil
+	for _, id := range byQuoted(slices.Collect(maps.Keys(g.clusters))) {
+		sub := &ast.SubGraph{ID: ast.ID(dotQuote(id))}
+		sub.StmtList = appendAttrStmts(sub.StmtList, quoteAttrs(g.clusters[id]))
+		for _, child := range byQuoted(children[id]) {
+			sub.StmtList = append(sub.StmtList, nodeStmt(child))
+		}
+		t.StmtList = append(t.StmtList, sub)
+	}
+	var top []string
+	for id, n := range g.nodes {
+		if _, ok := g.clusters[n.parent]; !ok || n.parent == "" {
+			top = append(top, id)
+		}
+	}
+	for _, id := range byQuoted(top) {
+		t.StmtList = append(t.StmtList, nodeStmt(id))
+	}
+	return t, nil
 }
 
-func pathGraph(p *trace.Path) (*gographviz.Graph, error) {
+// appendAttrStmts appends "name=value" statements, sorted by name.
+func appendAttrStmts(list ast.StmtList, attrs map[string]string) ast.StmtList {
+	for _, name := range slices.Sorted(maps.Keys(attrs)) {
+		list = append(list, &ast.Attr{Field: ast.ID(name), Value: ast.ID(attrs[name])})
+	}
+	return list
+}
+
+func pathGraph(p *trace.Path) (*ast.Graph, error) {
 	s := p.Service
 	g := &dotGraph{
 		name:     "trace-svc " + s.Namespace + "/" + s.Name,
