@@ -52,7 +52,9 @@ type target struct {
 //
 // Shapes: dumpgen's default mix (a node port on every tenth Service), and
 // a node port on every Service (10,000 KUBE-EXT chains and KUBE-NODEPORTS
-// and KUBE-EXTERNAL-SERVICES rules by the thousand).
+// and KUBE-EXTERNAL-SERVICES rules by the thousand), and the default mix
+// saved with counters (iptables-save -c, as the collectors take dumps when
+// they observe).
 func TestBenchRatio(t *testing.T) {
 	if !*benchRatio {
 		t.Skip("run with -args -bench-ratio (make bench-ratio)")
@@ -63,6 +65,7 @@ func TestBenchRatio(t *testing.T) {
 	}{
 		{"default", nil},
 		{"nodeport-every-service", []string{"-dumpgen.nodeports"}},
+		{"counters", []string{"-dumpgen.counters"}},
 	} {
 		t.Run(shape.name, func(t *testing.T) { benchRatioIPTables(t, shape.args) })
 	}

@@ -28,6 +28,10 @@ const (
 // "make bench-ratio" also measures.
 var benchNodePorts = flag.Bool("bench.nodeports", false, "benchmark a dump where every Service has a node port")
 
+// benchCounters saves the benchmarks' dump with counters (iptables-save -c),
+// as the collectors take it when they observe.
+var benchCounters = flag.Bool("bench.counters", false, "benchmark the dump with counters before every rule (iptables-save -c)")
+
 var bench struct {
 	once   sync.Once
 	dump   []byte
@@ -52,6 +56,9 @@ func benchDump(b *testing.B) ([]byte, dumpgen.Service) {
 			return
 		}
 		bench.dump = buf.Bytes()
+		if *benchCounters {
+			bench.dump = dumpgen.WithCounters(bench.dump)
+		}
 		bench.target, bench.err = c.Middle()
 	})
 	if bench.err != nil {

@@ -192,12 +192,15 @@ func (w *walker) run(t *task, todo *[]task) (exitKind, error) {
 			return 0, err
 		}
 		c, pc := f.chain, f.pc
-		if pc.rules[i] == nil && (destinationExcludes(pc.texts[i], t.st.dst) || portExcludes(pc.texts[i], t.st.dport)) {
+		if pc.rules[i] == nil {
 			// Long chains such as KUBE-SERVICES are mostly rules for other
 			// destinations, and KUBE-EXTERNAL-SERVICES and KUBE-NODEPORTS
 			// (a rule per node port) for other ports: skip them without
-			// tokenizing.
-			continue
+			// tokenizing. (A dump saved with counters, as the collectors
+			// take it when observing, has them before each rule.)
+			if body := withoutCounters(pc.texts[i]); destinationExcludes(body, t.st.dst) || portExcludes(body, t.st.dport) {
+				continue
+			}
 		}
 		r, err := c.rule(pc, i)
 		if err != nil {
@@ -472,6 +475,24 @@ func destinationExcludes(text string, dst netip.Addr) bool {
 		return false
 	}
 	return !pfx.Contains(dst)
+}
+
+// withoutCounters drops the "[packets:bytes] " that iptables-save -c puts
+// before a rule; text without such counters is returned as it is.
+func withoutCounters(text string) string {
+	if !strings.HasPrefix(text, "[") {
+		return text
+	}
+	end := strings.IndexByte(text, ']')
+	if end < 0 {
+		return text
+	}
+	for _, c := range text[1:end] {
+		if (c < '0' || c > '9') && c != ':' {
+			return text
+		}
+	}
+	return strings.TrimLeft(text[end+1:], " ")
 }
 
 // portExcludes tells from a rule's text alone that its port match

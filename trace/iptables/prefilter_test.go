@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -56,5 +57,28 @@ func TestPortExcludes(t *testing.T) {
 		if !excluded {
 			t.Errorf("%q: skipped by the prefilter for port %d, but its parsed matches %#v could match", tc.text, tc.dport, r.Matches)
 		}
+	}
+}
+
+// TestWithoutCounters: the prefilters see a rule saved with counters
+// (iptables-save -c) as the same rule without them.
+func TestWithoutCounters(t *testing.T) {
+	for text, want := range map[string]string{
+		"[12:3456] -d 10.96.0.1/32 -p tcp -j KUBE-SVC-X": "-d 10.96.0.1/32 -p tcp -j KUBE-SVC-X",
+		"[0:0] -j ACCEPT":                 "-j ACCEPT",
+		"-d 10.96.0.1/32 -j ACCEPT":       "-d 10.96.0.1/32 -j ACCEPT",
+		"[x:y] -d 10.96.0.1/32 -j ACCEPT": "[x:y] -d 10.96.0.1/32 -j ACCEPT",
+		"[12:34 -j ACCEPT":                "[12:34 -j ACCEPT",
+	} {
+		if got := withoutCounters(text); got != want {
+			t.Errorf("withoutCounters(%q) = %q, want %q", text, got, want)
+		}
+	}
+	dst := netip.MustParseAddr("10.96.0.2")
+	if !destinationExcludes(withoutCounters("[5:300] -d 10.96.0.1/32 -p tcp -m comment --comment \"a/b:c cluster IP\" -m tcp --dport 80 -j KUBE-SVC-X"), dst) {
+		t.Error("a KUBE-SERVICES rule for another cluster IP, saved with counters, is not skipped")
+	}
+	if !portExcludes(withoutCounters("[5:300] -p tcp -m comment --comment \"a/b:c\" -m tcp --dport 30001 -j KUBE-EXT-X"), 80) {
+		t.Error("a KUBE-NODEPORTS rule for another port, saved with counters, is not skipped")
 	}
 }

@@ -27,6 +27,7 @@ package dumpgen
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -899,4 +900,24 @@ func (g *gen) sepChain(s *Service, n *names, k int) {
 		g.str(" -m recent --set --name ").str(n.sep[k]).str(" --mask 255.255.255.255 --rsource")
 	}
 	g.str(" -m ").str(s.Protocol).str(" -j DNAT --to-destination ").addrPort(ep).nl()
+}
+
+// WithCounters is dump as "iptables-save -c" prints it: every rule line
+// with "[packets:bytes] " before it (made-up, non-zero counts), as the
+// collectors take dumps when they observe.
+func WithCounters(dump []byte) []byte {
+	out := make([]byte, 0, len(dump)+len(dump)/8)
+	for i := 0; len(dump) > 0; i++ {
+		line := dump
+		if end := bytes.IndexByte(dump, '\n'); end >= 0 {
+			line, dump = dump[:end+1], dump[end+1:]
+		} else {
+			dump = nil
+		}
+		if bytes.HasPrefix(line, []byte("-A ")) {
+			out = fmt.Appendf(out, "[%d:%d] ", i%997, i%997*60)
+		}
+		out = append(out, line...)
+	}
+	return out
 }

@@ -903,6 +903,7 @@ var (
 	services  = flag.Int("dumpgen.services", 10000, "Services in the dump TestWriteDumpFile writes")
 	endpoints = flag.Int("dumpgen.endpoints", 100000, "endpoints in the dump TestWriteDumpFile writes")
 	nodePorts = flag.Bool("dumpgen.nodeports", false, "TestWriteDumpFile gives every Service a node port (a KUBE-EXT chain and a KUBE-NODEPORTS rule each)")
+	counters  = flag.Bool("dumpgen.counters", false, "TestWriteDumpFile writes the dump as iptables-save -c does, with counters before every rule")
 )
 
 // Target is what TestWriteDumpFile writes next to the dump: the Service
@@ -926,14 +927,15 @@ func TestWriteDumpFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Create(*outFile)
-	if err != nil {
+	var buf bytes.Buffer
+	if err := c.Write(&buf); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Write(f); err != nil {
-		t.Fatal(err)
+	dump := buf.Bytes()
+	if *counters {
+		dump = WithCounters(dump)
 	}
-	if err := f.Close(); err != nil {
+	if err := os.WriteFile(*outFile, dump, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	info, err := os.Stat(*outFile)
