@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -88,7 +89,12 @@ type HookChain struct {
 	// Foreign is true when the chain belongs to a table kube-proxy did not
 	// write (its rules' RuleRefs say so one by one).
 	Foreign bool
-	Run     func(w *Walk, f *Flow) ([]ChainExit, error)
+	// Optional marks a chain of a source that holds nothing of
+	// kube-proxy's (another tool's dump). When it cannot be walked (a
+	// broken dump: a jump to a chain it lacks), a note says so and the
+	// packet is taken to pass it, instead of failing the node's trace.
+	Optional bool
+	Run      func(w *Walk, f *Flow) ([]ChainExit, error)
 }
 
 // Name is how notes and findings name the chain: "iptables-nft table filter
@@ -195,7 +201,11 @@ func WalkNetfilter(w *Walk, chains []HookChain, start Flow) ([]*Branch, error) {
 				beforeNAT := f.Endpoint != nil || f.Masquerade
 				outs, err := c.Run(w, f)
 				if err != nil {
-					return nil, err
+					if !c.Optional || errors.Is(err, ErrBudget) {
+						return nil, err
+					}
+					w.Note("%s could not be walked (%v): the packet is taken to pass it; leave that dump out, or fix it, to be sure", c.Name(), err)
+					outs = []ChainExit{{Flow: f, Exit: ExitAccept}}
 				}
 				for _, o := range outs {
 					g := o.Flow

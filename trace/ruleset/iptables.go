@@ -56,6 +56,20 @@ func (e *iptablesEngine) Mode() string {
 
 func hasKubeServices(d *iptables.Dump) bool { return d.Chain("nat", "KUBE-SERVICES") != nil }
 
+// holdsKubeProxy tells whether any table of the dump has a chain of
+// kube-proxy's (every mode's start with KUBE-): a dump without one is
+// another tool's, whose breakage must not stop the trace.
+func holdsKubeProxy(d *iptables.Dump) bool {
+	for _, t := range d.Tables() {
+		for _, c := range t.Chains() {
+			if strings.HasPrefix(c.Name, "KUBE-") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (e *iptablesEngine) Covers(v6 bool) bool { return e.dump(v6) != nil }
 
 func (e *iptablesEngine) KubeProxy(v6 bool) bool {
@@ -225,7 +239,13 @@ func (e *iptablesEngine) hookChainsWith(v6 bool, ext iptables.Extensions) []trac
 	var out []trace.HookChain
 	perDump := iptables.Extensions{Sets: ext.Sets}
 	for _, d := range picked {
-		out = append(out, iptables.HookChainsWith(d, perDump)...)
+		cs := iptables.HookChainsWith(d, perDump)
+		if !holdsKubeProxy(d) {
+			for i := range cs {
+				cs[i].Optional = true
+			}
+		}
+		out = append(out, cs...)
 	}
 	if ext.IPVS != nil && len(out) > 0 {
 		out = append(out, iptables.IPVSHookChain(ext.IPVS))
