@@ -132,10 +132,17 @@ type ruleNode struct {
 }
 
 func ruleLabel(pal palette, ref trace.RuleRef) string {
-	if ref.Folded > 0 {
-		return fmt.Sprintf("%s %s %s", pal.dim.Render(ref.Table), pal.accent.Render(ref.Chain), pal.dim.Render(ref.FoldedText()))
+	table := ref.Table
+	if ref.Foreign && ref.Backend != "" {
+		// Another tool's table: say whose ("iptables-legacy filter",
+		// "nftables firewalld"), since two backends can each have a
+		// table of the same name.
+		table = ref.Backend + " " + table
 	}
-	return fmt.Sprintf("%s %s %s", pal.dim.Render(ref.Table), pal.accent.Render(ref.Chain), ref.Rule)
+	if ref.Folded > 0 {
+		return fmt.Sprintf("%s %s %s", pal.dim.Render(table), pal.accent.Render(ref.Chain), pal.dim.Render(ref.FoldedText()))
+	}
+	return fmt.Sprintf("%s %s %s", pal.dim.Render(table), pal.accent.Render(ref.Chain), ref.Rule)
 }
 
 // addRules appends the rules below n to t: flat while the walk does not

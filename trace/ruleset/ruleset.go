@@ -313,7 +313,25 @@ func (d *Dataplane) hookChains(v6 bool, opts Options) ([]trace.HookChain, ipvsWa
 		}
 		out = append(out, nftables.HookChains(tables)...)
 	}
+	if !d.kubeProxyCovers(v6) {
+		// No source holds kube-proxy's rules: the dumps given are the
+		// subject, not context, and a broken one is an error.
+		for i := range out {
+			out[i].Optional = false
+		}
+	}
 	return out, iw
+}
+
+// kubeProxyCovers tells whether any engine holds kube-proxy's rules for
+// the family.
+func (d *Dataplane) kubeProxyCovers(v6 bool) bool {
+	for _, e := range d.engines {
+		if e.KubeProxy(v6) {
+			return true
+		}
+	}
+	return false
 }
 
 // tableWarnings names, once per load, the tables of nft rulesets that are

@@ -303,6 +303,12 @@ func TestBrokenForeignDumpIsNoted(t *testing.T) {
 		t.Errorf("notes %q do not name the chain that could not be walked", sim.Notes)
 	}
 
+	// The broken dump alone is the subject, not context: an error.
+	d = load(t, dir+"/docker.save")
+	if _, err := d.Simulate(pkt, Options{}); err == nil || !strings.Contains(err.Error(), "DOCKER-USER") {
+		t.Errorf("the broken dump alone: err %v, want the missing chain named", err)
+	}
+
 	// kube-proxy's own dump with the same break: an error, not a guess.
 	own := strings.Replace(broken, ":FORWARD DROP [0:0]\n", ":FORWARD DROP [0:0]\n:KUBE-FORWARD - [0:0]\n", 1)
 	if err := os.WriteFile(dir+"/own.save", []byte(own), 0o600); err != nil {
