@@ -109,8 +109,10 @@ type VirtualServer struct {
 	IPv6      bool
 	Scheduler string
 	// Persistent services keep a client on one real server for Timeout
-	// seconds (kube-proxy: sessionAffinity ClientIP); clients are grouped
-	// by their address masked to NetmaskBits.
+	// (kube-proxy: sessionAffinity ClientIP); clients are grouped by their
+	// address masked to NetmaskBits. Timeout is in seconds from ipvsadm,
+	// in jiffies from /proc/net/ip_vs (the kernel's HZ, which the file
+	// does not give).
 	Persistent  bool
 	Timeout     uint32
 	NetmaskBits int

@@ -90,7 +90,13 @@ func (v *VirtualServer) Schedule() Scheduling {
 		s.Notes = append(s.Notes, fmt.Sprintf("scheduler %s is not known to the simulator: shares by weight", short(v.Scheduler)))
 	}
 	if v.Persistent {
-		s.Notes = append(s.Notes, fmt.Sprintf("persistent for %d s: a client that comes back within that time reaches the same server (session affinity ClientIP)", v.Timeout))
+		// Timeout's unit depends on the table's format (jiffies from
+		// /proc/net/ip_vs): the note does not give it.
+		s.Notes = append(s.Notes, PersistentNote)
 	}
 	return s
 }
+
+// PersistentNote is the schedule's note for a persistent virtual server;
+// callers that know the timeout's unit say it themselves instead.
+const PersistentNote = "persistent: a client that comes back within the persistence timeout reaches the same server (session affinity ClientIP)"

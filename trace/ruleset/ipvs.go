@@ -285,7 +285,7 @@ func (s *ipvsScheduler) Schedule(p iptables.IPVSPacket) (iptables.IPVSDecision, 
 	d := iptables.IPVSDecision{Protocol: strings.ToLower(v.Protocol), Addr: v.Addr, Port: v.Port, FWMark: v.FWMark,
 		Ref: trace.RuleRef{Table: "ipvs", Chain: name, Line: v.Line, Rule: strings.Join(text, ", ")}}
 	for _, n := range sch.Notes {
-		if v.Persistent && strings.HasPrefix(n, "persistent for ") {
+		if n == ipvs.PersistentNote {
 			continue // said below, in the table's own units
 		}
 		d.Notes = append(d.Notes, fmt.Sprintf("IPVS %s: %s", v, n))
