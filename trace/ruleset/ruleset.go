@@ -335,8 +335,10 @@ func (d *Dataplane) kubeProxyCovers(v6 bool) bool {
 }
 
 // tableWarnings names, once per load, the tables of nft rulesets that are
-// not walked and why: iptables-nft's tables read from its own dump, and
-// tables of families that never see a routed IP packet.
+// not walked: those of families that never see a routed IP packet.
+// iptables-nft's tables, read from iptables-nft-save instead of from nft
+// list ruleset (hookChains), are walked: that is no warning, as every node
+// in iptables mode has them.
 func (d *Dataplane) tableWarnings() {
 	for _, e := range d.engines {
 		ne, ok := e.(*nftEngine)
@@ -346,14 +348,7 @@ func (d *Dataplane) tableWarnings() {
 		for _, t := range ne.rs.Tables {
 			name := excerpt.Clip(t.Family + " " + t.Name)
 			switch t.Family {
-			case "ip", "ip6":
-				for _, v6 := range []bool{false, true} {
-					if (t.Family == "ip6") == v6 && d.hasIPTablesNFT(v6) && isIPTablesNFTTable(t.Family, t.Name) {
-						d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeObjectSkipped, Source: ne.source,
-							Message: fmt.Sprintf("table %s is iptables-nft's: its rules are read from the iptables-nft-save dump, not from nft list ruleset", name)})
-					}
-				}
-			case "inet":
+			case "ip", "ip6", "inet":
 			default:
 				d.warnings = append(d.warnings, trace.Warning{Code: trace.CodeObjectSkipped, Source: ne.source,
 					Message: fmt.Sprintf("table %s is not evaluated: %s tables see %s, not the routed IP packets the simulator follows", name, excerpt.Clip(t.Family), familySees(t.Family))})
