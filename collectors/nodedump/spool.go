@@ -34,7 +34,7 @@ type span struct{ off, n int }
 
 // spoolFilePattern names spool files: fixed text and a random part from
 // os.CreateTemp, never anything a node printed.
-const spoolFilePattern = "node-*.out"
+const spoolFilePattern = "spool-*"
 
 // runSpooled is Run with the script's standard output streamed to a file of
 // its own in dir (mode 0600, from os.CreateTemp). The file is removed when
@@ -137,13 +137,20 @@ func (r *Result) spoolTo(dir string) error {
 // unloadInto records where each dump of r lies in data, the content of the
 // spool file at path, and drops the dumps from memory. ParseOutput cuts
 // every dump out of the output without copying, so a dump's place is where
-// its bytes start in data; a dump that is not part of data (none today)
-// stays in memory.
+// its bytes start in data (a slice's capacity runs to the end of data); a
+// dump that is not part of data (none today) stays in memory.
 func (r *Result) unloadInto(path string, data []byte) {
 	sp := &spool{path: path}
 	place := func(d Dump) span {
 		off := cap(data) - cap(d.Data)
-		if len(d.Data) == 0 || off < 0 || off+len(d.Data) > len(data) || &data[off] != &d.Data[0] {
+		switch {
+		case off < 0 || off+len(d.Data) > len(data):
+			return span{off: -1}
+		case len(d.Data) == 0:
+			// An empty dump is dropped too: even empty, a slice of data
+			// would keep all of it in memory.
+			return span{off: 0}
+		case &data[off] != &d.Data[0]:
 			return span{off: -1}
 		}
 		return span{off: off, n: len(d.Data)}
