@@ -200,7 +200,8 @@ func (b *Builder) Node(n Node) NodePart {
 }
 
 // Path joins the nodes' parts, in the order the nodes are to be shown, and
-// adds the findings that compare nodes.
+// adds the findings that compare nodes. It takes the parts over (what every
+// node says is moved out of their paths), so it is called once.
 func (b *Builder) Path(parts []NodePart) *trace.Path {
 	p := b.base
 	p.Findings = slices.Clone(b.base.Findings)

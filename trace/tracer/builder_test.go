@@ -1,0 +1,106 @@
+package tracer
+
+import (
+	"encoding/json"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+)
+
+// builderNodes are nodes of every kind a Path joins: iptables and nftables
+// rules, rules that disagree with the others, a node that was not
+// collected, nodes in zones.
+func builderNodes(t *testing.T) []Node {
+	t.Helper()
+	other := "../../testdata/iptables/kube-proxy/v1.37.2/TestNoEndpointsReject/iptables-nft.save"
+	zoned := func(n *corev1.Node, zone string) *corev1.Node {
+		n.Labels = map[string]string{corev1.LabelTopologyZone: zone}
+		return n
+	}
+	return []Node{
+		{Node: zoned(node("node-a", "192.168.0.2", "10.0.0.0/24"), "zone-1"), Dataplane: load(t, iptablesLB)},
+		{Node: node("node-b", "192.168.0.3", "10.0.1.0/24"), Dataplane: load(t, nftLB)},
+		{Node: zoned(node("node-c", "192.168.0.4", "10.0.2.0/24"), "zone-2"), Dataplane: load(t, other)},
+		{Node: node("node-d", "192.168.0.5", "10.0.3.0/24"), Err: os.ErrDeadlineExceeded},
+		{Node: node("node-e", "192.168.0.6", "10.0.4.0/24"), Dataplane: load(t, iptablesLB), ProxyMode: "iptables"},
+	}
+}
+
+// TestBuilderIsBuild: nodes reduced one at a time, at once and in any
+// order, then joined, give the Path Build gives.
+func TestBuilderIsBuild(t *testing.T) {
+	nodes := builderNodes(t)
+	in := Input{Service: lbService(), Slices: slice("10.180.0.1", "10.180.2.1"), Nodes: nodes}
+	want, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Nodes = nil
+	for _, n := range nodes {
+		in.AllNodes = append(in.AllNodes, n.Node)
+	}
+	b, err := NewBuilder(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := make([]NodePart, len(nodes))
+	var wg sync.WaitGroup
+	for i := len(nodes) - 1; i >= 0; i-- {
+		wg.Go(func() { parts[i] = b.Node(nodes[i]) })
+	}
+	wg.Wait()
+	got := b.Path(parts)
+	if diff := cmp.Diff(pathJSON(t, want), pathJSON(t, got)); diff != "" {
+		t.Errorf("Builder's Path (-Build +Builder):\n%s", diff)
+	}
+	codes := findingCodes(got)
+	if codes["NodesDisagree"] == 0 || codes["NodeNotCollected"] != 1 || codes["NodePortOnLocalhost"] == 0 || len(got.NodeZones) != 2 {
+		t.Errorf("the nodes do not give the findings that join them (%v, zones %v): the test shows nothing", codes, got.NodeZones)
+	}
+}
+
+// pathJSON is p as -o json has it, indented for a readable diff.
+func pathJSON(t *testing.T, p *trace.Path) string {
+	t.Helper()
+	js, err := json.MarshalIndent(p, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(js)
+}
+
+// TestNodePartKeepsNoDataplane: once a node is reduced to its part, its
+// parsed rules can go: the part holds nothing of them.
+func TestNodePartKeepsNoDataplane(t *testing.T) {
+	n := builderNodes(t)[0]
+	b, err := NewBuilder(Input{Service: lbService(), Slices: slice("10.180.0.1"), AllNodes: []*corev1.Node{n.Node}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	freed := make(chan struct{})
+	runtime.AddCleanup(n.Dataplane, func(ch chan struct{}) { close(ch) }, freed)
+	part := b.Node(n)
+	if len(part.paths.Paths) == 0 {
+		t.Fatal("the node's part has no paths: the test shows nothing")
+	}
+	n.Dataplane = nil
+	deadline := time.After(5 * time.Second)
+	for {
+		runtime.GC()
+		select {
+		case <-freed:
+			runtime.KeepAlive(part)
+			return
+		case <-deadline:
+			t.Fatal("the node's dataplane is still reachable while its part is: the part keeps it in memory")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
