@@ -6,8 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
+	"runtime"
 )
 
 // A node's dump is tens of megabytes on a large cluster, and a trace with
@@ -47,7 +47,7 @@ func runSpooled(ctx context.Context, ex Executor, node string, target Target, o 
 	keep := false
 	defer func() {
 		if !keep {
-			f.Close()
+			f.Close() // (an error: it may be closed already)
 			os.Remove(f.Name())
 		}
 	}()
@@ -72,12 +72,22 @@ func runSpooled(ctx context.Context, ex Executor, node string, target Target, o 
 	if err := out.Flush(); err != nil {
 		return nil, fmt.Errorf("node %q: cannot spool its output: %w", node, err)
 	}
-	data, err := readSpool(f)
-	if err != nil {
-		return nil, fmt.Errorf("node %q: cannot read its spooled output back: %w", node, err)
-	}
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("node %q: cannot spool its output: %w", node, err)
+	}
+	// Reading the output back and splitting it is CPU work on a whole
+	// dump: at most one node per core does it at once, so that the nodes
+	// collected in parallel (--parallel) wait on disk rather than in
+	// memory.
+	select {
+	case analyzing <- struct{}{}:
+		defer func() { <-analyzing }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	data, err := os.ReadFile(f.Name())
+	if err != nil {
+		return nil, fmt.Errorf("node %q: cannot read its spooled output back: %w", node, err)
 	}
 	res = ParseOutput(node, data, stderr.Bytes())
 	res.unloadInto(f.Name(), data)
@@ -85,20 +95,9 @@ func runSpooled(ctx context.Context, ex Executor, node string, target Target, o 
 	return res, nil
 }
 
-// readSpool reads a spool file from its start, in one allocation of its
-// size.
-func readSpool(f *os.File) ([]byte, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	data := make([]byte, st.Size())
-	_, err = f.ReadAt(data, 0)
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF // the file shrank under us
-	}
-	return data, err
-}
+// analyzing bounds how many spooled outputs are read back and split at
+// once: one per core.
+var analyzing = make(chan struct{}, runtime.GOMAXPROCS(0))
 
 // spoolTo writes the dumps of a Result held in memory to a new spool file
 // in dir and drops them from memory.
@@ -191,12 +190,7 @@ func (r *Result) Load() error {
 	if !r.Spooled() || r.spool.loaded != nil {
 		return nil
 	}
-	f, err := os.Open(r.spool.path)
-	if err != nil {
-		return fmt.Errorf("node %q: cannot read its spooled output back: %w", r.Node, err)
-	}
-	defer f.Close()
-	data, err := readSpool(f)
+	data, err := os.ReadFile(r.spool.path)
 	if err != nil {
 		return fmt.Errorf("node %q: cannot read its spooled output back: %w", r.Node, err)
 	}
