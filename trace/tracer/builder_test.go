@@ -2,8 +2,10 @@ package tracer
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
 )
 
 // builderNodes are nodes of every kind a Path joins: iptables and nftables
@@ -102,5 +105,54 @@ func TestNodePartKeepsNoDataplane(t *testing.T) {
 			t.Fatal("the node's dataplane is still reachable while its part is: the part keeps it in memory")
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+}
+
+// heapAfterGC is the live heap.
+func heapAfterGC() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// TestNodePartKeepsNoParsedRules: the strings in a node's part (chain names,
+// rule text) do not alias the engine's parsed rules, which would keep them
+// in memory with the part. The node's nat table declares many chains before
+// kube-proxy's, so that those land in the large blocks of the engine's
+// name arena.
+func TestNodePartKeepsNoParsedRules(t *testing.T) {
+	n := node("node-a", "192.168.0.2", "10.0.0.0/24")
+	b, err := NewBuilder(Input{Service: lbService(), Slices: slice("10.180.0.1"), AllNodes: []*corev1.Node{n}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := heapAfterGC()
+	dp := func() *ruleset.Dataplane {
+		rules, err := os.ReadFile(iptablesLB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head, rest, ok := strings.Cut(string(rules), "*nat\n")
+		if !ok {
+			t.Fatal("the dump has no nat table")
+		}
+		var filler strings.Builder
+		for i := range 60000 {
+			fmt.Fprintf(&filler, ":FILLER-CHAIN-WITH-A-LONG-NAME-%06d - [0:0]\n", i)
+		}
+		return loadText(t, head+"*nat\n"+filler.String()+rest)
+	}()
+	parsed := heapAfterGC() - before
+	part := b.Node(Node{Node: n, Dataplane: dp})
+	if len(part.paths.Paths) == 0 || len(part.paths.ChainInfo) == 0 {
+		t.Fatal("the node's part names no chain: the test shows nothing")
+	}
+	dp = nil
+	kept := heapAfterGC() - before
+	runtime.KeepAlive(part)
+	t.Logf("parsed rules %.1f MB, kept with the node's part %.1f MB", float64(parsed)/1e6, float64(kept)/1e6)
+	if kept > parsed/10 {
+		t.Errorf("the node's part keeps %.1f MB of the %.1f MB its parsed rules took", float64(kept)/1e6, float64(parsed)/1e6)
 	}
 }

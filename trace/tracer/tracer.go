@@ -196,6 +196,11 @@ func (b *Builder) Node(n Node) NodePart {
 	part.findings = p.Findings
 	part.chain = chainFindings(&p, n, part.paths)
 	part.localhost = localhostNodePorts(&p, n)
+	// (The engines' strings alias their parsed dumps; see detach.)
+	detach(&part.paths)
+	detach(&part.findings)
+	detach(&part.chain)
+	detach(&part.localhost)
 	return part
 }
 
