@@ -44,8 +44,8 @@ bench: ## parser and simulator benchmarks on generated 10,000-Service dumps (ipt
 bench-ratio: ## whole-command time and peak RSS against grep -c on the same dump (iptables: dumpgen's mix and a node port on every Service; then nftables)
 	$(GO) test -run '^TestBenchRatio(NFT)?$$' -v -count=1 ./test/bench -args -bench-ratio
 
-bench-many-nodes: ## one trace offline through 40 nodes of 35 MB saved dumps: wall time and peak RSS on every core against GOMAXPROCS=1, alternating
-	$(GO) test -run '^TestBenchManyNodes$$' -v -count=1 -timeout 30m ./test/bench -args -bench-many-nodes
+bench-many-nodes: ## one trace offline through 40 nodes of 35 MB saved dumps (every core against GOMAXPROCS=1, alternating), then one through 200 nodes collected live through a fake executor (peak RSS under 1 GiB, wall time against collection + parse / cores)
+	$(GO) test -run '^TestBenchManyNodes(Live)?$$' -v -count=1 -timeout 60m ./test/bench -args -bench-many-nodes -bench-many-nodes-live
 
 fixtures: ## regenerate kube-proxy fixtures from real kube-proxy code (slow; needs root)
 	hack/kpfixtures/gen.sh v1.29.6 v1.37.2 v1.22.17

@@ -76,7 +76,7 @@ type TraceOptions struct {
 	objects    []runtime.Object // --objects: the API, saved
 	// collectLive gathers the rules of nodes without a --dump (debug pods);
 	// replaced in tests.
-	collectLive func(ctx context.Context, facts *cluster.Facts, nodes []string) []nodedump.NodeResult
+	collectLive func(ctx context.Context, facts *cluster.Facts, nodes []string, spool string) []nodedump.NodeResult
 	// executor runs the dump script in a pod; nil execs through the API
 	// server. Replaced in tests.
 	executor nodedump.Executor

@@ -63,7 +63,7 @@ func lbObjects() []runtime.Object {
 }
 
 // collectLiveHook stands in for the debug-pod collector in runTrace.
-var collectLiveHook func(context.Context, *cluster.Facts, []string) []nodedump.NodeResult
+var collectLiveHook func(context.Context, *cluster.Facts, []string, string) []nodedump.NodeResult
 
 func runTrace(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
@@ -224,7 +224,7 @@ func TestTraceLiveCollection(t *testing.T) {
 	}
 	stderr, _ := os.ReadFile("../../collectors/nodedump/testdata/recorded/iptables-nft.stderr")
 	var asked []string
-	collectLiveHook = func(_ context.Context, _ *cluster.Facts, nodes []string) []nodedump.NodeResult {
+	collectLiveHook = func(_ context.Context, _ *cluster.Facts, nodes []string, _ string) []nodedump.NodeResult {
 		asked = nodes
 		var out []nodedump.NodeResult
 		for _, n := range nodes {

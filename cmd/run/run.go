@@ -94,8 +94,10 @@ type Config struct {
 	Progress func(string)
 	Notice   func(string)
 
-	// CollectLive replaces live collection (tests).
-	CollectLive func(ctx context.Context, facts *cluster.Facts, nodes []string) []nodedump.NodeResult
+	// CollectLive replaces live collection (tests). spool is the private
+	// directory each node's output is to be spooled to
+	// (nodedump.RunOptions.SpoolDir).
+	CollectLive func(ctx context.Context, facts *cluster.Facts, nodes []string, spool string) []nodedump.NodeResult
 }
 
 // ErrInterrupted is returned when the context was cancelled (Ctrl-C).
@@ -151,59 +153,106 @@ func Trace(ctx context.Context, cfg Config) (*trace.Path, error) {
 	}
 	collected := map[string]nodedump.NodeResult{}
 	if len(live) > 0 {
+		// Each node's output is spooled to a file of its own in a private
+		// directory while it is collected, and read back when the node is
+		// parsed: the memory a trace takes does not grow with the number
+		// of nodes. The directory goes when the trace ends, whichever way.
+		spool, err := os.MkdirTemp("", "kubectl-trace-svc-")
+		if err != nil {
+			return nil, fmt.Errorf("cannot make a private directory for the nodes' dumps (set TMPDIR to a writable directory): %w", err)
+		}
+		defer os.RemoveAll(spool)
 		collect := cfg.CollectLive
 		if collect == nil {
 			collect = cfg.collectLive
 		}
-		for _, r := range collect(ctx, facts, live) {
+		for _, r := range collect(ctx, facts, live, spool) {
 			collected[r.Node] = r
-			if cfg.SaveDumps != "" && r.Result != nil {
-				if err := r.Result.Save(cfg.SaveDumps); err != nil {
-					return nil, fmt.Errorf("--save-dumps: %w", err)
-				}
-			}
 		}
 	}
-	in.Nodes = make([]tracer.Node, len(pick.Nodes))
-	opened := make([][]*file.Dump, len(pick.Nodes))
-	defer func() {
-		for _, files := range opened {
-			for _, d := range files {
-				_ = d.Close()
-			}
-		}
-	}()
-	// Each node's rules are parsed on their own (an engine shares nothing
-	// between dataplanes), so the nodes are parsed on every core: 40 saved
-	// dumps of a large cluster take the time of 40/cores. At most one
-	// parse per core keeps the peak memory that of a few parsed dumps more
-	// than the parsed results themselves.
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return nil, ErrInterrupted
+	}
+	b, err := tracer.NewBuilder(in)
+	if err != nil {
+		return nil, err
+	}
+	// Each node is read, parsed and reduced to its part of the Path on its
+	// own (an engine shares nothing between dataplanes), on every core, and
+	// its dump and parsed dataplane are dropped before the worker takes the
+	// next node: 40 saved dumps of a large cluster take the time of
+	// 40/cores, and the peak memory is that of one parsed node per core
+	// whatever the number of nodes.
+	parts := make([]tracer.NodePart, len(pick.Nodes))
 	var g errgroup.Group
 	g.SetLimit(goruntime.GOMAXPROCS(0))
 	for i, n := range pick.Nodes {
 		g.Go(func() error {
-			defer func() {
-				// A parser bug on one node is that node's error, not the
-				// end of the trace (and not a crash of a goroutine).
-				if r := recover(); r != nil {
-					in.Nodes[i] = tracer.Node{Node: n, Err: nodedump.PanicError(n.Name, r)}
-				}
-			}()
 			if r, ok := collected[n.Name]; ok {
-				in.Nodes[i] = liveNode(n, r, cfg.Observe)
-				return nil
+				var err error
+				parts[i], err = cfg.liveNodePart(b, n, r)
+				return err
 			}
-			in.Nodes[i], opened[i] = savedNode(n, cfg.Dumps[n.Name], cfg.Stdin)
+			parts[i] = savedNodePart(b, n, cfg.Dumps[n.Name], cfg.Stdin)
 			return nil
 		})
 	}
-	_ = g.Wait() // every node's error is in its tracer.Node
+	if err := g.Wait(); err != nil { // every node's own error is in its part
+		return nil, err
+	}
 	if errors.Is(ctx.Err(), context.Canceled) {
 		// Ctrl-C: the collectors have deleted their debug pods; a partial
 		// result would read as a finished trace, so there is none.
 		return nil, ErrInterrupted
 	}
-	return tracer.Build(in)
+	return b.Path(parts), nil
+}
+
+// nodePart reduces one node to its part of the Path with b. A parser or
+// tracer bug on the node (a panic) is that node's error, not the end of the
+// trace.
+func nodePart(b *tracer.Builder, n *corev1.Node, load func() tracer.Node) (part tracer.NodePart) {
+	defer func() {
+		if r := recover(); r != nil {
+			part = b.Node(tracer.Node{Node: n, Err: nodedump.PanicError(n.Name, r)})
+		}
+	}()
+	return b.Node(load())
+}
+
+// liveNodePart reads a collected node's dumps back from its spool file,
+// keeps them (--save-dumps), parses them and reduces the node to its part
+// of the Path; the spool file is removed when it returns. Only a dump that
+// cannot be saved fails the trace.
+func (cfg Config) liveNodePart(b *tracer.Builder, n *corev1.Node, r nodedump.NodeResult) (tracer.NodePart, error) {
+	if r.Result != nil {
+		defer r.Result.Close()
+		if err := r.Result.Load(); err != nil {
+			r.Result, r.Err = nil, err
+		}
+	}
+	if cfg.SaveDumps != "" && r.Result != nil {
+		if err := r.Result.Save(cfg.SaveDumps); err != nil {
+			return tracer.NodePart{}, fmt.Errorf("--save-dumps: %w", err)
+		}
+	}
+	return nodePart(b, n, func() tracer.Node { return liveNode(n, r, cfg.Observe) }), nil
+}
+
+// savedNodePart parses a node's saved dumps and reduces the node to its part
+// of the Path; the files are closed when it returns.
+func savedNodePart(b *tracer.Builder, n *corev1.Node, paths []string, stdin io.Reader) tracer.NodePart {
+	var opened []*file.Dump
+	defer func() {
+		for _, d := range opened {
+			_ = d.Close()
+		}
+	}()
+	return nodePart(b, n, func() tracer.Node {
+		var tn tracer.Node
+		tn, opened = savedNode(n, paths, stdin)
+		return tn
+	})
 }
 
 func (cfg Config) facts(ctx context.Context) (*cluster.Facts, error) {
@@ -230,8 +279,8 @@ func (cfg Config) getPod(ctx context.Context, namespace, name string) (*corev1.P
 }
 
 // savedNode reads a node's saved dumps into its dataplane. The files stay
-// open until the Path is built: the iptables engine reads rule text back on
-// demand.
+// open until the node's part of the Path is built: the iptables engine
+// reads rule text back on demand.
 func savedNode(n *corev1.Node, paths []string, stdin io.Reader) (tracer.Node, []*file.Dump) {
 	tn := tracer.Node{Node: n}
 	var inputs []ruleset.Input

@@ -189,7 +189,7 @@ func TestTraceMixesSavedAndLive(t *testing.T) {
 	var asked []string
 	cfg := Config{Namespace: "ns1", Service: "svc1", Objects: lbObjects(),
 		Dumps: map[string][]string{"node-a": {nftLB}}, Nodes: []string{"node-b"},
-		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string) []nodedump.NodeResult {
+		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string, _ string) []nodedump.NodeResult {
 			asked = nodes
 			return []nodedump.NodeResult{recorded(t, "node-b", "iptables-legacy")}
 		}}
@@ -232,7 +232,7 @@ func TestTraceFromPod(t *testing.T) {
 		}
 	}
 	cfg.Dumps = map[string][]string{"node-a": {iptLB}}
-	cfg.CollectLive = func(context.Context, *cluster.Facts, []string) []nodedump.NodeResult {
+	cfg.CollectLive = func(context.Context, *cluster.Facts, []string, string) []nodedump.NodeResult {
 		t.Fatal("nothing should be collected live")
 		return nil
 	}
@@ -252,7 +252,7 @@ func TestTraceFromPod(t *testing.T) {
 func TestTraceNodeErrors(t *testing.T) {
 	cfg := Config{Namespace: "ns1", Service: "svc1", Objects: lbObjects(),
 		Dumps: map[string][]string{"node-a": {"does-not-exist.save"}}, Nodes: []string{"node-b"},
-		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string) []nodedump.NodeResult {
+		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string, _ string) []nodedump.NodeResult {
 			return failAll(nodes, errors.New("image pull failed"))
 		}}
 	p, err := Trace(context.Background(), cfg)
@@ -278,7 +278,7 @@ func TestTraceNodeErrors(t *testing.T) {
 func TestTraceNoRulesOnNode(t *testing.T) {
 	empty := nodedump.ParseOutput("node-a", []byte(nodedump.Marker+" absent iptables-nft-save\n"+nodedump.Marker+" done\n"), nil)
 	cfg := Config{Namespace: "ns1", Service: "svc1", Objects: lbObjects(), Nodes: []string{"node-a"},
-		CollectLive: func(context.Context, *cluster.Facts, []string) []nodedump.NodeResult {
+		CollectLive: func(context.Context, *cluster.Facts, []string, string) []nodedump.NodeResult {
 			return []nodedump.NodeResult{{Node: "node-a", Result: empty}}
 		}}
 	p, err := Trace(context.Background(), cfg)
@@ -295,7 +295,7 @@ func TestTraceNoRulesOnNode(t *testing.T) {
 func TestTraceInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := Config{Namespace: "ns1", Service: "svc1", Objects: lbObjects(), Nodes: []string{"node-a"},
-		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string) []nodedump.NodeResult {
+		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string, _ string) []nodedump.NodeResult {
 			cancel()
 			return failAll(nodes, context.Canceled)
 		}}
@@ -309,7 +309,7 @@ func TestTraceCapNotice(t *testing.T) {
 	var notices []string
 	cfg := Config{Namespace: "ns1", Service: "svc1", Objects: lbObjects(), NodeCap: 1,
 		Notice: func(s string) { notices = append(notices, s) },
-		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string) []nodedump.NodeResult {
+		CollectLive: func(_ context.Context, _ *cluster.Facts, nodes []string, _ string) []nodedump.NodeResult {
 			return failAll(nodes, errors.New("not collected in this test"))
 		}}
 	if _, err := Trace(context.Background(), cfg); err != nil {

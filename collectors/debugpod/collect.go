@@ -137,7 +137,7 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 
 	progress(fmt.Sprintf("node %s: debug pod %s is running; dumping rules", node, ref))
 	res, err = nodedump.Run(ctx, ex, node, nodedump.Target{Namespace: opts.Namespace, Pod: pod.Name, Container: ContainerName},
-		nodedump.RunOptions{Script: opts.Script, MaxOutput: opts.MaxOutput})
+		nodedump.RunOptions{Script: opts.Script, MaxOutput: opts.MaxOutput, SpoolDir: opts.SpoolDir})
 	if errors.Is(err, nodedump.ErrOutputTooLarge) {
 		return nil, err
 	}
@@ -145,11 +145,7 @@ func Collect(ctx context.Context, c kubernetes.Interface, restConfig *rest.Confi
 		return nil, fmt.Errorf("node %q: exec in debug pod %q: %w", node, ref, err)
 	}
 	res.Pod = ref
-	total := 0
-	for _, d := range res.Dumps {
-		total += len(d.Data)
-	}
-	progress(fmt.Sprintf("node %s: %d bytes of rules (%s)", node, total, res.Backend))
+	progress(fmt.Sprintf("node %s: %d bytes of rules (%s)", node, res.DumpBytes(), res.Backend))
 	return res, nil
 }
 

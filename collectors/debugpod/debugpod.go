@@ -93,6 +93,9 @@ type Options struct {
 	// standard output and error together (--max-dump-size); past it the
 	// collection of that node fails.
 	MaxOutput int64
+	// SpoolDir, when set, keeps each node's output on disk there
+	// (nodedump.RunOptions.SpoolDir) instead of in memory.
+	SpoolDir string
 
 	// Script shapes the dump script: whether it observes (rule counters
 	// and connection tables) and how much of a connection table it reads.

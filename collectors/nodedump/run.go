@@ -48,6 +48,11 @@ type RunOptions struct {
 	// error together (DefaultMaxOutput when 0); past it the run fails with
 	// ErrOutputTooLarge.
 	MaxOutput int64
+	// SpoolDir, when set, is a private directory (os.MkdirTemp) where the
+	// output is kept while the script runs and after: the Result's dumps
+	// stay on disk until Result.Load, and Result.Close removes the file.
+	// Memory then no longer grows with the number of nodes collected.
+	SpoolDir string
 }
 
 // Run runs the dump script for node in target through ex and parses what it
@@ -58,6 +63,9 @@ type RunOptions struct {
 func Run(ctx context.Context, ex Executor, node string, target Target, o RunOptions) (*Result, error) {
 	if o.MaxOutput <= 0 {
 		o.MaxOutput = DefaultMaxOutput
+	}
+	if o.SpoolDir != "" {
+		return runSpooled(ctx, ex, node, target, o)
 	}
 	var stdout, stderr bytes.Buffer
 	limit := newOutputCap(o.MaxOutput)

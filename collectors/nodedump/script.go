@@ -288,6 +288,10 @@ type Result struct {
 	// reachable.
 	ProxyMode string
 	Warnings  []trace.Warning
+
+	// spool is where the dumps lie when they were spooled
+	// (RunOptions.SpoolDir); nil when they are held in memory.
+	spool *spool
 }
 
 // Save writes every known section that has output as DIR/NODE.SECTION
@@ -310,6 +314,12 @@ func (r *Result) Save(dir string) error {
 		return err
 	}
 	defer root.Close()
+	if r.Spooled() && r.spool.loaded == nil {
+		if err := r.Load(); err != nil {
+			return err
+		}
+		defer r.Unload()
+	}
 	for _, d := range r.Sections {
 		sec, known := sectionNamed(d.Name)
 		// An empty connection table is written too: no connections is an

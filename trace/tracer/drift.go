@@ -10,49 +10,44 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/trace/ruleset"
 )
 
-// chainFindings checks, through each node's engine, that kube-proxy
+// chainFindings checks, through node n's engine, that kube-proxy
 // programmed every object a Service port with ready endpoints needs (its
 // service chain, external chain, firewall chain: found by kube-proxy's name
 // hashes) — without relying on rule comments or on a packet reaching it.
-func chainFindings(p *trace.Path, in Input) []trace.Finding {
+// np is n's part of the Path.
+func chainFindings(p *trace.Path, n Node, np trace.NodePaths) []trace.Finding {
 	var out []trace.Finding
 	// With internalTrafficPolicy Local the cluster IP goes through
 	// KUBE-SVL-* / local-* chains that may rightly be empty or absent.
 	if p.Service.Headless || p.Service.Type == "ExternalName" || p.Service.InternalTrafficPolicy == "Local" {
 		return nil
 	}
+	// (kube-proxy does not run on a node whose eBPF dataplane serves the
+	// Services, which KubeProxyReplaced says.)
+	if n.Err != nil || n.Dataplane == nil || np.ServiceDataplane != nil && np.ServiceDataplane.ReplacesKubeProxy {
+		return nil
+	}
 	families := map[bool]bool{} // v6 → the Service has a cluster IP of that family
 	for _, ip := range p.Service.ClusterIPs {
 		families[ip.Is6()] = true
 	}
-	replaced := map[string]bool{}
-	for _, np := range p.Nodes {
-		// (kube-proxy does not run there: an eBPF dataplane serves the
-		// Services, which KubeProxyReplaced says.)
-		replaced[np.Name] = np.ServiceDataplane != nil && np.ServiceDataplane.ReplacesKubeProxy
-	}
-	for _, n := range in.Nodes {
-		if n.Err != nil || n.Dataplane == nil || replaced[n.Node.Name] {
+	for _, sp := range p.Service.Ports {
+		if !hasReady(p, sp) {
 			continue
 		}
-		for _, sp := range p.Service.Ports {
-			if !hasReady(p, sp) {
+		for _, v6 := range []bool{false, true} {
+			if !families[v6] {
 				continue
 			}
-			for _, v6 := range []bool{false, true} {
-				if !families[v6] {
-					continue
-				}
-				for _, want := range expectedObjects(p.Service, sp) {
-					c := n.Dataplane.Programmed(want.kind, p.Service, sp, v6)
-					if c.Applicable && !c.Found {
-						code, why := want.code, want.why
-						if n.Dataplane.ProxyMode() == trace.ModeIPVS && want.kind == ruleset.ObjectService {
-							code, why = trace.CodeVirtualServerMissing, "the virtual server of its cluster IP"
-						}
-						out = append(out, trace.Finding{Severity: trace.SeverityError, Code: code, Node: n.Node.Name,
-							Message: fmt.Sprintf("node %s has no %s for %s/%s port %s/%s although the API lists ready endpoints (%s): its kube-proxy has not programmed the Service (is it running, and in which mode?)", n.Node.Name, c.Name, p.Service.Namespace, p.Service.Name, portLabel(sp), sp.Protocol, why)})
+			for _, want := range expectedObjects(p.Service, sp) {
+				c := n.Dataplane.Programmed(want.kind, p.Service, sp, v6)
+				if c.Applicable && !c.Found {
+					code, why := want.code, want.why
+					if n.Dataplane.ProxyMode() == trace.ModeIPVS && want.kind == ruleset.ObjectService {
+						code, why = trace.CodeVirtualServerMissing, "the virtual server of its cluster IP"
 					}
+					out = append(out, trace.Finding{Severity: trace.SeverityError, Code: code, Node: n.Node.Name,
+						Message: fmt.Sprintf("node %s has no %s for %s/%s port %s/%s although the API lists ready endpoints (%s): its kube-proxy has not programmed the Service (is it running, and in which mode?)", n.Node.Name, c.Name, p.Service.Namespace, p.Service.Name, portLabel(sp), sp.Protocol, why)})
 				}
 			}
 		}

@@ -19,7 +19,9 @@ import (
 // securityFindings are the hardening remarks that follow from the way
 // requests reach the Service: who can reach it, what the pods behind it may
 // do, and what the traffic policy costs.
-func securityFindings(p *trace.Path, in Input) []trace.Finding {
+// localhost are the localhostNodePorts findings of the traced nodes, port
+// by port.
+func securityFindings(p *trace.Path, in Input, localhost []trace.Finding) []trace.Finding {
 	var out []trace.Finding
 	svc := p.Service
 	name := svc.Namespace + "/" + svc.Name
@@ -42,7 +44,7 @@ func securityFindings(p *trace.Path, in Input) []trace.Finding {
 	}
 	out = append(out, podFindings(p, in)...)
 	out = append(out, networkPolicyFindings(p, in)...)
-	out = append(out, localhostNodePorts(p, in)...)
+	out = append(out, localhost...)
 	return out
 }
 
@@ -114,28 +116,27 @@ func podFindings(p *trace.Path, in Input) []trace.Finding {
 
 // localhostNodePorts: iptables mode with route_localnet lets a node port be
 // reached on 127.0.0.1 — any local process, including host-network pods,
-// reaches the Service that way. Checked by sending the packet.
-func localhostNodePorts(p *trace.Path, in Input) []trace.Finding {
-	var out []trace.Finding
-	for _, sp := range p.Service.Ports {
+// reaches the Service that way. Checked by sending the packet through node
+// n; the findings are keyed by the port's index in the Service.
+func localhostNodePorts(p *trace.Path, n Node) map[int]trace.Finding {
+	if n.Err != nil || n.Dataplane == nil || !n.Dataplane.Covers(false) {
+		return nil
+	}
+	var out map[int]trace.Finding
+	for i, sp := range p.Service.Ports {
 		if sp.NodePort == 0 {
 			continue
 		}
-		for _, n := range in.Nodes {
-			if n.Err != nil {
-				continue
-			}
-			if n.Dataplane == nil || !n.Dataplane.Covers(false) {
-				continue
-			}
-			lo := netip.MustParseAddr("127.0.0.1")
-			sim, err := n.Dataplane.Simulate(trace.Packet{Source: lo, Destination: lo, DestinationPort: sp.NodePort, Protocol: sp.Protocol}, ruleset.Options{LocalAddrs: nodeAddrs(n.Node)})
-			if err != nil || sim.Verdict != trace.VerdictDNAT {
-				continue
-			}
-			out = append(out, trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeNodePortOnLocalhost, Node: n.Node.Name,
-				Message: fmt.Sprintf("node %s accepts node port %d on 127.0.0.1 (kube-proxy's iptables mode sets route_localnet): any process on the node reaches the Service that way", n.Node.Name, sp.NodePort)})
+		lo := netip.MustParseAddr("127.0.0.1")
+		sim, err := n.Dataplane.Simulate(trace.Packet{Source: lo, Destination: lo, DestinationPort: sp.NodePort, Protocol: sp.Protocol}, ruleset.Options{LocalAddrs: nodeAddrs(n.Node)})
+		if err != nil || sim.Verdict != trace.VerdictDNAT {
+			continue
 		}
+		if out == nil {
+			out = map[int]trace.Finding{}
+		}
+		out[i] = trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeNodePortOnLocalhost, Node: n.Node.Name,
+			Message: fmt.Sprintf("node %s accepts node port %d on 127.0.0.1 (kube-proxy's iptables mode sets route_localnet): any process on the node reaches the Service that way", n.Node.Name, sp.NodePort)}
 	}
 	return out
 }

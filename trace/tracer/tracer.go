@@ -91,6 +91,49 @@ func (n Node) proxyMode() string {
 
 // Build sends every entry through every node and returns the Path.
 func Build(in Input) (*trace.Path, error) {
+	b, err := NewBuilder(in)
+	if err != nil {
+		return nil, err
+	}
+	parts := make([]NodePart, 0, len(in.Nodes))
+	for _, n := range in.Nodes {
+		parts = append(parts, b.Node(n))
+	}
+	return b.Path(parts), nil
+}
+
+// Builder builds a Path one node at a time. A node's parsed dataplane is
+// the large part of a trace (tens of megabytes on a large cluster), and a
+// trace through hundreds of nodes cannot hold them all: Node reduces one
+// node to its part of the Path — its paths and every finding its rules
+// give — after which its dataplane can be dropped, and Path joins the parts
+// into what Build returns for the same nodes.
+type Builder struct {
+	// in is the Input without Nodes: nothing after a node's part may
+	// reach back into its dataplane.
+	in   Input
+	base trace.Path
+	idx  *nodeIndex
+	// skip: an ExternalName Service goes through no node.
+	skip bool
+}
+
+// NodePart is one node's share of the Path. It holds no dataplane.
+type NodePart struct {
+	paths trace.NodePaths
+	zone  string
+	// findings are the node's own, in the order Build gives them; chain
+	// are its chainFindings; localhost its localhostNodePorts finding by
+	// index in the Service's ports.
+	findings, chain []trace.Finding
+	localhost       map[int]trace.Finding
+}
+
+// NewBuilder starts a Path for in's Service. in.AllNodes should name every
+// node of the cluster (routes lead to them, and the default clients are
+// chosen from them); in.Nodes, when set, stand in for it when it is empty
+// and are otherwise not used: the nodes go through Node.
+func NewBuilder(in Input) (*Builder, error) {
 	if in.Service == nil {
 		return nil, fmt.Errorf("no Service to trace")
 	}
@@ -100,6 +143,7 @@ func Build(in Input) (*trace.Path, error) {
 			all = append(all, n.Node)
 		}
 	}
+	in.Nodes = nil
 	if in.Client.Is6() && !in.ClientV6.IsValid() {
 		in.Client, in.ClientV6 = netip.Addr{}, in.Client
 	}
@@ -112,12 +156,15 @@ func Build(in Input) (*trace.Path, error) {
 			in.ClientV6 = v6
 		}
 	}
-	p := &trace.Path{SchemaVersion: trace.PathSchemaVersion, Service: serviceInfo(in.Service), Nodes: []trace.NodePaths{}, Findings: []trace.Finding{}}
+	b := &Builder{in: in}
+	p := &b.base
+	*p = trace.Path{SchemaVersion: trace.PathSchemaVersion, Service: serviceInfo(in.Service), Findings: []trace.Finding{}}
 	p.Endpoints = apiEndpoints(in.Slices, in.Pods)
 	if in.Service.Spec.Type == corev1.ServiceTypeExternalName {
 		p.Findings = append(p.Findings, trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeExternalName,
 			Message: fmt.Sprintf("Service %s/%s is an ExternalName Service: DNS answers with a CNAME to %q and no node proxies it", in.Service.Namespace, in.Service.Name, in.Service.Spec.ExternalName)})
-		return p, nil
+		b.skip = true
+		return b, nil
 	}
 	if p.Service.Headless {
 		p.Findings = append(p.Findings, trace.Finding{Severity: trace.SeverityInfo, Code: trace.CodeHeadless,
@@ -127,25 +174,75 @@ func Build(in Input) (*trace.Path, error) {
 		p.Findings = append(p.Findings, trace.Finding{Severity: trace.SeverityWarning, Code: trace.CodeNoEndpoints,
 			Message: fmt.Sprintf("Service %s/%s has no endpoints: no EndpointSlice lists an address (does its selector match any ready pod?)", in.Service.Namespace, in.Service.Name)})
 	}
-	for _, n := range in.Nodes {
-		if z := n.Node.Labels[corev1.LabelTopologyZone]; z != "" {
+	b.idx = newNodeIndex(all)
+	return b, nil
+}
+
+// Node sends every entry through n's rules and returns n's part of the
+// Path; n.Dataplane is not used afterwards. Node is safe for concurrent
+// use: nodes can be reduced on every core.
+func (b *Builder) Node(n Node) NodePart {
+	if b.skip {
+		return NodePart{}
+	}
+	// The node sees the shared Path read-only, with findings of its own.
+	p := b.base
+	p.Findings, p.Nodes, p.NodeZones = nil, nil, nil
+	part := NodePart{zone: n.Node.Labels[corev1.LabelTopologyZone]}
+	if part.zone != "" {
+		p.NodeZones = map[string]string{n.Node.Name: part.zone}
+	}
+	part.paths = buildNode(&p, b.in, n, b.idx)
+	part.findings = p.Findings
+	part.chain = chainFindings(&p, n, part.paths)
+	part.localhost = localhostNodePorts(&p, n)
+	// (The engines' strings alias their parsed dumps; see detach.)
+	detach(&part.paths)
+	detach(&part.findings)
+	detach(&part.chain)
+	detach(&part.localhost)
+	return part
+}
+
+// Path joins the nodes' parts, in the order the nodes are to be shown, and
+// adds the findings that compare nodes. It takes the parts over (what every
+// node says is moved out of their paths), so it is called once.
+func (b *Builder) Path(parts []NodePart) *trace.Path {
+	p := b.base
+	p.Findings = slices.Clone(b.base.Findings)
+	p.Nodes = []trace.NodePaths{}
+	if b.skip {
+		return &p
+	}
+	for _, part := range parts {
+		if part.zone != "" {
 			if p.NodeZones == nil {
 				p.NodeZones = map[string]string{}
 			}
-			p.NodeZones[n.Node.Name] = z
+			p.NodeZones[part.paths.Name] = part.zone
 		}
 	}
-	idx := newNodeIndex(all)
-	for _, n := range in.Nodes {
-		p.Nodes = append(p.Nodes, buildNode(p, in, n, idx))
+	for _, part := range parts {
+		p.Nodes = append(p.Nodes, part.paths)
+		p.Findings = append(p.Findings, part.findings...)
 	}
-	p.Findings = append(p.Findings, compareNodes(p)...)
-	p.Findings = append(p.Findings, chainFindings(p, in)...)
-	p.Findings = append(p.Findings, balanceFindings(p)...)
-	p.Findings = append(p.Findings, modeFindings(p)...)
-	p.Findings = append(p.Findings, securityFindings(p, in)...)
-	p.Findings = append(p.Findings, sayOnce(p)...)
-	return p, nil
+	p.Findings = append(p.Findings, compareNodes(&p)...)
+	for _, part := range parts {
+		p.Findings = append(p.Findings, part.chain...)
+	}
+	p.Findings = append(p.Findings, balanceFindings(&p)...)
+	p.Findings = append(p.Findings, modeFindings(&p)...)
+	var localhost []trace.Finding
+	for i := range p.Service.Ports {
+		for _, part := range parts {
+			if f, ok := part.localhost[i]; ok {
+				localhost = append(localhost, f)
+			}
+		}
+	}
+	p.Findings = append(p.Findings, securityFindings(&p, b.in, localhost)...)
+	p.Findings = append(p.Findings, sayOnce(&p)...)
+	return &p
 }
 
 func serviceInfo(svc *corev1.Service) trace.ServiceInfo {
