@@ -187,42 +187,64 @@ func (s *Set) interval() bool {
 // findRaw finds the element whose key is k in the set's unread text. nft
 // prints keys the way keyString writes them (canonical addresses, decimal
 // ports, protocol names, parts joined by " . "), and an exact set holds no
-// prefixes or ranges, so a key that does not occur as an element's start is
-// not in the set. TestFindRawAgreesWithFullRead checks this on real output.
+// prefixes or ranges, so a key that no element starts with is not in the
+// set. TestFindRawAgreesWithFullRead checks this on real output.
+//
+// The text is walked element by element, from one top-level comma to the
+// next: far fewer stops than searching for the key itself, whose first
+// bytes ("10.", "172.") start most elements and many of their values.
 func (s *Set) findRaw(k string, sels []Selector) (*Element, error) {
 	for _, r := range s.raw {
 		text := r.text
-		for off := 0; off < len(text); {
-			i := strings.Index(text[off:], k)
-			if i < 0 {
-				break
+		// Without quotes and braces (kube-proxy's sets and maps), an
+		// element ends at the next comma.
+		plain := strings.IndexByte(text, '"') < 0 && strings.IndexByte(text, '{') < 0 && strings.IndexByte(text, '}') < 0
+		for i := 0; i < len(text); {
+			for i < len(text) && isBlank(text[i]) {
+				i++
 			}
-			i += off
-			off = i + 1
-			end := i + len(k)
-			if end < len(text) && !strings.ContainsRune(" \t\r\n,}", rune(text[end])) {
-				continue // a longer token: 10.0.0.1 in 10.0.0.12
+			var stop int
+			if plain {
+				if stop = strings.IndexByte(text[i:], ','); stop < 0 {
+					stop = len(text)
+				} else {
+					stop += i
+				}
+			} else {
+				stop = nextElement(text, i)
 			}
-			j := i - 1
-			for j >= 0 && strings.ContainsRune(" \t\r\n", rune(text[j])) {
-				j--
-			}
-			if j >= 0 && text[j] != ',' {
-				continue // not the start of an element (inside a key or a value)
-			}
-			stop := elementEnd(text, i)
-			elems, err := parseElements(tokenize(text[i:stop]), s.IsMap)
-			if err != nil {
-				return nil, fmt.Errorf("%w: line %d: set %s: %v", ErrMalformed, r.line, excerpt.Clip(s.Name), err)
-			}
-			if len(elems) == 1 {
-				if ek, span := elementKey(&elems[0], sels); !span && ek == k {
-					return &elems[0], nil
+			if strings.HasPrefix(text[i:stop], k) && (i+len(k) == stop || isBlank(text[i+len(k)])) {
+				elems, err := parseElements(tokenize(text[i:stop]), s.IsMap)
+				if err != nil {
+					return nil, fmt.Errorf("%w: line %d: set %s: %v", ErrMalformed, r.line, excerpt.Clip(s.Name), err)
+				}
+				if len(elems) == 1 {
+					if ek, span := elementKey(&elems[0], sels); !span && ek == k {
+						return &elems[0], nil
+					}
 				}
 			}
+			i = stop + 1 // past the comma
 		}
 	}
 	return nil, nil
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// nextElement returns where the element starting at i ends: the next comma
+// outside quotes and braces, or the end of text. An element without quotes
+// or braces before its comma (nearly all) is found with one vectorized
+// search.
+func nextElement(text string, i int) int {
+	comma := strings.IndexByte(text[i:], ',')
+	if comma < 0 {
+		comma = len(text) - i
+	}
+	if seg := text[i : i+comma]; strings.IndexByte(seg, '"') < 0 && strings.IndexByte(seg, '{') < 0 && strings.IndexByte(seg, '}') < 0 {
+		return i + comma
+	}
+	return elementEnd(text, i)
 }
 
 // elementEnd returns where the element starting at i ends: the next comma
