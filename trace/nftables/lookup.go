@@ -190,44 +190,149 @@ func (s *Set) interval() bool {
 // prefixes or ranges, so a key that no element starts with is not in the
 // set. TestFindRawAgreesWithFullRead checks this on real output.
 //
-// The text is walked element by element, from one top-level comma to the
-// next: far fewer stops than searching for the key itself, whose first
-// bytes ("10.", "172.") start most elements and many of their values.
+// The first lookup walks the text element by element, from one top-level
+// comma to the next: far fewer stops than searching for the key itself,
+// whose first bytes ("10.", "172.") start most elements and many of their
+// values. A set looked up again (cluster-ips, once for the ClusterIP and
+// then once for each endpoint a numgen map forked the packet to) is
+// indexed by each element's first token, without reading the elements.
 func (s *Set) findRaw(k string, sels []Selector) (*Element, error) {
+	if s.rawIdx != nil || s.rawScans > 0 {
+		return s.findRawIndexed(k, sels)
+	}
+	s.rawScans++
+	return s.findRawScan(k, sels)
+}
+
+// findRawScan is findRaw's first lookup: one walk over the elements.
+func (s *Set) findRawScan(k string, sels []Selector) (*Element, error) {
 	for _, r := range s.raw {
-		text := r.text
-		// Without quotes and braces (kube-proxy's sets and maps), an
-		// element ends at the next comma.
-		plain := strings.IndexByte(text, '"') < 0 && strings.IndexByte(text, '{') < 0 && strings.IndexByte(text, '}') < 0
-		for i := 0; i < len(text); {
-			for i < len(text) && isBlank(text[i]) {
-				i++
-			}
-			var stop int
-			if plain {
-				if stop = strings.IndexByte(text[i:], ','); stop < 0 {
-					stop = len(text)
-				} else {
-					stop += i
-				}
-			} else {
-				stop = nextElement(text, i)
-			}
-			if strings.HasPrefix(text[i:stop], k) && (i+len(k) == stop || isBlank(text[i+len(k)])) {
-				elems, err := parseElements(tokenize(text[i:stop]), s.IsMap)
-				if err != nil {
-					return nil, fmt.Errorf("%w: line %d: set %s: %v", ErrMalformed, r.line, excerpt.Clip(s.Name), err)
-				}
-				if len(elems) == 1 {
-					if ek, span := elementKey(&elems[0], sels); !span && ek == k {
-						return &elems[0], nil
-					}
-				}
-			}
-			i = stop + 1 // past the comma
+		var found *Element
+		var err error
+		eachRawElement(r.text, func(start, stop int) bool {
+			found, err = s.tryRawElement(r, start, stop, k, sels)
+			return found == nil && err == nil
+		})
+		if found != nil || err != nil {
+			return found, err
 		}
 	}
 	return nil, nil
+}
+
+// rawIndex indexes a set's unread elements by their first token (an
+// address, a protocol, a port): elements with the same first token are
+// chained through next, last first.
+type rawIndex struct {
+	head map[string]int32
+	next []int32
+	at   []rawAt
+}
+
+// rawAt is where an unread element is: raw text chunk, start and end.
+type rawAt struct {
+	chunk       int32
+	start, stop int
+}
+
+// findRawIndexed is findRaw through the index, built on first use.
+func (s *Set) findRawIndexed(k string, sels []Selector) (*Element, error) {
+	if s.rawIdx == nil {
+		idx := &rawIndex{head: map[string]int32{}}
+		for ci, r := range s.raw {
+			eachRawElement(r.text, func(start, stop int) bool {
+				if start == stop {
+					return true
+				}
+				n := int32(len(idx.at))
+				tok := firstToken(r.text[start:stop])
+				prev, ok := idx.head[tok]
+				if !ok {
+					prev = -1
+				}
+				idx.head[tok] = n
+				idx.next = append(idx.next, prev)
+				idx.at = append(idx.at, rawAt{chunk: int32(ci), start: start, stop: stop})
+				return true
+			})
+		}
+		s.rawIdx = idx
+	}
+	idx := s.rawIdx
+	first, ok := idx.head[firstToken(k)]
+	if !ok {
+		return nil, nil
+	}
+	// The chain runs last first; the scan would find the first element in
+	// text order, so keep the earliest that matches.
+	var found *Element
+	for n := first; n >= 0; n = idx.next[n] {
+		at := idx.at[n]
+		e, err := s.tryRawElement(s.raw[at.chunk], at.start, at.stop, k, sels)
+		if err != nil {
+			return nil, err
+		}
+		if e != nil {
+			found = e
+		}
+	}
+	return found, nil
+}
+
+// firstToken returns s up to its first blank.
+func firstToken(s string) string {
+	for i := 0; i < len(s); i++ {
+		if isBlank(s[i]) {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+// tryRawElement reads the element of r at text[start:stop] if it starts
+// with key k, and returns it if its key is k.
+func (s *Set) tryRawElement(r rawRule, start, stop int, k string, sels []Selector) (*Element, error) {
+	text := r.text
+	if !strings.HasPrefix(text[start:stop], k) || (start+len(k) != stop && !isBlank(text[start+len(k)])) {
+		return nil, nil
+	}
+	elems, err := parseElements(tokenize(text[start:stop]), s.IsMap)
+	if err != nil {
+		return nil, fmt.Errorf("%w: line %d: set %s: %v", ErrMalformed, r.line, excerpt.Clip(s.Name), err)
+	}
+	if len(elems) == 1 {
+		if ek, span := elementKey(&elems[0], sels); !span && ek == k {
+			return &elems[0], nil
+		}
+	}
+	return nil, nil
+}
+
+// eachRawElement calls fn with the bounds of each element of an elements
+// body, blanks before it skipped, until fn returns false.
+func eachRawElement(text string, fn func(start, stop int) bool) {
+	// Without quotes and braces (kube-proxy's sets and maps), an element
+	// ends at the next comma.
+	plain := strings.IndexByte(text, '"') < 0 && strings.IndexByte(text, '{') < 0 && strings.IndexByte(text, '}') < 0
+	for i := 0; i < len(text); {
+		for i < len(text) && isBlank(text[i]) {
+			i++
+		}
+		var stop int
+		if plain {
+			if stop = strings.IndexByte(text[i:], ','); stop < 0 {
+				stop = len(text)
+			} else {
+				stop += i
+			}
+		} else {
+			stop = nextElement(text, i)
+		}
+		if !fn(i, stop) {
+			return
+		}
+		i = stop + 1 // past the comma
+	}
 }
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }

@@ -78,10 +78,12 @@ func newTable(family, name string, line int) *Table {
 
 func (t *Table) addChain(c *Chain) error {
 	c.table, c.cached = t.Name, &t.cached
-	if _, dup := t.Chains[c.Name]; dup {
+	// One map operation, not a lookup and then an insert: the map holds
+	// 30,000 chains in a 10,000-Service ruleset.
+	n := len(t.Chains)
+	if t.Chains[c.Name] = c; len(t.Chains) == n {
 		return fmt.Errorf("chain %s is declared twice in table %s %s", excerpt.Clip(c.Name), excerpt.Clip(t.Family), excerpt.Clip(t.Name))
 	}
-	t.Chains[c.Name] = c
 	t.ChainOrder = append(t.ChainOrder, c.Name)
 	return nil
 }
@@ -103,6 +105,10 @@ type Set struct {
 	rawErr   error
 	index    map[string]int // exact keys → element, built on first lookup
 	spans    []int          // elements with prefixes or ranges, tried in order
+	// rawScans counts lookups in the unread text; rawIdx indexes it for
+	// the lookups after the first (findRaw).
+	rawScans int
+	rawIdx   *rawIndex
 }
 
 // rawRule is a rule (or an elements body) not parsed yet, with its line.

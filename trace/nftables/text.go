@@ -230,10 +230,35 @@ func chainHeader(text string) (string, bool) {
 		return "", false
 	}
 	name, ok := strings.CutSuffix(rest, " {")
-	if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") {
+	if !ok || !plainWord(name) {
 		return "", false // not the plain form: let the general path read it
 	}
 	return name, true
+}
+
+// plainWord reports a non-empty s of printable ASCII without blanks (bytes
+// 0x21 to 0x7e, and 0x7f): what strings.Fields would keep as one word. It
+// looks at eight bytes a step, as chain names run to 150 bytes.
+func plainWord(s string) bool {
+	if s == "" {
+		return false
+	}
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		// A byte of 0x80 or more, or one below 0x21 (blanks, controls).
+		if w&highs != 0 || (w-0x21*ones)&^w&highs != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // openChain starts chain name. Chains come from one slab a table, and their
@@ -260,20 +285,12 @@ func (p *textParser) closeChain() {
 	if n := len(p.rules); n > p.ruleStart {
 		p.chain.raw = p.rules[p.ruleStart:n:n]
 	}
-	if len(p.rules) >= maxRuleSlab {
-		// Start a new slice instead of growing one without bound: the
-		// windows already handed out keep the old one alive.
-		p.rules = nil
-	}
 	p.chain = nil
 }
 
-// maxChainSlab and maxRuleSlab bound the slabs chains and rules are taken
-// from, whatever a ruleset's own counts claim.
-const (
-	maxChainSlab = 1 << 12
-	maxRuleSlab  = 1 << 16
-)
+// maxChainSlab bounds the slabs chains are taken from, whatever a
+// ruleset's own counts claim.
+const maxChainSlab = 1 << 12
 
 // presize guesses how many chains the table just opened holds, so its
 // chain map is allocated once instead of grown step by step (30,000 chains
@@ -322,9 +339,19 @@ func (p *textParser) chainLine(text string, line int) error {
 		// print it with enough width.
 		text = strings.Join(strings.Fields(text), " ")
 	}
+	if len(p.rules) == cap(p.rules) {
+		// A new chunk, with the open chain's rules so far: the chains
+		// before keep windows of the old one, and nothing large is ever
+		// copied for them.
+		chunk := make([]rawRule, 0, max(ruleChunk, 2*(len(p.rules)-p.ruleStart)))
+		p.rules, p.ruleStart = append(chunk, p.rules[p.ruleStart:]...), 0
+	}
 	p.rules = append(p.rules, rawRule{line: int32(line), text: text})
 	return nil
 }
+
+// ruleChunk is how many rules a chunk of textParser.rules holds.
+const ruleChunk = 1 << 12
 
 // baseChainHeader parses "type filter hook prerouting priority dstnat - 10;
 // policy accept;" (the policy may be missing).
