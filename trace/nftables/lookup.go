@@ -238,7 +238,13 @@ type rawAt struct {
 // findRawIndexed is findRaw through the index, built on first use.
 func (s *Set) findRawIndexed(k string, sels []Selector) (*Element, error) {
 	if s.rawIdx == nil {
-		idx := &rawIndex{head: map[string]int32{}}
+		// Sized once from the commas (an upper bound on the elements of
+		// a set without anonymous sets or quoted commas inside).
+		n := 0
+		for _, r := range s.raw {
+			n += strings.Count(r.text, ",") + 1
+		}
+		idx := &rawIndex{head: make(map[string]int32, n), next: make([]int32, 0, n), at: make([]rawAt, 0, n)}
 		for ci, r := range s.raw {
 			eachRawElement(r.text, func(start, stop int) bool {
 				if start == stop {

@@ -54,7 +54,7 @@ type Table struct {
 	// quotas, ct helpers, ...) as "kind name".
 	Skipped []string
 
-	base   []*Chain // base chains, found on first use
+	base   []*Chain // base chains (baseChains)
 	cached int      // parsed rules kept by the chains, bounded by maxCachedRules
 }
 
@@ -233,18 +233,25 @@ var namedPriorities = map[string]int{
 	"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100,
 }
 
-// hookChains returns t's base chains on hook, in priority order.
-func (t *Table) hookChains(hook string) []*Chain {
+// baseChains returns t's base chains in the order the dump declares them.
+// The text parser lists them as it reads them; otherwise they are found on
+// first use.
+func (t *Table) baseChains() []*Chain {
 	if t.base == nil {
 		t.base = []*Chain{}
 		for _, name := range t.ChainOrder {
-			if c := t.Chains[name]; c.Base {
+			if c := t.Chains[name]; c != nil && c.Base {
 				t.base = append(t.base, c)
 			}
 		}
 	}
+	return t.base
+}
+
+// hookChains returns t's base chains on hook, in priority order.
+func (t *Table) hookChains(hook string) []*Chain {
 	var out []*Chain
-	for _, c := range t.base {
+	for _, c := range t.baseChains() {
 		if c.Hook == hook {
 			out = append(out, c)
 		}

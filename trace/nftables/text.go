@@ -188,6 +188,7 @@ func (p *textParser) statement(text string, line int) error {
 	case p.table == nil:
 		if len(words) == 4 && words[0] == "table" && words[3] == "{" {
 			p.table = newTable(words[1], words[2], line)
+			p.table.base = []*Chain{} // filled by baseChainHeader
 			p.presize(text)
 			return nil
 		}
@@ -394,6 +395,9 @@ func (p *textParser) baseChainHeader(text string, line int) error {
 	}
 	if c.Policy == "" {
 		c.Policy = "accept"
+	}
+	if c.Base {
+		p.table.base = append(p.table.base, c)
 	}
 	return nil
 }
