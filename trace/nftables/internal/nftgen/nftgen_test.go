@@ -90,75 +90,58 @@ func TestMatchesKubeProxyShapes(t *testing.T) {
 	}
 }
 
-// TestRealNftReadsItTheSame loads a 1,000-Service ruleset into a scratch
-// network namespace with `nft -f` and lists it back: the model parsed from
-// nft's own listing must equal the generated one, so the benchmark measures
-// what a node prints.
+// TestRealNftReadsItTheSame loads 1,000-Service rulesets (nftgen's mix, and
+// a LoadBalancer IP on every Service with 63-character names) into a
+// scratch network namespace with `nft -f` and lists them back: the model
+// parsed from nft's own listing must equal the generated one, so the
+// benchmark measures what a node prints.
 func TestRealNftReadsItTheSame(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace")
-	}
-	for _, tool := range []string{"nft", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (apt-get install nftables iproute2)", tool)
+	lb := DefaultConfig()
+	lb.ExternalIPEvery, lb.LongNames = 1, true
+	for _, cfg := range []Config{DefaultConfig(), lb} {
+		cfg.Services = 1000
+		gen := generate(t, cfg)
+		listed := nftList(t, gen)
+		a, err := nftables.ParseText(bytes.NewReader(gen))
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	cfg := DefaultConfig()
-	cfg.Services = 1000
-	gen := generate(t, cfg)
-	ns := fmt.Sprintf("tsvc-nftgen-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	load := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
-	load.Stdin = bytes.NewReader(gen)
-	if out, err := load.CombinedOutput(); err != nil {
-		t.Fatalf("nft -f rejected the generated ruleset: %v: %s", err, out)
-	}
-	listed, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "ruleset").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := nftables.ParseText(bytes.NewReader(gen))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := nftables.ParseText(bytes.NewReader(listed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	at, bt := a.Table("ip", "kube-proxy"), b.Table("ip", "kube-proxy")
-	if len(at.Chains) != len(bt.Chains) || len(at.Sets) != len(bt.Sets) {
-		t.Fatalf("%d chains / %d sets generated, nft lists %d / %d", len(at.Chains), len(at.Sets), len(bt.Chains), len(bt.Sets))
-	}
-	for name, c := range at.Chains {
-		var want, got []string
-		for _, r := range c.Rules() {
-			want = append(want, r.Text)
+		b, err := nftables.ParseText(bytes.NewReader(listed))
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, r := range bt.Chains[name].Rules() {
-			got = append(got, r.Text)
+		at, bt := a.Table("ip", "kube-proxy"), b.Table("ip", "kube-proxy")
+		if len(at.Chains) != len(bt.Chains) || len(at.Sets) != len(bt.Sets) {
+			t.Fatalf("%d chains / %d sets generated, nft lists %d / %d", len(at.Chains), len(at.Sets), len(bt.Chains), len(bt.Sets))
 		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Fatalf("chain %s (-generated +nft):\n%s", name, diff)
-		}
-	}
-	for name, s := range at.Sets {
-		set := func(es []nftables.Element) map[string]string {
-			m := map[string]string{}
-			for _, e := range es {
-				m[strings.Join(e.Key, " . ")] = e.Data
+		for name, c := range at.Chains {
+			var want, got []string
+			for _, r := range c.Rules() {
+				want = append(want, r.Text)
 			}
-			return m
+			for _, r := range bt.Chains[name].Rules() {
+				got = append(got, r.Text)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("chain %s (-generated +nft):\n%s", name, diff)
+			}
 		}
-		ae, _ := s.Elements()
-		be, _ := bt.Sets[name].Elements()
-		if diff := cmp.Diff(set(ae), set(be)); diff != "" {
-			t.Fatalf("set %s (-generated +nft):\n%s", name, diff)
+		for name, s := range at.Sets {
+			set := func(es []nftables.Element) map[string]string {
+				m := map[string]string{}
+				for _, e := range es {
+					m[strings.Join(e.Key, " . ")] = e.Data
+				}
+				return m
+			}
+			ae, _ := s.Elements()
+			be, _ := bt.Sets[name].Elements()
+			if diff := cmp.Diff(set(ae), set(be)); diff != "" {
+				t.Fatalf("set %s (-generated +nft):\n%s", name, diff)
+			}
 		}
+		t.Logf("external IPs every %d, long names %v: generated %d bytes; nft lists %d bytes", cfg.ExternalIPEvery, cfg.LongNames, len(gen), len(listed))
 	}
-	t.Logf("generated %d bytes; nft lists %d bytes", len(gen), len(listed))
 }
 
 // TestLayoutIsWhatNftPrints: for the shapes the benchmarks use, nft lists
