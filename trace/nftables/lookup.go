@@ -2,6 +2,7 @@ package nftables
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -197,7 +198,7 @@ func (s *Set) interval() bool {
 // then once for each endpoint a numgen map forked the packet to) is
 // indexed by each element's first token, without reading the elements.
 func (s *Set) findRaw(k string, sels []Selector) (*Element, error) {
-	if s.rawIdx != nil || s.rawScans > 0 {
+	if s.rawIdx != nil || (s.rawScans > 0 && s.indexable()) {
 		return s.findRawIndexed(k, sels)
 	}
 	s.rawScans++
@@ -220,6 +221,17 @@ func (s *Set) findRawScan(k string, sels []Selector) (*Element, error) {
 	return nil, nil
 }
 
+// indexable reports raw text short enough for rawAt's 32-bit offsets (a
+// set of more than 2 GiB is scanned at every lookup).
+func (s *Set) indexable() bool {
+	for _, r := range s.raw {
+		if len(r.text) > math.MaxInt32 {
+			return false
+		}
+	}
+	return true
+}
+
 // rawIndex indexes a set's unread elements by their first token (an
 // address, a protocol, a port): elements with the same first token are
 // chained through next, last first.
@@ -231,19 +243,21 @@ type rawIndex struct {
 
 // rawAt is where an unread element is: raw text chunk, start and end.
 type rawAt struct {
-	chunk       int32
-	start, stop int
+	chunk, start, stop int32
 }
 
 // findRawIndexed is findRaw through the index, built on first use.
 func (s *Set) findRawIndexed(k string, sels []Selector) (*Element, error) {
 	if s.rawIdx == nil {
 		// Sized once from the commas (an upper bound on the elements of
-		// a set without anonymous sets or quoted commas inside).
-		n := 0
+		// a set without anonymous sets or quoted commas inside), held to
+		// one element per 8 bytes (an IPv4 address and its comma) so that
+		// a body of commas cannot make a map many times its size.
+		n, size := 0, 0
 		for _, r := range s.raw {
-			n += strings.Count(r.text, ",") + 1
+			n, size = n+strings.Count(r.text, ",")+1, size+len(r.text)
 		}
+		n = min(n, size/8+1)
 		idx := &rawIndex{head: make(map[string]int32, n), next: make([]int32, 0, n), at: make([]rawAt, 0, n)}
 		for ci, r := range s.raw {
 			eachRawElement(r.text, func(start, stop int) bool {
@@ -258,7 +272,7 @@ func (s *Set) findRawIndexed(k string, sels []Selector) (*Element, error) {
 				}
 				idx.head[tok] = n
 				idx.next = append(idx.next, prev)
-				idx.at = append(idx.at, rawAt{chunk: int32(ci), start: start, stop: stop})
+				idx.at = append(idx.at, rawAt{chunk: int32(ci), start: int32(start), stop: int32(stop)})
 				return true
 			})
 		}
@@ -274,7 +288,7 @@ func (s *Set) findRawIndexed(k string, sels []Selector) (*Element, error) {
 	var found *Element
 	for n := first; n >= 0; n = idx.next[n] {
 		at := idx.at[n]
-		e, err := s.tryRawElement(s.raw[at.chunk], at.start, at.stop, k, sels)
+		e, err := s.tryRawElement(s.raw[at.chunk], int(at.start), int(at.stop), k, sels)
 		if err != nil {
 			return nil, err
 		}

@@ -298,24 +298,30 @@ const maxChainSlab = 1 << 12
 // in a 10,000-Service ruleset). Every chain's header has a {, so the {s in
 // the rest of the input bound the count from above (rules with anonymous
 // sets and later tables count too); one vectorized count of a byte is far
-// cheaper than finding where the table ends. Only the first few tables are
-// presized: counting to the end for every table of a ruleset of many small
-// ones would cost time in the square of its size.
+// cheaper than finding where the table ends. Only the first two tables
+// (kube-proxy's ip and ip6) are presized: counting to the end for every
+// table of a ruleset of many small ones would cost time in the square of
+// its size. The guess is also held to one chain per bytesPerChain of the
+// rest, so input made of braces cannot make a map many times its size.
 func (p *textParser) presize(header string) {
 	p.chainHint = 0
 	if len(p.rs.Tables) >= maxPresizedTables {
 		return
 	}
 	start := int(uintptr(unsafe.Pointer(unsafe.StringData(header)))-p.base) + len(header)
-	n := min(strings.Count(p.data[start:], "{"), maxPresizedChains)
+	rest := p.data[start:]
+	n := min(strings.Count(rest, "{"), len(rest)/bytesPerChain, maxPresizedChains)
 	p.chainHint = n
 	p.table.Chains = make(map[string]*Chain, n)
 	p.table.ChainOrder = make([]string, 0, n)
 }
 
 const (
-	maxPresizedTables = 4
+	maxPresizedTables = 2
 	maxPresizedChains = 1 << 20
+	// bytesPerChain is less than the text of any chain kube-proxy writes
+	// (a header of 40 bytes and more, a rule, a closing brace).
+	bytesPerChain = 64
 )
 
 // chainLine handles a line inside a chain block: the base-chain header, a

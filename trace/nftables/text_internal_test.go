@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -33,5 +34,26 @@ func TestPlainWordIsOneField(t *testing.T) {
 		if f := strings.Fields(s); want && (len(f) != 1 || f[0] != s) {
 			t.Errorf("plainWord(%q) but strings.Fields splits it into %q", s, f)
 		}
+	}
+}
+
+// TestPresizeIsBoundedByTheInput: braces counted to presize a table's chain
+// map cannot make the parser allocate many times the input (a comment of a
+// million braces, in two tables).
+func TestPresizeIsBoundedByTheInput(t *testing.T) {
+	braces := strings.Repeat("{", 1<<20)
+	in := []byte("table ip a {\n\tcomment \"" + braces + "\"\n}\ntable ip6 b {\n\tcomment \"" + braces + "\"\n}\n")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	rs, err := ParseTextBytes(in)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.Tables) != 2 {
+		t.Fatalf("%d tables, want 2", len(rs.Tables))
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > uint64(2*len(in)) {
+		t.Errorf("parsing %d bytes allocated %d bytes", len(in), got)
 	}
 }
