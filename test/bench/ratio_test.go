@@ -18,6 +18,9 @@ import (
 	"testing"
 	"text/tabwriter"
 	"time"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
 )
 
 var (
@@ -218,8 +221,9 @@ func goRun(t *testing.T, dir, goTool string, args ...string) {
 
 type result struct {
 	wall      time.Duration
-	maxRSS    int64 // bytes
-	parentHWM int64 // this process's peak RSS when the child started, bytes
+	cpu       time.Duration // user and system time
+	maxRSS    int64         // bytes
+	parentHWM int64         // this process's peak RSS when the child started, bytes
 	stdout    []byte
 }
 
@@ -240,7 +244,7 @@ func run(t *testing.T, cmd *exec.Cmd) result {
 	if !ok {
 		t.Fatal("no rusage for the child process")
 	}
-	return result{wall: wall, maxRSS: ru.Maxrss * 1024, parentHWM: hwm, stdout: stdout.Bytes()} // Maxrss is in KiB on Linux
+	return result{wall: wall, cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), maxRSS: ru.Maxrss * 1024, parentHWM: hwm, stdout: stdout.Bytes()} // Maxrss is in KiB on Linux
 }
 
 // selfHWM returns this process's peak RSS (VmHWM) in bytes. getrusage's
@@ -290,10 +294,23 @@ func mb(b int64) float64 { return float64(b) / 1e6 }
 
 // TestBenchRatioNFT is TestBenchRatio for kube-proxy's nftables mode: the
 // `nft list ruleset` of a node in a cluster of 10,000 Services and 100,000
-// endpoints (nftgen, checked against real nft), "simulate" against
-// "grep -c dnat" over the same file. The ruleset is about a sixth of the
-// iptables dump's size, so the binary's fixed start-up cost (measured here as
-// "version") weighs more; the table shows it separately.
+// endpoints (nftgen, its layout checked against real nft), "simulate"
+// against "grep -c dnat" over the same file, on each shape:
+//
+//   - default: nftgen's mix (a node port on every fourth Service);
+//   - external-ips: a LoadBalancer IP on every Service as well (service-ips
+//     holds 20,000 elements, cluster-ips 10,000), kube-proxy 1.37's layout
+//     (each Service chain one `dnat ip to numgen random mod 10 map { … }`
+//     rule);
+//   - long-names: and 63-character namespaces and Service names (chain
+//     names of ~150 bytes, a 14 MB ruleset);
+//   - one-line: and every set and map on one line (very large verdict maps
+//     and sets on few lines: service-ips is a 3.7 MB line).
+//
+// The binary's fixed start-up cost (measured as "version": Go package
+// initialisation of client-go and the rest) weighs a lot next to grep on a
+// ruleset this size, so the table also shows the work alone: parsing and
+// simulating the same file in this process, timed like the commands.
 func TestBenchRatioNFT(t *testing.T) {
 	if !*benchRatio {
 		t.Skip("run with -args -bench-ratio (make bench-ratio)")
@@ -312,30 +329,54 @@ func TestBenchRatioNFT(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "kubectl-trace_svc")
-	ruleset := filepath.Join(dir, "node.nft")
+	gen := filepath.Join(dir, "nftgen.test")
 	goRun(t, root, goTool, releaseBuild(bin)...)
-	goRun(t, root, goTool, "test", "-count=1", "-run", "^TestWriteRulesetFile$", "./trace/nftables/internal/nftgen", "-args", "-nftgen.out="+ruleset)
-	var tgt struct {
-		ClusterIP      netip.Addr `json:"clusterIP"`
-		Port           uint16     `json:"port"`
-		Endpoints      []string   `json:"endpoints"`
-		Services       int        `json:"services"`
-		TotalEndpoints int        `json:"totalEndpoints"`
-		Bytes          int64      `json:"bytes"`
+	goRun(t, root, goTool, "test", "-c", "-o", gen, "./trace/nftables/internal/nftgen")
+	for _, shape := range []struct {
+		name string
+		args []string
+	}{
+		{"default", nil},
+		{"external-ips", []string{"-nftgen.external-ip-every=1"}},
+		{"long-names", []string{"-nftgen.external-ip-every=1", "-nftgen.long-names"}},
+		{"one-line", []string{"-nftgen.external-ip-every=1", "-nftgen.long-names", "-nftgen.layout=one-line"}},
+	} {
+		t.Run(shape.name, func(t *testing.T) {
+			ruleset := filepath.Join(dir, shape.name+".nft")
+			cmd := exec.Command(gen, append([]string{"-test.run=^TestWriteRulesetFile$", "-nftgen.out=" + ruleset}, shape.args...)...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("nftgen: %v\n%s", err, out)
+			}
+			benchRatioNFT(t, grep, bin, ruleset)
+		})
 	}
-	js, err := os.ReadFile(ruleset + ".target.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(js, &tgt); err != nil {
-		t.Fatal(err)
-	}
+}
+
+func benchRatioNFT(t *testing.T, grep, bin, ruleset string) {
+	tgt := readNFTTarget(t, ruleset)
 
 	grepCmd := func() *exec.Cmd { return exec.Command(grep, "-c", "dnat", ruleset) }
 	versionCmd := func() *exec.Cmd { return exec.Command(bin, "version") }
 	simCmd := func() *exec.Cmd {
 		return exec.Command(bin, "simulate", "--ruleset", ruleset, "--node-ip", "192.168.0.2", "--src", "10.0.0.2",
 			"--dst", tgt.ClusterIP.String(), "--dport", strconv.Itoa(int(tgt.Port)), "-o", "json")
+	}
+	// inProcess is simulate's work without the process start: read the
+	// file, parse it, walk the packet, timed inside a fresh process (this
+	// test binary, run as TestNFTWork) so that the heap is as cold as the
+	// command's, and this process's peak RSS, which every child inherits
+	// as its floor, stays low.
+	inProcess := func() (wall, cpu time.Duration) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestNFTWork$", "-bench-ratio.nft-work="+ruleset)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("TestNFTWork: %v\n%s", err, out)
+		}
+		var ns, cpuNS int64
+		if _, err := fmt.Sscanf(string(out), "work-ns: %d cpu-ns: %d", &ns, &cpuNS); err != nil {
+			t.Fatalf("TestNFTWork printed no times (%v):\n%s", err, out)
+		}
+		return time.Duration(ns), time.Duration(cpuNS)
 	}
 	checkGrep := func(out []byte) {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(out))); err != nil || n < tgt.Services {
@@ -357,51 +398,157 @@ func TestBenchRatioNFT(t *testing.T) {
 		for _, e := range sim.Endpoints {
 			got = append(got, netip.AddrPortFrom(e.IP, e.Port).String())
 		}
-		want := slices.Clone(tgt.Endpoints)
-		slices.Sort(got)
-		slices.Sort(want)
-		if sim.Verdict != "DNAT" || !slices.Equal(got, want) {
-			t.Fatalf("simulate to %s:%d: verdict %s to %v, want DNAT to %v", tgt.ClusterIP, tgt.Port, sim.Verdict, got, want)
+		if err := checkEndpoints(tgt.Endpoints, sim.Verdict, got); err != nil {
+			t.Fatalf("simulate to %s:%d: %v", tgt.ClusterIP, tgt.Port, err)
 		}
 	}
 
 	checkGrep(run(t, grepCmd()).stdout)
 	checkSim(run(t, simCmd()).stdout)
 	run(t, versionCmd())
-	var grepRuns, simRuns, versionRuns []result
+	inProcess()
+	var grepRuns, simRuns, versionRuns, workRuns []result
 	for range *runs {
 		g := run(t, grepCmd())
 		checkGrep(g.stdout)
 		s := run(t, simCmd())
 		checkSim(s.stdout)
 		v := run(t, versionCmd())
-		grepRuns, simRuns, versionRuns = append(grepRuns, g), append(simRuns, s), append(versionRuns, v)
+		w, wcpu := inProcess()
+		grepRuns, simRuns, versionRuns, workRuns = append(grepRuns, g), append(simRuns, s), append(versionRuns, v), append(workRuns, result{wall: w, cpu: wcpu})
 	}
 	maxRSS := func(rs []result) int64 {
 		return slices.MaxFunc(rs, func(a, b result) int { return int(a.maxRSS - b.maxRSS) }).maxRSS
 	}
-	grepTime, simTime, versionTime := median(grepRuns, wall), median(simRuns, wall), median(versionRuns, wall)
+	grepTime, simTime, versionTime, workTime := median(grepRuns, wall), median(simRuns, wall), median(versionRuns, wall), median(workRuns, wall)
 	ratio := float64(simTime) / float64(grepTime)
-	workRatio := float64(simTime-versionTime) / float64(grepTime)
+	workRatio := float64(workTime) / float64(grepTime)
 	simRSS, versionRSS := maxRSS(simRuns), maxRSS(versionRuns)
 
 	var table bytes.Buffer
 	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "ruleset\t%d Services, %d endpoints, %.1f MB (%d bytes), nft list ruleset text\t\n", tgt.Services, tgt.TotalEndpoints, mb(tgt.Bytes), tgt.Bytes)
+	names := "short names"
+	if tgt.LongNames {
+		names = "63-character namespaces and names"
+	}
+	fmt.Fprintf(tw, "ruleset\t%d Services, %d endpoints, %d service-ips elements, %s, %s layout, %.1f MB (%d bytes), nft list ruleset text\t\n",
+		tgt.Services, tgt.TotalEndpoints, tgt.ServiceIPs, names, tgt.Layout, mb(tgt.Bytes), tgt.Bytes)
 	fmt.Fprintf(tw, "packet\t10.0.0.2 -> %s:%d/tcp (%d endpoints)\t\n", tgt.ClusterIP, tgt.Port, len(tgt.Endpoints))
 	fmt.Fprintf(tw, "grep -c dnat median of %d\t%v\t\n", *runs, grepTime.Round(100*time.Microsecond))
 	fmt.Fprintf(tw, "simulate median of %d\t%v\t\n", *runs, simTime.Round(100*time.Microsecond))
 	fmt.Fprintf(tw, "version median (start-up)\t%v\t\n", versionTime.Round(100*time.Microsecond))
-	fmt.Fprintf(tw, "ratio simulate/grep\t%.2f (iptables target <= %.1f: %s)\t\n", ratio, *maxRatio, met(ratio <= *maxRatio))
-	fmt.Fprintf(tw, "ratio (simulate-version)/grep\t%.2f\t\n", workRatio)
+	fmt.Fprintf(tw, "read+parse+simulate in process, median\t%v\t\n", workTime.Round(100*time.Microsecond))
+	fmt.Fprintf(tw, "ratio simulate/grep (whole command)\t%.2f (target <= %.1f: %s)\t\n", ratio, *maxRatio, met(ratio <= *maxRatio))
+	fmt.Fprintf(tw, "ratio in-process work/grep\t%.2f (target <= %.1f: %s)\t\n", workRatio, *maxRatio, met(workRatio <= *maxRatio))
+	fmt.Fprintf(tw, "ratio (simulate-version)/grep\t%.2f\t\n", float64(simTime-versionTime)/float64(grepTime))
+	// CPU time (user and system) says less about the other processes on a
+	// loaded machine than wall time does.
+	cpu := func(r result) time.Duration { return r.cpu }
+	grepCPU, simCPU, versionCPU, workCPU := median(grepRuns, cpu), median(simRuns, cpu), median(versionRuns, cpu), median(workRuns, cpu)
+	fmt.Fprintf(tw, "CPU medians grep / simulate / version / in process\t%v / %v / %v / %v\t\n", grepCPU.Round(100*time.Microsecond),
+		simCPU.Round(100*time.Microsecond), versionCPU.Round(100*time.Microsecond), workCPU.Round(100*time.Microsecond))
+	fmt.Fprintf(tw, "CPU ratios simulate/grep, in process/grep\t%.2f, %.2f\t\n", float64(simCPU)/float64(grepCPU), float64(workCPU)/float64(grepCPU))
 	fmt.Fprintf(tw, "simulate peak RSS\t%.1f MB (%.2f of the ruleset: %s)\t\n", mb(simRSS), float64(simRSS)/float64(tgt.Bytes), met(simRSS <= tgt.Bytes))
 	fmt.Fprintf(tw, "version peak RSS (start-up)\t%.1f MB\t\n", mb(versionRSS))
 	fmt.Fprintf(tw, "RSS the ruleset costs\t%.1f MB (%.2f of the ruleset)\t\n", mb(simRSS-versionRSS), float64(simRSS-versionRSS)/float64(tgt.Bytes))
 	fmt.Fprintf(tw, "all runs grep\t%s\t\n", list(grepRuns))
 	fmt.Fprintf(tw, "all runs simulate\t%s\t\n", list(simRuns))
 	fmt.Fprintf(tw, "all runs version\t%s\t\n", list(versionRuns))
+	fmt.Fprintf(tw, "all runs in process\t%s\t\n", listWall(workRuns))
 	_ = tw.Flush()
 	t.Logf("\n%s", table.String())
+}
+
+// nftTarget is what nftgen's TestWriteRulesetFile writes next to a
+// ruleset: the Service the benchmark's packet goes to, and the ruleset's
+// shape.
+type nftTarget struct {
+	ClusterIP      netip.Addr `json:"clusterIP"`
+	Port           uint16     `json:"port"`
+	Endpoints      []string   `json:"endpoints"`
+	Services       int        `json:"services"`
+	TotalEndpoints int        `json:"totalEndpoints"`
+	ServiceIPs     int        `json:"serviceIPs"`
+	LongNames      bool       `json:"longNames"`
+	Layout         string     `json:"layout"`
+	Bytes          int64      `json:"bytes"`
+}
+
+func readNFTTarget(t *testing.T, ruleset string) nftTarget {
+	t.Helper()
+	var tgt nftTarget
+	js, err := os.ReadFile(ruleset + ".target.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(js, &tgt); err != nil {
+		t.Fatal(err)
+	}
+	return tgt
+}
+
+// checkEndpoints says whether a simulation DNATed to exactly the wanted
+// endpoints.
+func checkEndpoints(want []string, verdict string, got []string) error {
+	want = slices.Clone(want)
+	slices.Sort(got)
+	slices.Sort(want)
+	if verdict != "DNAT" || !slices.Equal(got, want) {
+		return fmt.Errorf("verdict %s to %v, want DNAT to %v", verdict, got, want)
+	}
+	return nil
+}
+
+var nftWork = flag.String("bench-ratio.nft-work", "", "TestNFTWork reads, parses and simulates this ruleset once and prints how long it took (run by TestBenchRatioNFT)")
+
+// TestNFTWork is TestBenchRatioNFT's in-process measurement, run in a
+// process of its own: read the ruleset, parse it and simulate the packet,
+// as simulate does, timed without the process's start-up.
+func TestNFTWork(t *testing.T) {
+	if *nftWork == "" {
+		t.Skip("run by TestBenchRatioNFT")
+	}
+	tgt := readNFTTarget(t, *nftWork)
+	pkt := trace.Packet{Source: netip.MustParseAddr("10.0.0.2"), Destination: tgt.ClusterIP, DestinationPort: tgt.Port, Protocol: "tcp"}
+	opts := nftables.Options{WalkOptions: trace.WalkOptions{LocalAddrs: []netip.Addr{netip.MustParseAddr("192.168.0.2")}}}
+	var before, after syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &before); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	data, err := os.ReadFile(*nftWork)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := nftables.ParseTextBytes(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, err := nftables.Simulate(rs, pkt, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &after); err != nil {
+		t.Fatal(err)
+	}
+	cpu := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()
+	var got []string
+	for _, e := range sim.Endpoints {
+		got = append(got, netip.AddrPortFrom(e.IP, e.Port).String())
+	}
+	if err := checkEndpoints(tgt.Endpoints, string(sim.Verdict), got); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("work-ns: %d cpu-ns: %d\n", took.Nanoseconds(), cpu)
+}
+
+func listWall(rs []result) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.1fms", float64(r.wall.Microseconds())/1000)
+	}
+	return strings.Join(parts, " ")
 }
 
 func met(ok bool) string {

@@ -15,11 +15,7 @@ var hooksByName = map[string]trace.Hook{"prerouting": trace.HookPrerouting, "inp
 func HookChains(tables []*Table) []trace.HookChain {
 	var out []trace.HookChain
 	for _, t := range tables {
-		for _, name := range t.ChainOrder {
-			c := t.Chains[name]
-			if c == nil || !c.Base {
-				continue
-			}
+		for _, c := range t.baseChains() {
 			h, ok := hooksByName[c.Hook]
 			if !ok {
 				continue

@@ -78,6 +78,16 @@ type textParser struct {
 	pendingStart   int
 	pendingBalance int
 	pendingLine    int
+	// rules holds the open chain's rules from index ruleStart on (and
+	// earlier chains' before it); chainSlab the chains still to hand out;
+	// chainHint the open table's guessed chain count.
+	rules     []rawRule
+	ruleStart int
+	chainSlab []Chain
+	chainHint int
+	// multiline is set while a statement taken from several lines is
+	// handled.
+	multiline bool
 }
 
 func (p *textParser) errorf(line int, format string, args ...any) error {
@@ -87,7 +97,12 @@ func (p *textParser) errorf(line int, format string, args ...any) error {
 // braceBalance counts { minus } outside quotes.
 func braceBalance(s string) int {
 	if strings.IndexByte(s, '{') < 0 && strings.IndexByte(s, '}') < 0 {
-		return 0
+		return 0 // most lines: a rule without an anonymous set
+	}
+	if strings.IndexByte(s, '"') < 0 {
+		// No quotes: two vectorized counts, which matter on a set
+		// printed on one line of megabytes.
+		return strings.Count(s, "{") - strings.Count(s, "}")
 	}
 	n, quoted := 0, false
 	for i := 0; i < len(s); i++ {
@@ -119,6 +134,8 @@ func (p *textParser) line(raw string) error {
 		end := int(uintptr(unsafe.Pointer(unsafe.StringData(text)))-p.base) + len(text)
 		line := p.pendingLine
 		p.pendingLine = 0
+		p.multiline = true
+		defer func() { p.multiline = false }()
 		return p.statement(strings.TrimSpace(p.data[start:end]), line)
 	}
 	if text == "" || strings.HasPrefix(text, "#") {
@@ -132,7 +149,7 @@ func (p *textParser) line(raw string) error {
 	if text == "}" {
 		switch {
 		case p.chain != nil:
-			p.chain = nil
+			p.closeChain()
 		case p.set != nil:
 			p.set = nil
 		case p.table != nil:
@@ -159,11 +176,20 @@ func (p *textParser) statement(text string, line int) error {
 	if p.set != nil {
 		return p.setLine(text, line) // may be a long elements list
 	}
+	if p.table != nil {
+		if name, ok := chainHeader(text); ok {
+			// "chain NAME {", as nft prints every chain: no need to split
+			// the line into words.
+			return p.openChain(name, line)
+		}
+	}
 	words := strings.Fields(text)
 	switch {
 	case p.table == nil:
 		if len(words) == 4 && words[0] == "table" && words[3] == "{" {
 			p.table = newTable(words[1], words[2], line)
+			p.table.base = []*Chain{} // filled by baseChainHeader
+			p.presize(text)
 			return nil
 		}
 		return p.errorf(line, "expected \"table FAMILY NAME {\", found %s", excerpt.Quote(text))
@@ -172,11 +198,7 @@ func (p *textParser) statement(text string, line int) error {
 	if len(words) == 3 && words[2] == "{" {
 		switch words[0] {
 		case "chain":
-			p.chain = &Chain{Name: words[1], Line: line}
-			if err := p.table.addChain(p.chain); err != nil {
-				return p.errorf(line, "%v", err)
-			}
-			return nil
+			return p.openChain(words[1], line)
 		case "set", "map":
 			if _, dup := p.table.Sets[words[1]]; dup {
 				return p.errorf(line, "%s %s is declared twice in table %s %s", excerpt.Clip(words[0]), excerpt.Clip(words[1]), excerpt.Clip(p.table.Family), excerpt.Clip(p.table.Name))
@@ -202,11 +224,111 @@ func (p *textParser) statement(text string, line int) error {
 	return p.errorf(line, "unexpected %s in table %s %s", excerpt.Quote(text), excerpt.Clip(p.table.Family), excerpt.Clip(p.table.Name))
 }
 
+// chainHeader returns NAME from "chain NAME {".
+func chainHeader(text string) (string, bool) {
+	rest, ok := strings.CutPrefix(text, "chain ")
+	if !ok {
+		return "", false
+	}
+	name, ok := strings.CutSuffix(rest, " {")
+	if !ok || !plainWord(name) {
+		return "", false // not the plain form: let the general path read it
+	}
+	return name, true
+}
+
+// plainWord reports a non-empty s of printable ASCII without blanks (bytes
+// 0x21 to 0x7e, and 0x7f): what strings.Fields would keep as one word. It
+// looks at eight bytes a step, as chain names run to 150 bytes.
+func plainWord(s string) bool {
+	if s == "" {
+		return false
+	}
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		// A byte of 0x80 or more, or one below 0x21 (blanks, controls).
+		if w&highs != 0 || (w-0x21*ones)&^w&highs != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// openChain starts chain name. Chains come from one slab a table, and their
+// rules from one slice a table (see closeChain): a 10,000-Service ruleset
+// has 30,000 chains of a rule or two.
+func (p *textParser) openChain(name string, line int) error {
+	if len(p.chainSlab) == 0 {
+		p.chainSlab = make([]Chain, min(max(p.chainHint, 16), maxChainSlab))
+	}
+	c := &p.chainSlab[0]
+	p.chainSlab = p.chainSlab[1:]
+	c.Name, c.Line = name, line
+	if err := p.table.addChain(c); err != nil {
+		return p.errorf(line, "%v", err)
+	}
+	p.chain, p.ruleStart = c, len(p.rules)
+	return nil
+}
+
+// closeChain ends the open chain: its rules are the ones appended since it
+// opened, a window of p.rules with its capacity capped so that nothing can
+// append into the next chain's rules.
+func (p *textParser) closeChain() {
+	if n := len(p.rules); n > p.ruleStart {
+		p.chain.raw = p.rules[p.ruleStart:n:n]
+	}
+	p.chain = nil
+}
+
+// maxChainSlab bounds the slabs chains are taken from, whatever a
+// ruleset's own counts claim.
+const maxChainSlab = 1 << 12
+
+// presize guesses how many chains the table just opened holds, so its
+// chain map is allocated once instead of grown step by step (30,000 chains
+// in a 10,000-Service ruleset). Every chain's header has a {, so the {s in
+// the rest of the input bound the count from above (rules with anonymous
+// sets and later tables count too); one vectorized count of a byte is far
+// cheaper than finding where the table ends. Only the first two tables
+// (kube-proxy's ip and ip6) are presized: counting to the end for every
+// table of a ruleset of many small ones would cost time in the square of
+// its size. The guess is also held to one chain per bytesPerChain of the
+// rest, so input made of braces cannot make a map many times its size.
+func (p *textParser) presize(header string) {
+	p.chainHint = 0
+	if len(p.rs.Tables) >= maxPresizedTables {
+		return
+	}
+	start := int(uintptr(unsafe.Pointer(unsafe.StringData(header)))-p.base) + len(header)
+	rest := p.data[start:]
+	n := min(strings.Count(rest, "{"), len(rest)/bytesPerChain, maxPresizedChains)
+	p.chainHint = n
+	p.table.Chains = make(map[string]*Chain, n)
+	p.table.ChainOrder = make([]string, 0, n)
+}
+
+const (
+	maxPresizedTables = 2
+	maxPresizedChains = 1 << 20
+	// bytesPerChain is less than the text of any chain kube-proxy writes
+	// (a header of 40 bytes and more, a rule, a closing brace).
+	bytesPerChain = 64
+)
+
 // chainLine handles a line inside a chain block: the base-chain header, a
 // comment, or a rule.
 func (p *textParser) chainLine(text string, line int) error {
 	c := p.chain
-	if strings.HasPrefix(text, "type ") && len(c.raw) == 0 && !c.Base {
+	if strings.HasPrefix(text, "type ") && len(p.rules) == p.ruleStart && !c.Base {
 		return p.baseChainHeader(text, line)
 	}
 	if strings.HasPrefix(text, "comment \"") {
@@ -219,14 +341,24 @@ func (p *textParser) chainLine(text string, line int) error {
 		c.Policy = strings.TrimSuffix(strings.TrimSpace(text[7:]), ";")
 		return nil
 	}
-	if strings.IndexByte(text, '\n') >= 0 {
+	if p.multiline && strings.IndexByte(text, '\n') >= 0 {
 		// A rule whose anonymous set spans lines: one line, as nft would
 		// print it with enough width.
 		text = strings.Join(strings.Fields(text), " ")
 	}
-	c.raw = append(c.raw, rawRule{line: int32(line), text: text})
+	if len(p.rules) == cap(p.rules) {
+		// A new chunk, with the open chain's rules so far: the chains
+		// before keep windows of the old one, and nothing large is ever
+		// copied for them.
+		chunk := make([]rawRule, 0, max(ruleChunk, 2*(len(p.rules)-p.ruleStart)))
+		p.rules, p.ruleStart = append(chunk, p.rules[p.ruleStart:]...), 0
+	}
+	p.rules = append(p.rules, rawRule{line: int32(line), text: text})
 	return nil
 }
+
+// ruleChunk is how many rules a chunk of textParser.rules holds.
+const ruleChunk = 1 << 12
 
 // baseChainHeader parses "type filter hook prerouting priority dstnat - 10;
 // policy accept;" (the policy may be missing).
@@ -269,6 +401,9 @@ func (p *textParser) baseChainHeader(text string, line int) error {
 	}
 	if c.Policy == "" {
 		c.Policy = "accept"
+	}
+	if c.Base {
+		p.table.base = append(p.table.base, c)
 	}
 	return nil
 }

@@ -27,7 +27,48 @@ type Config struct {
 	// n-th endpoint as on this node (hairpin-connections).
 	NodeIP     string
 	LocalEvery int
+	// ExternalIPEvery gives every n-th Service a LoadBalancer IP: a second
+	// service-ips element, to the Service's external chain (1 makes
+	// service-ips twice the size of cluster-ips); 0 means none.
+	ExternalIPEvery int
+	// LongNames gives every Service a 63-character namespace and name, the
+	// longest Kubernetes allows: chain names of about 150 bytes, in
+	// service-ips, service-nodeports and every chain header.
+	LongNames bool
+	// Layout is how set and map elements are laid out on lines.
+	Layout Layout
 }
+
+// Layout is how a set's elements are printed.
+type Layout int
+
+const (
+	// LayoutNFT is how nft 1.0 lists a named set: five elements a line
+	// for keys of up to 16 bits, two for up to 32 bits (an IPv4 address),
+	// one a line for wider keys (concatenations, maps with them). Checked
+	// against real nft by TestRealNftReadsItTheSame.
+	LayoutNFT Layout = iota
+	// LayoutOneLine prints every set's and map's elements on one line:
+	// very large sets and verdict maps on few lines (as a tool rewriting
+	// the listing, or nft with a wide output, may leave them).
+	LayoutOneLine
+	// LayoutOnePerLine prints one element a line, whatever the key.
+	LayoutOnePerLine
+)
+
+// ParseLayout reads a Layout's name: nft, one-line, one-per-line.
+func ParseLayout(s string) (Layout, error) {
+	for l, name := range layoutNames {
+		if name == s {
+			return Layout(l), nil
+		}
+	}
+	return 0, fmt.Errorf("layout %q is not one of %s", s, strings.Join(layoutNames, ", "))
+}
+
+var layoutNames = []string{"nft", "one-line", "one-per-line"}
+
+func (l Layout) String() string { return layoutNames[l] }
 
 // DefaultConfig is the benchmark's cluster: 10,000 Services, 100,000 endpoints.
 func DefaultConfig() Config {
@@ -38,6 +79,7 @@ func DefaultConfig() Config {
 type Service struct {
 	Namespace, Name, Port string
 	ClusterIP             netip.Addr
+	LoadBalancerIP        netip.Addr // invalid if none
 	ServicePort           uint16
 	NodePort              uint16 // 0 if not a NodePort
 	Endpoints             []netip.AddrPort
@@ -46,6 +88,18 @@ type Service struct {
 // Chain returns the Service port's service- chain name.
 func (s Service) Chain() string {
 	return nftables.PrefixService + nftables.ServiceChainBase(s.Namespace, s.Name, "tcp", s.Port)
+}
+
+// ExternalChain returns the Service port's external- chain name (which
+// exists when it has a node port or a LoadBalancer IP).
+func (s Service) ExternalChain() string {
+	return nftables.PrefixExternal + nftables.ServiceChainBase(s.Namespace, s.Name, "tcp", s.Port)
+}
+
+// longName pads prefix to 63 characters, the longest namespace or Service
+// name Kubernetes accepts (a DNS label).
+func longName(prefix string) string {
+	return prefix + strings.Repeat("x", 63-len(prefix))
 }
 
 // Services returns the Services cfg describes, in generation order.
@@ -59,6 +113,12 @@ func Services(cfg Config) []Service {
 			Port:        "http",
 			ClusterIP:   netip.AddrFrom4([4]byte{172, 30, byte(i >> 8), byte(i)}),
 			ServicePort: 80,
+		}
+		if cfg.LongNames {
+			s.Namespace, s.Name = longName(s.Namespace+"-"), longName(s.Name+"-")
+		}
+		if cfg.ExternalIPEvery > 0 && i%cfg.ExternalIPEvery == 0 {
+			s.LoadBalancerIP = netip.AddrFrom4([4]byte{100, 64 + byte(i>>16), byte(i >> 8), byte(i)})
 		}
 		if cfg.NodePortEvery > 0 && i%cfg.NodePortEvery == 0 {
 			s.NodePort = uint16(30000 + i%2768)
@@ -77,11 +137,30 @@ func Write(w io.Writer, cfg Config) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	svcs := Services(cfg)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
-	elements := func(items []string) {
+	// elements prints a set's elements; perLine is how many nft puts on a
+	// line (see LayoutNFT).
+	elements := func(items []string, perLine int) {
 		if len(items) == 0 {
 			return
 		}
-		p("\t\telements = { %s }\n", strings.Join(items, ",\n\t\t\t     "))
+		switch cfg.Layout {
+		case LayoutOneLine:
+			perLine = len(items)
+		case LayoutOnePerLine:
+			perLine = 1
+		}
+		p("\t\telements = { ")
+		for i, item := range items {
+			if i > 0 {
+				if i%perLine == 0 {
+					p(",\n\t\t\t     ")
+				} else {
+					p(", ")
+				}
+			}
+			p("%s", item)
+		}
+		p(" }\n")
 	}
 
 	p("table ip kube-proxy {\n\tcomment \"rules for kube-proxy\"\n")
@@ -90,8 +169,11 @@ func Write(w io.Writer, cfg Config) error {
 		clusterIPs = append(clusterIPs, s.ClusterIP.String())
 		target := "goto " + s.Chain()
 		if s.NodePort != 0 {
-			ext := nftables.PrefixExternal + nftables.ServiceChainBase(s.Namespace, s.Name, "tcp", s.Port)
-			nodePorts = append(nodePorts, fmt.Sprintf("tcp . %d : goto %s", s.NodePort, ext))
+			nodePorts = append(nodePorts, fmt.Sprintf("tcp . %d : goto %s", s.NodePort, s.ExternalChain()))
+		}
+		if s.LoadBalancerIP.IsValid() {
+			// kube-proxy lists a LoadBalancer IP before the ClusterIP.
+			serviceIPs = append(serviceIPs, fmt.Sprintf("%s . tcp . %d : goto %s", s.LoadBalancerIP, s.ServicePort, s.ExternalChain()))
 		}
 		serviceIPs = append(serviceIPs, fmt.Sprintf("%s . tcp . %d : %s", s.ClusterIP, s.ServicePort, target))
 		for j, e := range s.Endpoints {
@@ -101,18 +183,18 @@ func Write(w io.Writer, cfg Config) error {
 		}
 	}
 	p("\tset cluster-ips {\n\t\ttype ipv4_addr\n\t\tcomment \"Active ClusterIPs\"\n")
-	elements(clusterIPs)
+	elements(clusterIPs, 2)
 	p("\t}\n\n\tset hairpin-connections {\n\t\ttype ipv4_addr . ipv4_addr . inet_proto . inet_service\n\t\tcomment \"service hairpin connections\"\n")
-	elements(hairpin)
+	elements(hairpin, 1)
 	p("\t}\n\n\tset nodeport-ips {\n\t\ttype ipv4_addr\n\t\tcomment \"IPs that accept NodePort traffic\"\n")
-	elements([]string{cfg.NodeIP})
+	elements([]string{cfg.NodeIP}, 2)
 	p("\t}\n\n\tmap firewall-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\tcomment \"destinations that are subject to LoadBalancerSourceRanges\"\n\t}\n\n")
 	p("\tmap no-endpoint-nodeports {\n\t\ttype inet_proto . inet_service : verdict\n\t\tcomment \"vmap to drop or reject packets to service nodeports with no endpoints\"\n\t}\n\n")
 	p("\tmap no-endpoint-services {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\tcomment \"vmap to drop or reject packets to services with no endpoints\"\n\t}\n\n")
 	p("\tmap service-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\tcomment \"ClusterIP, ExternalIP and LoadBalancer IP traffic\"\n")
-	elements(serviceIPs)
+	elements(serviceIPs, 1)
 	p("\t}\n\n\tmap service-nodeports {\n\t\ttype inet_proto . inet_service : verdict\n\t\tcomment \"NodePort traffic\"\n")
-	elements(nodePorts)
+	elements(nodePorts, 1)
 	p("\t}\n\n")
 
 	// Chains, sorted by name as nft lists them.
@@ -143,9 +225,8 @@ func Write(w io.Writer, cfg Config) error {
 			body = fmt.Sprintf("\t\tmeta l4proto tcp dnat ip to numgen random mod %d map { %s }\n", len(m), strings.Join(m, ", "))
 		}
 		chains[s.Chain()] = body
-		if s.NodePort != 0 {
-			ext := nftables.PrefixExternal + nftables.ServiceChainBase(s.Namespace, s.Name, "tcp", s.Port)
-			chains[ext] = "\t\tmeta mark set meta mark | 0x00004000 comment \"masquerade\"\n\t\tgoto " + s.Chain() + "\n"
+		if s.NodePort != 0 || s.LoadBalancerIP.IsValid() {
+			chains[s.ExternalChain()] = "\t\tmeta mark set meta mark | 0x00004000 comment \"masquerade\"\n\t\tgoto " + s.Chain() + "\n"
 		}
 	}
 	names := make([]string, 0, len(chains))

@@ -90,11 +90,106 @@ func TestMatchesKubeProxyShapes(t *testing.T) {
 	}
 }
 
-// TestRealNftReadsItTheSame loads a 1,000-Service ruleset into a scratch
-// network namespace with `nft -f` and lists it back: the model parsed from
-// nft's own listing must equal the generated one, so the benchmark measures
-// what a node prints.
+// TestRealNftReadsItTheSame loads 1,000-Service rulesets (nftgen's mix, and
+// a LoadBalancer IP on every Service with 63-character names) into a
+// scratch network namespace with `nft -f` and lists them back: the model
+// parsed from nft's own listing must equal the generated one, so the
+// benchmark measures what a node prints.
 func TestRealNftReadsItTheSame(t *testing.T) {
+	lb := DefaultConfig()
+	lb.ExternalIPEvery, lb.LongNames = 1, true
+	for _, cfg := range []Config{DefaultConfig(), lb} {
+		cfg.Services = 1000
+		gen := generate(t, cfg)
+		listed := nftList(t, gen)
+		a, err := nftables.ParseText(bytes.NewReader(gen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := nftables.ParseText(bytes.NewReader(listed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, bt := a.Table("ip", "kube-proxy"), b.Table("ip", "kube-proxy")
+		if len(at.Chains) != len(bt.Chains) || len(at.Sets) != len(bt.Sets) {
+			t.Fatalf("%d chains / %d sets generated, nft lists %d / %d", len(at.Chains), len(at.Sets), len(bt.Chains), len(bt.Sets))
+		}
+		for name, c := range at.Chains {
+			var want, got []string
+			for _, r := range c.Rules() {
+				want = append(want, r.Text)
+			}
+			for _, r := range bt.Chains[name].Rules() {
+				got = append(got, r.Text)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("chain %s (-generated +nft):\n%s", name, diff)
+			}
+		}
+		for name, s := range at.Sets {
+			set := func(es []nftables.Element) map[string]string {
+				m := map[string]string{}
+				for _, e := range es {
+					m[strings.Join(e.Key, " . ")] = e.Data
+				}
+				return m
+			}
+			ae, _ := s.Elements()
+			be, _ := bt.Sets[name].Elements()
+			if diff := cmp.Diff(set(ae), set(be)); diff != "" {
+				t.Fatalf("set %s (-generated +nft):\n%s", name, diff)
+			}
+		}
+		t.Logf("external IPs every %d, long names %v: generated %d bytes; nft lists %d bytes", cfg.ExternalIPEvery, cfg.LongNames, len(gen), len(listed))
+	}
+}
+
+// TestLayoutIsWhatNftPrints: for the shapes the benchmarks use, nft lists
+// the loaded ruleset line for line as nftgen wrote it (with LayoutNFT):
+// every line outside set elements byte for byte, and as many elements on
+// each line of a set; the benchmarks read real `nft list ruleset` text. (nft
+// lists a large set's elements in its hash order, so the elements on a
+// line differ; TestRealNftReadsItTheSame compares the elements.)
+func TestLayoutIsWhatNftPrints(t *testing.T) {
+	for _, cfg := range []Config{
+		{Services: 300, EndpointsPerService: 10, NodePortEvery: 4, NodeIP: "192.168.0.2"},
+		{Services: 300, EndpointsPerService: 10, NodePortEvery: 4, NodeIP: "192.168.0.2", ExternalIPEvery: 1, LongNames: true},
+	} {
+		gen := generate(t, cfg)
+		listed := nftList(t, gen)
+		if diff := cmp.Diff(layoutOf(gen), layoutOf(listed)); diff != "" {
+			t.Errorf("%+v: nft lists the ruleset differently (-generated +nft):\n%s", cfg, diff)
+		}
+	}
+}
+
+// layoutOf returns ruleset's lines with each line of set elements replaced
+// by how many elements it holds.
+func layoutOf(ruleset []byte) []string {
+	var out []string
+	inElements := false
+	for _, line := range strings.Split(string(ruleset), "\n") {
+		text := strings.TrimSpace(line)
+		if strings.HasPrefix(text, "elements = { ") {
+			inElements, text = true, strings.TrimPrefix(text, "elements = { ")
+		}
+		if !inElements {
+			out = append(out, line)
+			continue
+		}
+		if strings.HasSuffix(text, " }") {
+			inElements = false
+		}
+		out = append(out, fmt.Sprintf("%d elements", strings.Count(strings.TrimSuffix(text, ","), ", ")+1))
+	}
+	return out
+}
+
+// nftList loads ruleset into a scratch network namespace with nft -f and
+// returns what nft list ruleset prints; it skips the test without root or
+// nft.
+func nftList(t *testing.T, ruleset []byte) []byte {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a network namespace")
 	}
@@ -103,16 +198,13 @@ func TestRealNftReadsItTheSame(t *testing.T) {
 			t.Skipf("%s is not installed (apt-get install nftables iproute2)", tool)
 		}
 	}
-	cfg := DefaultConfig()
-	cfg.Services = 1000
-	gen := generate(t, cfg)
 	ns := fmt.Sprintf("tsvc-nftgen-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	defer func() { _ = exec.Command("ip", "netns", "del", ns).Run() }()
 	load := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
-	load.Stdin = bytes.NewReader(gen)
+	load.Stdin = bytes.NewReader(ruleset)
 	if out, err := load.CombinedOutput(); err != nil {
 		t.Fatalf("nft -f rejected the generated ruleset: %v: %s", err, out)
 	}
@@ -120,56 +212,28 @@ func TestRealNftReadsItTheSame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := nftables.ParseText(bytes.NewReader(gen))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := nftables.ParseText(bytes.NewReader(listed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	at, bt := a.Table("ip", "kube-proxy"), b.Table("ip", "kube-proxy")
-	if len(at.Chains) != len(bt.Chains) || len(at.Sets) != len(bt.Sets) {
-		t.Fatalf("%d chains / %d sets generated, nft lists %d / %d", len(at.Chains), len(at.Sets), len(bt.Chains), len(bt.Sets))
-	}
-	for name, c := range at.Chains {
-		var want, got []string
-		for _, r := range c.Rules() {
-			want = append(want, r.Text)
-		}
-		for _, r := range bt.Chains[name].Rules() {
-			got = append(got, r.Text)
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Fatalf("chain %s (-generated +nft):\n%s", name, diff)
-		}
-	}
-	for name, s := range at.Sets {
-		set := func(es []nftables.Element) map[string]string {
-			m := map[string]string{}
-			for _, e := range es {
-				m[strings.Join(e.Key, " . ")] = e.Data
-			}
-			return m
-		}
-		ae, _ := s.Elements()
-		be, _ := bt.Sets[name].Elements()
-		if diff := cmp.Diff(set(ae), set(be)); diff != "" {
-			t.Fatalf("set %s (-generated +nft):\n%s", name, diff)
-		}
-	}
-	t.Logf("generated %d bytes; nft lists %d bytes", len(gen), len(listed))
+	return listed
 }
 
 // Flags for TestWriteRulesetFile, which test/bench runs to get a ruleset:
 // that package cannot import this internal one.
-var outFile = flag.String("nftgen.out", "", "TestWriteRulesetFile writes the 10,000-Service ruleset to this file and its target Service to FILE.target.json")
+var (
+	outFile         = flag.String("nftgen.out", "", "TestWriteRulesetFile writes the 10,000-Service ruleset to this file and its target Service to FILE.target.json")
+	externalIPEvery = flag.Int("nftgen.external-ip-every", 0, "give every n-th Service a LoadBalancer IP (1: service-ips holds 2 elements a Service)")
+	longNames       = flag.Bool("nftgen.long-names", false, "63-character namespaces and Service names")
+	layout          = flag.String("nftgen.layout", "nft", "how set elements are laid out: nft, one-line, one-per-line")
+)
 
 func TestWriteRulesetFile(t *testing.T) {
 	if *outFile == "" {
 		t.Skip("writes a ruleset only with -nftgen.out FILE")
 	}
 	cfg := DefaultConfig()
+	cfg.ExternalIPEvery, cfg.LongNames = *externalIPEvery, *longNames
+	var err error
+	if cfg.Layout, err = ParseLayout(*layout); err != nil {
+		t.Fatal(err)
+	}
 	f, err := os.Create(*outFile)
 	if err != nil {
 		t.Fatal(err)
@@ -186,6 +250,12 @@ func TestWriteRulesetFile(t *testing.T) {
 	}
 	svcs := Services(cfg)
 	mid := svcs[len(svcs)/2]
+	loadBalancers := 0
+	for _, s := range svcs {
+		if s.LoadBalancerIP.IsValid() {
+			loadBalancers++
+		}
+	}
 	var eps []string
 	for _, e := range mid.Endpoints {
 		eps = append(eps, e.String())
@@ -193,6 +263,7 @@ func TestWriteRulesetFile(t *testing.T) {
 	js, err := json.MarshalIndent(map[string]any{
 		"clusterIP": mid.ClusterIP, "port": mid.ServicePort, "endpoints": eps,
 		"services": cfg.Services, "totalEndpoints": cfg.Services * cfg.EndpointsPerService, "bytes": info.Size(),
+		"serviceIPs": cfg.Services + loadBalancers, "longNames": cfg.LongNames, "layout": cfg.Layout.String(),
 	}, "", "  ")
 	if err != nil {
 		t.Fatal(err)
