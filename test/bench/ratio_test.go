@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace"
+	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
 	"github.com/trace-svc/kubectl-trace-svc/trace/nftables"
 )
 
@@ -57,7 +58,11 @@ type target struct {
 // a node port on every Service (10,000 KUBE-EXT chains and KUBE-NODEPORTS
 // and KUBE-EXTERNAL-SERVICES rules by the thousand), and the default mix
 // saved with counters (iptables-save -c, as the collectors take dumps when
-// they observe).
+// they observe), a node port on every Service with 63-character namespace
+// and Service names (comments of some 140 characters, as clusters whose
+// names tools generate have), and a LoadBalancer with an external IP on
+// every Service (KUBE-SERVICES three times as long, KUBE-FW and
+// KUBE-EXTERNAL-SERVICES rules by the thousand).
 func TestBenchRatio(t *testing.T) {
 	if !*benchRatio {
 		t.Skip("run with -args -bench-ratio (make bench-ratio)")
@@ -69,6 +74,8 @@ func TestBenchRatio(t *testing.T) {
 		{"default", nil},
 		{"nodeport-every-service", []string{"-dumpgen.nodeports"}},
 		{"counters", []string{"-dumpgen.counters"}},
+		{"long-names-nodeport-every-service", []string{"-dumpgen.nodeports", "-dumpgen.longnames"}},
+		{"loadbalancer-every-service", []string{"-dumpgen.loadbalancers"}},
 	} {
 		t.Run(shape.name, func(t *testing.T) { benchRatioIPTables(t, shape.args) })
 	}
@@ -152,14 +159,29 @@ func benchRatioIPTables(t *testing.T, genArgs []string) {
 	// Warm the page cache and the binaries, and check both answers once.
 	checkGrep(run(t, grepCmd()).stdout)
 	checkSim(run(t, simCmd()).stdout)
-	var grepRuns, simRuns []result
+	versionCmd := func() *exec.Cmd { return exec.Command(bin, "version") }
+	run(t, versionCmd())
+	var grepRuns, simRuns, versionRuns []result
 	for range *runs {
 		g := run(t, grepCmd())
 		checkGrep(g.stdout)
 		s := run(t, simCmd())
 		checkSim(s.stdout)
-		grepRuns, simRuns = append(grepRuns, g), append(simRuns, s)
+		v := run(t, versionCmd())
+		grepRuns, simRuns, versionRuns = append(grepRuns, g), append(simRuns, s), append(versionRuns, v)
 	}
+
+	// Then the work alone, without the process's start-up: parse and
+	// simulate in this process, alternating with grep again. This comes
+	// last because it raises this process's peak RSS, which the children's
+	// RSS above must not see.
+	var grepAgain, inProcess []result
+	for range *runs {
+		g := run(t, grepCmd())
+		checkGrep(g.stdout)
+		grepAgain, inProcess = append(grepAgain, g), append(inProcess, parseAndSimulate(t, dump, svc.ClusterIP, svc.Port, svc.Protocol, len(svc.Endpoints)))
+	}
+	grepAgainTime, workTime := median(grepAgain, wall), median(inProcess, wall)
 
 	grepTime, simTime := median(grepRuns, wall), median(simRuns, wall)
 	ratio := float64(simTime) / float64(grepTime)
@@ -186,11 +208,17 @@ func benchRatioIPTables(t *testing.T, genArgs []string) {
 	fmt.Fprintf(tw, "grep -c KUBE-SEP median of %d\t%v (peak RSS %s)\t\n", *runs, grepTime.Round(100*time.Microsecond), grepRSSText)
 	fmt.Fprintf(tw, "simulate median of %d\t%v\t\n", *runs, simTime.Round(100*time.Microsecond))
 	fmt.Fprintf(tw, "ratio simulate/grep\t%.2f (target <= %.1f)\t\n", ratio, *maxRatio)
+	versionTime := median(versionRuns, wall)
+	fmt.Fprintf(tw, "version median (start-up)\t%v\t\n", versionTime.Round(100*time.Microsecond))
+	fmt.Fprintf(tw, "ratio (simulate-version)/grep\t%.2f\t\n", float64(simTime-versionTime)/float64(grepTime))
+	fmt.Fprintf(tw, "parse+simulate in process median of %d\t%v (grep -c alternating with it: %v; ratio %.2f)\t\n", *runs,
+		workTime.Round(100*time.Microsecond), grepAgainTime.Round(100*time.Microsecond), float64(workTime)/float64(grepAgainTime))
 	fmt.Fprintf(tw, "simulate peak RSS\t%.1f MB\t\n", mb(simRSS))
 	fmt.Fprintf(tw, "RSS / dump size\t%.2f (target <= 1)\t\n", rssShare)
 	fmt.Fprintf(tw, "this test's peak RSS\t%.1f MB (children report at least this)\t\n", mb(floor))
 	fmt.Fprintf(tw, "all runs grep\t%s\t\n", list(grepRuns))
 	fmt.Fprintf(tw, "all runs simulate\t%s\t\n", list(simRuns))
+	fmt.Fprintf(tw, "all runs in process\t%s\t\n", list(inProcess))
 	_ = tw.Flush()
 	t.Logf("\n%s", table.String())
 
@@ -200,6 +228,37 @@ func benchRatioIPTables(t *testing.T, genArgs []string) {
 	if simRSS > tgt.Bytes {
 		t.Errorf("simulate peak RSS %.1f MB exceeds the dump's size %.1f MB", mb(simRSS), mb(tgt.Bytes))
 	}
+}
+
+// parseAndSimulate parses the dump file and follows the packet as the
+// command does for --ruleset FILE (iptables.ParseReaderAt, then
+// iptables.Simulate), in this process, and checks the answer.
+func parseAndSimulate(t *testing.T, dump string, dst netip.Addr, dport uint16, proto string, endpoints int) result {
+	t.Helper()
+	start := time.Now()
+	f, err := os.Open(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := iptables.ParseReaderAt(f, info.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, err := iptables.Simulate(d, trace.Packet{Source: netip.MustParseAddr("10.0.0.2"), Destination: dst, DestinationPort: dport, Protocol: proto},
+		iptables.Options{LocalAddrs: []netip.Addr{netip.MustParseAddr("192.168.0.2")}})
+	wall := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sim.Verdict != trace.VerdictDNAT || len(sim.Endpoints) != endpoints {
+		t.Fatalf("in process: verdict %s to %d endpoints, want DNAT to %d", sim.Verdict, len(sim.Endpoints), endpoints)
+	}
+	return result{wall: wall}
 }
 
 // releaseBuild builds the plugin the way releases are built
