@@ -135,6 +135,8 @@ type branchOut struct {
 type frame struct {
 	chain *Chain
 	pc    *parsedChain
+	// texts is the chain's rules read so far (parsedChain.upTo).
+	texts []string
 	next  int
 	depth int
 	// jumped marks the end of the rule trail right after the jump that
@@ -160,7 +162,11 @@ func (w *walker) walkChain(st *state, c *Chain) ([]branchOut, error) {
 	if err != nil {
 		return nil, err
 	}
-	todo := []task{{st: st, stack: []frame{{chain: c, pc: pc}}}}
+	texts, err := c.upTo(pc, 0)
+	if err != nil {
+		return nil, err
+	}
+	todo := []task{{st: st, stack: []frame{{chain: c, pc: pc, texts: texts}}}}
 	var out []branchOut
 	for len(todo) > 0 {
 		t := todo[len(todo)-1]
@@ -180,7 +186,14 @@ func (w *walker) walkChain(st *state, c *Chain) ([]branchOut, error) {
 func (w *walker) run(t *task, todo *[]task) (exitKind, error) {
 	for {
 		f := &t.stack[len(t.stack)-1]
-		if f.next >= len(f.pc.texts) {
+		if f.next >= len(f.texts) {
+			texts, err := f.chain.upTo(f.pc, f.next)
+			if err != nil {
+				return 0, err
+			}
+			f.texts = texts
+		}
+		if f.next >= len(f.texts) {
 			if e, done := w.ret(t); done {
 				return e, nil
 			}
@@ -198,7 +211,7 @@ func (w *walker) run(t *task, todo *[]task) (exitKind, error) {
 			// (a rule per node port) for other ports: skip them without
 			// tokenizing. (A dump saved with counters, as the collectors
 			// take it when observing, has them before each rule.)
-			if body := withoutCounters(pc.texts[i]); destinationExcludes(body, t.st.dst) || portExcludes(body, t.st.dport) {
+			if body := withoutCounters(f.texts[i]); destinationExcludes(body, t.st.dst) || portExcludes(body, t.st.dport) {
 				continue
 			}
 		}
@@ -270,7 +283,11 @@ func (w *walker) apply(t *task, r *Rule) (e exitKind, done bool, err error) {
 		if err != nil {
 			return 0, false, err
 		}
-		next := frame{chain: sub, pc: pc, depth: depth, jumped: st.Mark()}
+		texts, err := sub.upTo(pc, 0)
+		if err != nil {
+			return 0, false, err
+		}
+		next := frame{chain: sub, pc: pc, texts: texts, depth: depth, jumped: st.Mark()}
 		if tg.Goto {
 			// A goto's RETURN goes back to this chain's caller.
 			next.jumped = f.jumped

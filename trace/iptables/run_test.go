@@ -2,11 +2,16 @@ package iptables_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/trace-svc/kubectl-trace-svc/trace"
 	"github.com/trace-svc/kubectl-trace-svc/trace/iptables"
 	"github.com/trace-svc/kubectl-trace-svc/trace/iptables/internal/dumpgen"
 )
@@ -65,6 +70,20 @@ func TestReaderAtAgreesWithParse(t *testing.T) {
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("ParseReaderAt differs from Parse (-Parse +ParseReaderAt):\n%s", diff)
 			}
+			// Walks read a chain back from the file a piece at a time:
+			// the tokenized rules of a chain longer than a piece, and a
+			// simulation that stops in its middle, must not tell.
+			for _, d := range []*iptables.Dump{mem, file} {
+				if n := d.Chain("nat", "KUBE-SERVICES").Len(); n < 500 {
+					t.Fatalf("KUBE-SERVICES has %d rules, want a chain longer than a piece", n)
+				}
+			}
+			if diff := cmp.Diff(tokenized(t, mem, "KUBE-SERVICES"), tokenized(t, file, "KUBE-SERVICES")); diff != "" {
+				t.Errorf("KUBE-SERVICES tokenized differs (-Parse +ParseReaderAt):\n%s", diff)
+			}
+			if diff := cmp.Diff(simulateJSON(t, mem, svc), simulateJSON(t, file, svc)); diff != "" {
+				t.Errorf("simulation differs (-Parse +ParseReaderAt):\n%s", diff)
+			}
 		})
 	}
 }
@@ -90,4 +109,88 @@ func rulesByChain(t *testing.T, d *iptables.Dump) map[string][]lineRule {
 		}
 	}
 	return out
+}
+
+func tokenized(t *testing.T, d *iptables.Dump, chain string) []string {
+	t.Helper()
+	rules, err := d.Chain("nat", chain).Rules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range rules {
+		out = append(out, fmt.Sprintf("%d %d %s", r.Line, r.Index, r.Target.Name))
+	}
+	return out
+}
+
+func simulateJSON(t *testing.T, d *iptables.Dump, svc dumpgen.Service) string {
+	t.Helper()
+	sim, err := iptables.Simulate(d, trace.Packet{Source: netip.MustParseAddr("10.0.0.2"), Destination: svc.ClusterIP, DestinationPort: svc.Port, Protocol: svc.Protocol},
+		iptables.Options{LocalAddrs: []netip.Addr{netip.MustParseAddr("192.168.0.2")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sim.Verdict != trace.VerdictDNAT || len(sim.Rules) == 0 {
+		t.Fatalf("simulation to %s: verdict %s after %d rules, want DNAT", svc.ServicePortName(), sim.Verdict, len(sim.Rules))
+	}
+	js, err := json.MarshalIndent(sim, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(js)
+}
+
+// TestConcurrentWalksReadChainsOnce: walks on one dump read back from its
+// file share the chains they read a piece at a time; walks running at once
+// (as the tracer's are, one per node and path) get the answers they get
+// alone. Run under the race detector by make test-race.
+func TestConcurrentWalksReadChainsOnce(t *testing.T) {
+	c, err := dumpgen.Generate(dumpgen.Default(800, 4000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := c.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	dump := buf.Bytes()
+	var svcs []dumpgen.Service
+	for i := 0; i < len(c.Services) && len(svcs) < 8; i += 97 {
+		if s := c.Services[i]; len(s.Endpoints) > 0 {
+			svcs = append(svcs, s)
+		}
+	}
+	alone := map[int]string{}
+	for i, s := range svcs {
+		d, err := iptables.ParseReaderAt(bytes.NewReader(dump), int64(len(dump)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone[i] = simulateJSON(t, d, s)
+	}
+	shared, err := iptables.ParseReaderAt(bytes.NewReader(dump), int64(len(dump)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]string, len(svcs))
+	var wg sync.WaitGroup
+	for i, s := range svcs {
+		wg.Go(func() {
+			sim, err := iptables.Simulate(shared, trace.Packet{Source: netip.MustParseAddr("10.0.0.2"), Destination: s.ClusterIP, DestinationPort: s.Port, Protocol: s.Protocol},
+				iptables.Options{LocalAddrs: []netip.Addr{netip.MustParseAddr("192.168.0.2")}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			js, _ := json.MarshalIndent(sim, "", " ")
+			got[i] = string(js)
+		})
+	}
+	wg.Wait()
+	for i := range svcs {
+		if got[i] != alone[i] {
+			t.Errorf("%s: the walk run alongside others differs from the walk alone:\n%s", svcs[i].ServicePortName(), cmp.Diff(alone[i], got[i]))
+		}
+	}
 }
