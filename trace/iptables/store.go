@@ -60,7 +60,11 @@ func (l *chainList) append(c chainData) int32 {
 		if l.n == 0 {
 			size = 64
 		}
-		l.chunks = append(l.chunks, make([]chainData, 0, size))
+		chunk := make([]chainData, 0, size)
+		if size == chainChunk {
+			populate(unsafe.Pointer(unsafe.SliceData(chunk)), size*int(unsafe.Sizeof(chainData{})))
+		}
+		l.chunks = append(l.chunks, chunk)
 	}
 	last := len(l.chunks) - 1
 	l.chunks[last] = append(l.chunks[last], c)
@@ -429,13 +433,21 @@ const (
 // Blocks hold no pointers; the garbage collector does not scan them.
 type arena struct {
 	blocks [][]byte
+	// populated is how much of the last block is mapped in (populate),
+	// in steps of populateStep as the block fills.
+	populated int
 }
+
+const populateStep = 64 << 10
 
 // reserve returns the block index and offset where n more bytes fit.
 func (a *arena) reserve(n int) (int32, int32) {
 	if len(a.blocks) > 0 {
 		last := len(a.blocks) - 1
 		if b := a.blocks[last]; cap(b)-len(b) >= n {
+			if end := len(b) + n; end > a.populated {
+				a.populateTo(b, end)
+			}
 			return int32(last), int32(len(b))
 		}
 	}
@@ -446,8 +458,22 @@ func (a *arena) reserve(n int) (int32, int32) {
 	if n > size {
 		size = n
 	}
-	a.blocks = append(a.blocks, make([]byte, 0, size))
+	b := make([]byte, 0, size)
+	a.blocks = append(a.blocks, b)
+	a.populated = 0
+	a.populateTo(b, n)
 	return int32(len(a.blocks) - 1), 0
+}
+
+// populateTo maps in block b's pages up to at least end, a step at a time,
+// so that a block filled line by line does not take a page fault per page.
+func (a *arena) populateTo(b []byte, end int) {
+	if cap(b) < populateStep {
+		return // small blocks: small dumps
+	}
+	to := min(max(end, a.populated+populateStep), cap(b))
+	populate(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), a.populated), to-a.populated)
+	a.populated = to
 }
 
 func (a *arena) append(block int32, p ...[]byte) {
