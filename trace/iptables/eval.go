@@ -205,15 +205,15 @@ func (w *walker) run(t *task, todo *[]task) (exitKind, error) {
 			return 0, err
 		}
 		c, pc := f.chain, f.pc
-		if pc.rules[i] == nil {
-			// Long chains such as KUBE-SERVICES are mostly rules for other
-			// destinations, and KUBE-EXTERNAL-SERVICES and KUBE-NODEPORTS
-			// (a rule per node port) for other ports: skip them without
-			// tokenizing. (A dump saved with counters, as the collectors
-			// take it when observing, has them before each rule.)
-			if body := withoutCounters(f.texts[i]); destinationExcludes(body, t.st.dst) || portExcludes(body, t.st.dport) {
-				continue
-			}
+		// Long chains such as KUBE-SERVICES are mostly rules for other
+		// destinations, and KUBE-EXTERNAL-SERVICES and KUBE-NODEPORTS (a
+		// rule per node port) for other ports: skip them without
+		// tokenizing. (A dump saved with counters, as the collectors take
+		// it when observing, has them before each rule.) A rule another
+		// walk tokenized is skipped the same way: it could not match
+		// either, and looking at the cache would need the table's lock.
+		if body := withoutCounters(f.texts[i]); destinationExcludes(body, t.st.dst) || portExcludes(body, t.st.dport) {
+			continue
 		}
 		r, err := c.rule(pc, i)
 		if err != nil {

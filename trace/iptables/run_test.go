@@ -194,3 +194,27 @@ func TestConcurrentWalksReadChainsOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestFileChangedUnderAWalk: a dump file rewritten after ParseReaderAt
+// (more, shorter rules where the parse saw fewer) gives an error naming the
+// chain, not a panic or a wrong answer.
+func TestFileChangedUnderAWalk(t *testing.T) {
+	dump := []byte("*nat\n:PREROUTING ACCEPT [0:0]\n:X - [0:0]\n-A PREROUTING -j X\n-A X -p tcp -m comment --comment aaaaaaaaaaaaaaa -j ACCEPT\nCOMMIT\n")
+	r := bytes.NewReader(dump)
+	d, err := iptables.ParseReaderAt(r, int64(len(dump)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := "-A X -p tcp -m comment --comment aaaaaaaaaaaaaaa -j ACCEPT\n"
+	rules := "-A X -j DROP\n-A X -j DROP\n-A X -j DROP\n-A X -j "
+	rules += strings.Repeat("Y", len(old)-len(rules)-1) + "\n" // four rules in the bytes of one
+	changed := bytes.Replace(dump, []byte(old), []byte(rules), 1)
+	if len(changed) != len(dump) {
+		t.Fatalf("changed dump is %d bytes, want %d", len(changed), len(dump))
+	}
+	r.Reset(changed)
+	_, err = d.Chain("nat", "X").Rules()
+	if err == nil || !strings.Contains(err.Error(), "the file changed since it was parsed") || !strings.Contains(err.Error(), "chain X") {
+		t.Fatalf("Rules after the file changed: %v, want an error saying so", err)
+	}
+}

@@ -301,6 +301,11 @@ func (c *Chain) readMore(pc *parsedChain, i int) error {
 		}
 		before := len(pc.texts)
 		pc.add(text, seg.firstLine)
+		if len(pc.texts) > len(pc.rules) {
+			// More rules than the parse counted (rules is indexed by rule).
+			pc.texts, pc.lines = pc.texts[:before], pc.lines[:before]
+			return fmt.Errorf("read rules of chain %s of table %s at line %d: the file changed since it was parsed; parse it again", excerpt.Clip(c.Name), excerpt.Clip(c.table.Name), seg.firstLine)
+		}
 		if used == seg.len {
 			pc.pending = pc.pending[1:]
 			continue
