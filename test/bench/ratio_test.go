@@ -202,14 +202,16 @@ func benchRatioIPTables(t *testing.T, genArgs []string) {
 	// A child's Maxrss is never below this process's high-water mark when
 	// it was started: os/exec starts children with vfork semantics, and
 	// exec records the parent's peak RSS in the child's maxrss. A child
-	// value near the floor says only "at most the floor".
+	// value at the floor says only "at most the floor"; one above it is the
+	// child's own. (The floor is some 25 MB since this package links the
+	// collectors for TestBenchManyNodesLive, close to simulate's own peak.)
 	floor := slices.MaxFunc(append(grepRuns, simRuns...), func(a, b result) int { return int(a.parentHWM - b.parentHWM) }).parentHWM
 	grepRSSText := fmt.Sprintf("%.1f MB", mb(grepRSS))
 	if grepRSS <= floor {
 		grepRSSText = fmt.Sprintf("<= %.1f MB, the harness's own peak", mb(floor))
 	}
-	if simRSS < floor+floor/2 {
-		t.Fatalf("simulate's peak RSS %.1f MB is too close to this test's own %.1f MB to be measured", mb(simRSS), mb(floor))
+	if simRSS <= floor {
+		t.Fatalf("simulate's peak RSS %.1f MB is not above this test's own %.1f MB, so it cannot be measured", mb(simRSS), mb(floor))
 	}
 
 	var table bytes.Buffer
