@@ -41,7 +41,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 bench: ## parser and simulator benchmarks on generated 10,000-Service dumps (iptables and nftables)
 	$(GO) test -run '^$$' -bench . -benchmem ./trace/iptables ./trace/nftables
 
-bench-ratio: ## whole-command time and peak RSS against grep -c on the same dump (iptables: dumpgen's mix and a node port on every Service; nftables: nftgen's mix, a LoadBalancer IP on every Service, 63-character names, every set on one line)
+bench-ratio: ## whole-command time and peak RSS against grep -c on the same dump (iptables: five dump shapes, see TestBenchRatio; nftables: nftgen's mix, a LoadBalancer IP on every Service, 63-character names, every set on one line)
 	$(GO) test -run '^TestBenchRatio(NFT)?$$' -v -count=1 ./test/bench -args -bench-ratio
 
 bench-many-nodes: ## one trace offline through 40 nodes of 35 MB saved dumps (every core against GOMAXPROCS=1, alternating), then one through 200 nodes collected live through a fake executor (peak RSS under 1 GiB, wall time against collection + parse / cores)

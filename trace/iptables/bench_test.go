@@ -32,6 +32,14 @@ var benchNodePorts = flag.Bool("bench.nodeports", false, "benchmark a dump where
 // as the collectors take it when they observe.
 var benchCounters = flag.Bool("bench.counters", false, "benchmark the dump with counters before every rule (iptables-save -c)")
 
+// benchLongNames gives every namespace and Service of the benchmarks' dump
+// a 63-character name (comments of some 140 characters).
+var benchLongNames = flag.Bool("bench.longnames", false, "benchmark a dump whose namespaces and Services have 63-character names")
+
+// benchLoadBalancers makes every Service of the benchmarks' dump a
+// LoadBalancer with an ingress IP and an external IP.
+var benchLoadBalancers = flag.Bool("bench.loadbalancers", false, "benchmark a dump where every Service is a LoadBalancer with an external IP")
+
 var bench struct {
 	once   sync.Once
 	dump   []byte
@@ -45,6 +53,10 @@ func benchDump(b *testing.B) ([]byte, dumpgen.Service) {
 		cfg := dumpgen.Default(benchServices, benchEndpoints)
 		if *benchNodePorts {
 			cfg.NodePortEvery = 1
+		}
+		cfg.LongNames = *benchLongNames
+		if *benchLoadBalancers {
+			cfg.LoadBalancerEvery, cfg.ExternalIPEvery = 1, 1
 		}
 		c, err := dumpgen.Generate(cfg)
 		if err != nil {

@@ -135,6 +135,8 @@ type branchOut struct {
 type frame struct {
 	chain *Chain
 	pc    *parsedChain
+	// texts is the chain's rules read so far (parsedChain.upTo).
+	texts []string
 	next  int
 	depth int
 	// jumped marks the end of the rule trail right after the jump that
@@ -160,7 +162,11 @@ func (w *walker) walkChain(st *state, c *Chain) ([]branchOut, error) {
 	if err != nil {
 		return nil, err
 	}
-	todo := []task{{st: st, stack: []frame{{chain: c, pc: pc}}}}
+	texts, err := c.upTo(pc, 0)
+	if err != nil {
+		return nil, err
+	}
+	todo := []task{{st: st, stack: []frame{{chain: c, pc: pc, texts: texts}}}}
 	var out []branchOut
 	for len(todo) > 0 {
 		t := todo[len(todo)-1]
@@ -180,7 +186,14 @@ func (w *walker) walkChain(st *state, c *Chain) ([]branchOut, error) {
 func (w *walker) run(t *task, todo *[]task) (exitKind, error) {
 	for {
 		f := &t.stack[len(t.stack)-1]
-		if f.next >= len(f.pc.texts) {
+		if f.next >= len(f.texts) {
+			texts, err := f.chain.upTo(f.pc, f.next)
+			if err != nil {
+				return 0, err
+			}
+			f.texts = texts
+		}
+		if f.next >= len(f.texts) {
 			if e, done := w.ret(t); done {
 				return e, nil
 			}
@@ -192,15 +205,15 @@ func (w *walker) run(t *task, todo *[]task) (exitKind, error) {
 			return 0, err
 		}
 		c, pc := f.chain, f.pc
-		if pc.rules[i] == nil {
-			// Long chains such as KUBE-SERVICES are mostly rules for other
-			// destinations, and KUBE-EXTERNAL-SERVICES and KUBE-NODEPORTS
-			// (a rule per node port) for other ports: skip them without
-			// tokenizing. (A dump saved with counters, as the collectors
-			// take it when observing, has them before each rule.)
-			if body := withoutCounters(pc.texts[i]); destinationExcludes(body, t.st.dst) || portExcludes(body, t.st.dport) {
-				continue
-			}
+		// Long chains such as KUBE-SERVICES are mostly rules for other
+		// destinations, and KUBE-EXTERNAL-SERVICES and KUBE-NODEPORTS (a
+		// rule per node port) for other ports: skip them without
+		// tokenizing. (A dump saved with counters, as the collectors take
+		// it when observing, has them before each rule.) A rule another
+		// walk tokenized is skipped the same way: it could not match
+		// either, and looking at the cache would need the table's lock.
+		if body := withoutCounters(f.texts[i]); destinationExcludes(body, t.st.dst) || portExcludes(body, t.st.dport) {
+			continue
 		}
 		r, err := c.rule(pc, i)
 		if err != nil {
@@ -270,7 +283,11 @@ func (w *walker) apply(t *task, r *Rule) (e exitKind, done bool, err error) {
 		if err != nil {
 			return 0, false, err
 		}
-		next := frame{chain: sub, pc: pc, depth: depth, jumped: st.Mark()}
+		texts, err := sub.upTo(pc, 0)
+		if err != nil {
+			return 0, false, err
+		}
+		next := frame{chain: sub, pc: pc, texts: texts, depth: depth, jumped: st.Mark()}
 		if tg.Goto {
 			// A goto's RETURN goes back to this chain's caller.
 			next.jumped = f.jumped
@@ -455,26 +472,88 @@ func (w *walker) moduleChance(st *state, r *Rule, m Match) float64 {
 
 // destinationExcludes reports, from a rule's text alone, that the rule has a
 // plain "-d ADDR" that cannot match dst. It only answers true when that is
-// certain (the option comes before any comment or quote, is not negated and
-// parses); anything else is left to the full tokenizer.
+// certain: the option is among the base options iptables-save prints first
+// ("! -s", "-d", "-i", "-o", "-p", each with a plain value), is not negated
+// and parses; anything else is left to the full tokenizer. Looking only at
+// the first few words keeps it cheap on rules without a destination (a
+// KUBE-NODEPORTS rule of 140 characters has dashes enough to make a search
+// of the whole text cost more than the rest of the walk).
 func destinationExcludes(text string, dst netip.Addr) bool {
-	i := strings.Index(text, "-d ")
-	if i < 0 || (i > 0 && text[i-1] != ' ') {
-		return false
+	rest := text
+	for {
+		neg := false
+		if len(rest) >= 2 && rest[0] == '!' && rest[1] == ' ' {
+			neg, rest = true, rest[2:]
+		}
+		if len(rest) < 3 || rest[0] != '-' || rest[2] != ' ' {
+			return false
+		}
+		opt := rest[1]
+		v := rest[3:]
+		rest = ""
+		if end := strings.IndexByte(v, ' '); end >= 0 {
+			v, rest = v[:end], v[end+1:]
+		}
+		if v == "" {
+			return false // two spaces: the tokenizer's next word is another
+		}
+		switch opt {
+		case 'd':
+			if neg {
+				return false
+			}
+			if excluded, ok := ipv4HostExcludes(v, dst); ok {
+				return excluded
+			}
+			pfx, err := parseAddrOrPrefix(v)
+			return err == nil && !pfx.Contains(dst)
+		case 's', 'i', 'o', 'p':
+			// A quote or escape means the tokenizer may read the words
+			// differently.
+			if strings.ContainsAny(v, "\"'\\") {
+				return false
+			}
+		default:
+			return false
+		}
 	}
-	before := text[:i]
-	if strings.HasSuffix(before, "! ") || strings.ContainsAny(before, "\"[") || strings.Contains(before, "--comment") {
-		return false
+}
+
+// ipv4HostExcludes decides "-d A.B.C.D/32" against an IPv4 dst without the
+// general parser, for the one form kube-proxy's KUBE-SERVICES rules have;
+// ok is false for anything else (netip.ParseAddr's rules: decimal, no
+// leading zeros, each part at most 255).
+func ipv4HostExcludes(v string, dst netip.Addr) (excluded, ok bool) {
+	v, found := strings.CutSuffix(v, "/32")
+	if !found || !dst.Is4() {
+		return false, false
 	}
-	v := text[i+3:]
-	if end := strings.IndexByte(v, ' '); end >= 0 {
-		v = v[:end]
+	var a [4]byte
+	part, digits, n := 0, 0, 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if digits > 0 && n == 0 {
+				return false, false // a leading zero
+			}
+			n = n*10 + int(c-'0')
+			digits++
+			if n > 255 {
+				return false, false
+			}
+		case c == '.' && digits > 0 && part < 3:
+			a[part] = byte(n)
+			part, digits, n = part+1, 0, 0
+		default:
+			return false, false
+		}
 	}
-	pfx, err := parseAddrOrPrefix(v)
-	if err != nil {
-		return false
+	if part != 3 || digits == 0 {
+		return false, false
 	}
-	return !pfx.Contains(dst)
+	a[3] = byte(n)
+	return a != dst.As4(), true
 }
 
 // withoutCounters drops the "[packets:bytes] " that iptables-save -c puts

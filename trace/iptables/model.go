@@ -184,7 +184,7 @@ func (c *Chain) Table() string { return c.table.Name }
 // order. An error names the first rule that could not be tokenized. It is
 // safe for concurrent use.
 func (c *Chain) Rules() ([]*Rule, error) {
-	pc, err := c.split()
+	pc, err := c.splitAll()
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func (d *Dump) Check() error {
 	for _, t := range d.tables {
 		for i := int32(0); i < t.chains.len(); i++ {
 			c := t.chain(i)
-			pc, err := c.split()
+			pc, err := c.splitAll()
 			if err != nil {
 				return err
 			}

@@ -5,7 +5,6 @@
 package iptables
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -34,31 +33,56 @@ func ParseReaderAt(r io.ReaderAt, size int64) (*Dump, error) {
 	return parse(io.NewSectionReader(r, 0, size), &parser{dump: &Dump{src: r}})
 }
 
+// readChunk is how much of the dump parse reads at a time. A line longer
+// than that grows the buffer to hold it.
+const readChunk = 128 << 10
+
 func parse(r io.Reader, p *parser) (*Dump, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	var long []byte
+	buf := make([]byte, readChunk)
+	var start, end int // buf[start:end] is read but not yet parsed
+	eof := false
 	for {
-		chunk, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long, chunk...)
-			continue
-		}
-		line := chunk
-		if long != nil {
-			long = append(long, chunk...)
-			line = long
-		}
-		if len(line) > 0 {
-			if perr := p.line(line); perr != nil {
-				return nil, perr
+		for start < end {
+			data := buf[start:end]
+			if p.runOK {
+				// Most lines of a big dump are one more rule of the chain
+				// of the line before: take them all at once.
+				if n := p.extendRun(data); n > 0 {
+					start += n
+					continue
+				}
+			}
+			nl := bytes.IndexByte(data, '\n')
+			if nl < 0 {
+				if !eof {
+					break // a partial line: read on
+				}
+				nl = len(data) - 1 // the last line has no line end
+			}
+			line := data[:nl+1]
+			if err := p.line(line); err != nil {
+				return nil, err
 			}
 			p.offset += int64(len(line))
+			start += len(line)
+			p.runOK = p.dump.src != nil && p.last >= 0 && p.lastLine == p.lineNo && p.table != nil
 		}
-		long = long[:0:0]
-		if err == io.EOF {
+		if eof {
 			break
 		}
-		if err != nil {
+		switch {
+		case start == 0 && end == len(buf):
+			// One line fills the buffer.
+			buf = append(buf, make([]byte, len(buf))...)
+		case start > 0:
+			end = copy(buf, buf[start:end])
+			start = 0
+		}
+		n, err := r.Read(buf[end:])
+		end += n
+		if errors.Is(err, io.EOF) {
+			eof = true
+		} else if err != nil {
 			return nil, fmt.Errorf("read dump after line %d: %w", p.lineNo, err)
 		}
 	}
@@ -66,6 +90,86 @@ func parse(r io.Reader, p *parser) (*Dump, error) {
 		return nil, err
 	}
 	return p.dump, nil
+}
+
+// maxSegment bounds a segment's length so that its int32 never overflows;
+// a chain with more rule text than that continues in another segment.
+const maxSegment = 1 << 30
+
+// extendRun takes the complete lines at the start of data that are rules of
+// the chain the previous line added a rule to, as rule would, and returns
+// how many bytes it took. It does only what such a line needs when the
+// rule text stays in the file: find its end and compare its "-A CHAIN "
+// prefix ("[packets:bytes] " counters in front are checked too). Anything
+// else is left to line.
+func (p *parser) extendRun(data []byte) int {
+	pre := p.runPrefix
+	t := p.table
+	c := t.chains.at(p.last)
+	tail := &c.first
+	if c.more {
+		more := t.extra[p.last]
+		tail = &more[len(more)-1]
+	}
+	room := maxSegment - int(tail.len)
+	used, lines := 0, 0
+	counters := false
+	for {
+		rest := data[used:]
+		k := 0
+		if len(rest) > 0 && rest[0] == '[' {
+			if k = countersLen(rest); k == 0 || k >= len(rest) || rest[k] != ' ' {
+				break
+			}
+			k++
+			counters = true
+		}
+		if len(rest)-k <= len(pre) || string(rest[k:k+len(pre)]) != string(pre) {
+			break
+		}
+		nl := bytes.IndexByte(rest[k+len(pre):], '\n')
+		if nl < 0 {
+			break
+		}
+		n := k + len(pre) + nl + 1
+		if used+n > room {
+			break
+		}
+		used += n
+		lines++
+	}
+	if lines == 0 {
+		return 0
+	}
+	tail.len += int32(used)
+	c.count += int32(lines)
+	p.lineNo += lines
+	p.lastLine = p.lineNo
+	p.offset += int64(used)
+	p.dump.hasCounters = p.dump.hasCounters || counters
+	return used
+}
+
+// countersLen returns the length of the "[digits:digits]" at the start of
+// b, or 0 if there is none.
+func countersLen(b []byte) int {
+	i := 1
+	digits := func() bool {
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' && n < 19 {
+			i++
+			n++
+		}
+		return n > 0 && (i >= len(b) || b[i] < '0' || b[i] > '9')
+	}
+	if !digits() || i >= len(b) || b[i] != ':' {
+		return 0
+	}
+	i++
+	if !digits() || i >= len(b) || b[i] != ']' {
+		return 0
+	}
+	return i + 1
 }
 
 type parser struct {
@@ -81,6 +185,11 @@ type parser struct {
 	last     int32
 	lastLine int
 	lastName []byte // name of chain last
+	// runOK says the previous line was a rule kept in the file (Dump.src)
+	// whose segment ends where the next line starts: extendRun may go on.
+	runOK bool
+	// runPrefix is "-A " lastName " ".
+	runPrefix []byte
 	// moreWarnings counts warnings past maxWarnings.
 	moreWarnings int
 }
@@ -328,7 +437,7 @@ func (p *parser) rule(line []byte) error {
 			more := t.extra[idx]
 			tail = &more[len(more)-1]
 		}
-		if p.last == idx && p.lastLine == p.lineNo-1 && tail.pos+int64(tail.len) == seg.pos {
+		if p.last == idx && p.lastLine == p.lineNo-1 && tail.pos+int64(tail.len) == seg.pos && int64(tail.len)+int64(seg.len) <= maxSegment {
 			tail.len += seg.len
 		} else {
 			if t.extra == nil {
@@ -348,6 +457,7 @@ func (p *parser) rule(line []byte) error {
 	c.count++
 	if idx != p.last {
 		p.last, p.lastName = idx, t.nameOf(idx)
+		p.runPrefix = append(append(append(p.runPrefix[:0], "-A "...), p.lastName...), ' ')
 	}
 	p.lastLine = p.lineNo
 	return nil

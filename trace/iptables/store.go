@@ -11,18 +11,21 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"strings"
 	"unsafe"
 
 	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
 
 // parsedChain is a chain's rule text split into rules, each tokenized on
-// first use.
+// first use. A dump read back from its file is split as far as walks have
+// needed: texts holds the rules read so far, pending the rest.
 type parsedChain struct {
-	texts []string
-	lines []int32
-	rules []*Rule
-	errs  map[int]error // rules that failed to tokenize
+	texts   []string
+	lines   []int32
+	rules   []*Rule
+	errs    map[int]error // rules that failed to tokenize
+	pending []segment
 }
 
 // chainData is what the parser keeps per chain. It is small (32 bytes) and
@@ -57,7 +60,11 @@ func (l *chainList) append(c chainData) int32 {
 		if l.n == 0 {
 			size = 64
 		}
-		l.chunks = append(l.chunks, make([]chainData, 0, size))
+		chunk := make([]chainData, 0, size)
+		if size == chainChunk {
+			populate(unsafe.Pointer(unsafe.SliceData(chunk)), size*int(unsafe.Sizeof(chainData{})))
+		}
+		l.chunks = append(l.chunks, chunk)
 	}
 	last := len(l.chunks) - 1
 	l.chunks[last] = append(l.chunks[last], c)
@@ -211,7 +218,10 @@ func (t *Table) chain(i int32) *Chain {
 	return &Chain{Name: unsafe.String(unsafe.SliceData(name), len(name)), Policy: policyNames[d.policy], Line: int(d.line), table: t, idx: i}
 }
 
-// split returns the chain's rules as text, cached per table.
+// split returns the chain's rules as text, cached per table. For a dump
+// read back from its file it reads only the first rules; a walk asks for
+// more with upTo, so a long chain such as KUBE-SERVICES is read only as far
+// as the packet's rule. Callers that need all rules use splitAll.
 func (c *Chain) split() (*parsedChain, error) {
 	t := c.table
 	t.mu.Lock()
@@ -221,19 +231,90 @@ func (c *Chain) split() (*parsedChain, error) {
 	}
 	n := c.Len()
 	pc := &parsedChain{texts: make([]string, 0, n), lines: make([]int32, 0, n), rules: make([]*Rule, n)}
-	err := c.RawRules(func(line int, text string) bool {
-		pc.texts = append(pc.texts, text)
-		pc.lines = append(pc.lines, int32(line))
-		return true
-	})
-	if err != nil {
-		return nil, err
+	if t.dump.src == nil {
+		t.segments(c.idx, func(seg segment) bool {
+			pc.add(t.dump.arena.str(seg.arenaRef()), seg.firstLine)
+			return true
+		})
+	} else {
+		t.segments(c.idx, func(seg segment) bool {
+			pc.pending = append(pc.pending, seg)
+			return true
+		})
+		if err := c.readMore(pc, 0); err != nil {
+			return nil, err
+		}
 	}
 	if t.parsed == nil {
 		t.parsed = map[int32]*parsedChain{}
 	}
 	t.parsed[c.idx] = pc
 	return pc, nil
+}
+
+// splitAll is split with every rule read.
+func (c *Chain) splitAll() (*parsedChain, error) {
+	pc, err := c.split()
+	if err != nil {
+		return nil, err
+	}
+	_, err = c.upTo(pc, int(^uint(0)>>1))
+	return pc, err
+}
+
+// upTo makes sure rule i is read, if the chain has it, and returns the
+// rules read so far. Rules once read never change, so the caller may keep
+// the returned slice and read it without the lock.
+func (c *Chain) upTo(pc *parsedChain, i int) ([]string, error) {
+	t := c.table
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := c.readMore(pc, i); err != nil {
+		return nil, err
+	}
+	return pc.texts, nil
+}
+
+// add appends the rules of text, one per line, numbered from line.
+func (pc *parsedChain) add(text string, line int32) {
+	for len(text) > 0 {
+		end := strings.IndexByte(text, '\n')
+		pc.texts = append(pc.texts, text[:end])
+		pc.lines = append(pc.lines, line)
+		text = text[end+1:]
+		line++
+	}
+}
+
+// readPiece is how much rule text a walk reads back at a time.
+const readPiece = 64 << 10
+
+// readMore reads pending rule text until rule i is read or none is left.
+// The caller holds the table's lock.
+func (c *Chain) readMore(pc *parsedChain, i int) error {
+	d := c.table.dump
+	for len(pc.texts) <= i && len(pc.pending) > 0 {
+		seg := &pc.pending[0]
+		text, used, err := d.readSegmentPiece(*seg, readPiece)
+		if err != nil {
+			return fmt.Errorf("read rules of chain %s of table %s at line %d: %w", excerpt.Clip(c.Name), excerpt.Clip(c.table.Name), seg.firstLine, err)
+		}
+		before := len(pc.texts)
+		pc.add(text, seg.firstLine)
+		if len(pc.texts) > len(pc.rules) {
+			// More rules than the parse counted (rules is indexed by rule).
+			pc.texts, pc.lines = pc.texts[:before], pc.lines[:before]
+			return fmt.Errorf("read rules of chain %s of table %s at line %d: the file changed since it was parsed; parse it again", excerpt.Clip(c.Name), excerpt.Clip(c.table.Name), seg.firstLine)
+		}
+		if used == seg.len {
+			pc.pending = pc.pending[1:]
+			continue
+		}
+		seg.pos += int64(used)
+		seg.len -= used
+		seg.firstLine += int32(len(pc.texts) - before)
+	}
+	return nil
 }
 
 // maxCachedRules bounds how many tokenized rules a table keeps. A rule costs
@@ -269,15 +350,32 @@ func (c *Chain) rule(pc *parsedChain, i int) (*Rule, error) {
 }
 
 // readSegment reads raw rule lines back from the source and turns them into
-// the stored form: one "[counters] body\n" per rule. The conversion works in
-// place: a stored line is never longer than its raw line, so the write
-// position w never passes the start of the line being read (copy moves
-// overlapping bytes correctly).
+// the stored form: one "[counters] body\n" per rule.
 func (d *Dump) readSegment(seg segment) (string, error) {
-	buf := make([]byte, seg.len)
+	text, _, err := d.readSegmentPiece(seg, seg.len)
+	return text, err
+}
+
+// readSegmentPiece is readSegment for the first whole lines of seg that fit
+// in max bytes (at least one line, however long); used is how many bytes of
+// seg they take. The conversion works in place: a stored line is never
+// longer than its raw line, so the write position w never passes the start
+// of the line being read (copy moves overlapping bytes correctly).
+func (d *Dump) readSegmentPiece(seg segment, max int32) (text string, used int32, err error) {
+	n := min(seg.len, max)
+	buf := make([]byte, n)
 	if _, err := d.src.ReadAt(buf, seg.pos); err != nil && !(errors.Is(err, io.EOF) && len(buf) > 0) {
-		return "", err
+		return "", 0, err
 	}
+	if n < seg.len {
+		if cut := bytes.LastIndexByte(buf, '\n'); cut >= 0 {
+			buf = buf[:cut+1]
+		} else {
+			// One line longer than max: read the whole segment.
+			return d.readSegmentPiece(seg, seg.len)
+		}
+	}
+	used = int32(len(buf))
 	raw, w := buf, 0
 	for len(raw) > 0 {
 		end := bytes.IndexByte(raw, '\n')
@@ -290,7 +388,7 @@ func (d *Dump) readSegment(seg segment) (string, error) {
 		line = bytes.TrimRight(line, "\r")
 		counters, _, body, msg := splitRuleLine(line)
 		if msg != "" {
-			return "", fmt.Errorf("the file changed since it was parsed: %s", msg)
+			return "", 0, fmt.Errorf("the file changed since it was parsed: %s", msg)
 		}
 		if counters != nil {
 			w += copy(buf[w:], counters)
@@ -301,7 +399,7 @@ func (d *Dump) readSegment(seg segment) (string, error) {
 		buf[w] = '\n'
 		w++
 	}
-	return unsafe.String(unsafe.SliceData(buf), w), nil
+	return unsafe.String(unsafe.SliceData(buf), w), used, nil
 }
 
 // segment is a run of rules of one chain that were consecutive lines in the
@@ -340,13 +438,21 @@ const (
 // Blocks hold no pointers; the garbage collector does not scan them.
 type arena struct {
 	blocks [][]byte
+	// populated is how much of the last block is mapped in (populate),
+	// in steps of populateStep as the block fills.
+	populated int
 }
+
+const populateStep = 64 << 10
 
 // reserve returns the block index and offset where n more bytes fit.
 func (a *arena) reserve(n int) (int32, int32) {
 	if len(a.blocks) > 0 {
 		last := len(a.blocks) - 1
 		if b := a.blocks[last]; cap(b)-len(b) >= n {
+			if end := len(b) + n; end > a.populated {
+				a.populateTo(b, end)
+			}
 			return int32(last), int32(len(b))
 		}
 	}
@@ -357,8 +463,22 @@ func (a *arena) reserve(n int) (int32, int32) {
 	if n > size {
 		size = n
 	}
-	a.blocks = append(a.blocks, make([]byte, 0, size))
+	b := make([]byte, 0, size)
+	a.blocks = append(a.blocks, b)
+	a.populated = 0
+	a.populateTo(b, n)
 	return int32(len(a.blocks) - 1), 0
+}
+
+// populateTo maps in block b's pages up to at least end, a step at a time,
+// so that a block filled line by line does not take a page fault per page.
+func (a *arena) populateTo(b []byte, end int) {
+	if cap(b) < populateStep {
+		return // small blocks: small dumps
+	}
+	to := min(max(end, a.populated+populateStep), cap(b))
+	populate(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), a.populated), to-a.populated)
+	a.populated = to
 }
 
 func (a *arena) append(block int32, p ...[]byte) {

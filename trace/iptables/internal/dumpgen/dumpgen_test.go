@@ -904,6 +904,8 @@ var (
 	endpoints = flag.Int("dumpgen.endpoints", 100000, "endpoints in the dump TestWriteDumpFile writes")
 	nodePorts = flag.Bool("dumpgen.nodeports", false, "TestWriteDumpFile gives every Service a node port (a KUBE-EXT chain and a KUBE-NODEPORTS rule each)")
 	counters  = flag.Bool("dumpgen.counters", false, "TestWriteDumpFile writes the dump as iptables-save -c does, with counters before every rule")
+	longNames = flag.Bool("dumpgen.longnames", false, "TestWriteDumpFile gives every namespace and Service a 63-character name")
+	lbs       = flag.Bool("dumpgen.loadbalancers", false, "TestWriteDumpFile makes every Service a LoadBalancer with an ingress IP and an external IP")
 )
 
 // Target is what TestWriteDumpFile writes next to the dump: the Service
@@ -922,6 +924,10 @@ func TestWriteDumpFile(t *testing.T) {
 	cfg := Default(*services, *endpoints)
 	if *nodePorts {
 		cfg.NodePortEvery = 1
+	}
+	cfg.LongNames = *longNames
+	if *lbs {
+		cfg.LoadBalancerEvery, cfg.ExternalIPEvery = 1, 1
 	}
 	c, err := Generate(cfg)
 	if err != nil {
@@ -952,5 +958,29 @@ func TestWriteDumpFile(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Clean(*outFile)+".target.json", append(js, '\n'), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLongNames checks that LongNames gives names of the longest length
+// Kubernetes allows that are still valid DNS labels and stay distinct.
+func TestLongNames(t *testing.T) {
+	cfg := Default(200, 1000)
+	cfg.LongNames = true
+	c, err := Generate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	label := regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	seen := map[string]bool{}
+	for _, s := range c.Services {
+		for _, name := range []string{s.Namespace, s.Name} {
+			if len(name) != maxNameLen || !label.MatchString(name) {
+				t.Fatalf("name %q: want a DNS label of %d characters", name, maxNameLen)
+			}
+		}
+		if seen[s.Namespace+"/"+s.Name] {
+			t.Fatalf("Service %s/%s generated twice", s.Namespace, s.Name)
+		}
+		seen[s.Namespace+"/"+s.Name] = true
 	}
 }
