@@ -357,8 +357,14 @@ func (w *walker) matchChance(st *state, r *Rule) float64 {
 		// The first packet of a connection is never a non-first fragment.
 		return 0
 	}
-	if r.InInterface != nil && !r.InInterface.Matches(st.in) {
-		return 0
+	if r.InInterface != nil {
+		if st.in == "" && !w.FromNode() {
+			// Said only when a rule asks: most paths meet no -i rule.
+			w.Note("the incoming interface is unknown: rules with -i NAME are taken not to match and ! -i NAME to match (pass the interface to change this)")
+		}
+		if !r.InInterface.Matches(st.in) {
+			return 0
+		}
 	}
 	if r.OutInterface != nil {
 		w.Note("the outgoing interface is unknown: rules with -o NAME are taken not to match and ! -o NAME to match")

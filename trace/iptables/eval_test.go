@@ -304,3 +304,24 @@ COMMIT
 		t.Errorf("branch bound: %v", err)
 	}
 }
+
+// TestInterfaceNoteOnlyWhenAsked: the unknown incoming interface is said
+// when a rule with -i is evaluated, not on every walk (a node in nftables
+// mode has iptables-nft tables of kubelet's with no -i rule at all).
+func TestInterfaceNoteOnlyWhenAsked(t *testing.T) {
+	const without = "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -j DNAT --to-destination 10.1.0.1:80\nCOMMIT\n"
+	const with = "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -i cbr0 -j RETURN\n-A PREROUTING -p tcp -j DNAT --to-destination 10.1.0.1:80\nCOMMIT\n"
+	for _, tc := range []struct {
+		dump string
+		note bool
+	}{{without, false}, {with, true}} {
+		sim, err := Simulate(mustParse(t, tc.dump), pkt("10.0.0.5", "172.30.0.1", 80), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		said := strings.Contains(strings.Join(sim.Notes, "\n"), "the incoming interface is unknown")
+		if said != tc.note || sim.Verdict != trace.VerdictDNAT {
+			t.Errorf("dump %q: note said %v, want %v; verdict %s", tc.dump, said, tc.note, sim.Verdict)
+		}
+	}
+}

@@ -79,9 +79,6 @@ func HookChainsWith(d *Dump, ext Extensions) []trace.HookChain {
 
 // runChain walks flow f through the hook's chain c of dump d.
 func runChain(walk *trace.Walk, d *Dump, c *Chain, backend string, ext Extensions, f *trace.Flow) ([]trace.ChainExit, error) {
-	if !walk.FromNode() && f.In == "" {
-		walk.Note("the incoming interface is unknown: rules with -i NAME are taken not to match and ! -i NAME to match (pass the interface to change this)")
-	}
 	w := &walker{Walk: walk, dump: d, ext: ext}
 	st := &state{Branch: f.Branch, src: f.Src, dst: f.Dst, dport: f.DPort, proto: f.Proto, in: f.In, mark: f.Mark, ipvs: f.IPVS, backend: backend}
 	outs, err := w.walkChain(st, c)

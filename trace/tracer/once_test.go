@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -16,11 +17,20 @@ const ifaceNote = "the incoming interface is unknown: rules with -i NAME are tak
 // share is the node's; one every node shares is a Convention finding; a
 // reason every entry of a node shares is the node's Why.
 func TestSayOnce(t *testing.T) {
+	// The interface note is said when a rule with -i is evaluated: each
+	// node has one first in nat PREROUTING (a bridge's, with no effect
+	// on traffic from elsewhere).
+	const ifaceRule = "-A PREROUTING -i docker0 -j RETURN\n"
+	lb, err := os.ReadFile(iptablesLB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withIfaceRule := strings.Replace(string(lb), "-A PREROUTING ", ifaceRule+"-A PREROUTING ", 1)
 	nodeA := func() Node {
-		return Node{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Dataplane: load(t, iptablesLB)}
+		return Node{Node: node("node-a", "192.168.0.2", "10.0.0.0/24"), Dataplane: loadText(t, withIfaceRule)}
 	}
 	noRules := func(name, ip, cidr string) Node {
-		return Node{Node: node(name, ip, cidr), Dataplane: loadText(t, "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n")}
+		return Node{Node: node(name, ip, cidr), Dataplane: loadText(t, "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"+ifaceRule+"COMMIT\n")}
 	}
 	type want struct {
 		nodeNotes  [][]string // per node
