@@ -307,6 +307,7 @@ type node struct {
 	dir    string // containerd's and the kubelet's files
 	sock   string // containerd's socket
 	cgroup string // the node's cgroup (the kubelet's cgroupRoot), e.g. /tsvc-e2e-1-sc-ipt-node1
+	ready  bool   // waitNodeReady saw it Ready
 }
 
 // addNode creates a node namespace on the bridge and its Node object (with
@@ -414,6 +415,7 @@ func (c *cluster) rules(n *node) []byte {
 // by address.
 func (c *cluster) addPod(n *node, namespace, name, ip string, labels map[string]string) string {
 	c.t.Helper()
+	c.waitNodeReady(n)
 	c.leaseHint(n, ip)
 	lb, _ := json.Marshal(labels)
 	c.create("/api/v1/namespaces/"+namespace+"/pods", fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod",
@@ -423,7 +425,7 @@ func (c *cluster) addPod(n *node, namespace, name, ip string, labels map[string]
 		    "args":["-name",%q,"-listen",":8080,:9090"],
 		    "ports":[{"name":"http","containerPort":8080},{"name":"metrics","containerPort":9090}]}]}}`,
 		name, lb, n.name, echoImage, name))
-	p := c.waitPodRunning(namespace, name)
+	p := c.waitPodRunning(n, namespace, name)
 	if p.Status.PodIP != ip {
 		c.t.Fatalf("pod %s/%s got address %s from host-local, the test needs %s (is another pod using it?)", namespace, name, p.Status.PodIP, ip)
 	}

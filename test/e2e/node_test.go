@@ -237,18 +237,32 @@ mount -t tmpfs -o mode=755 tsvc-e2e /var/log/containers
 // port announced (the apiserver needs it for exec).
 func (c *cluster) waitNodesReady() {
 	c.t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
 	for _, n := range c.nodes {
-		for {
-			ready, port, why := c.nodeReady(n)
-			if ready && port == 10250 {
-				break
-			}
-			if time.Now().After(deadline) {
-				c.t.Fatalf("node %s not Ready after 90s (%s)", n.name, why)
-			}
-			time.Sleep(200 * time.Millisecond)
+		c.waitNodeReady(n)
+	}
+}
+
+// waitNodeReady waits, once per node, until its kubelet reports it Ready
+// with its port announced. Pods go to a node only then, as the scheduler
+// would send them: a pod that reaches a kubelet still starting up can be
+// rejected at admission.
+func (c *cluster) waitNodeReady(n *node) {
+	c.t.Helper()
+	if n.ready {
+		return
+	}
+	start := time.Now()
+	for {
+		ready, port, why := c.nodeReady(n)
+		if ready && port == 10250 {
+			n.ready = true
+			return
 		}
+		if time.Since(start) > 90*time.Second {
+			c.t.Fatalf("node %s not Ready after 90s (%s)\nkubelet-%s, last errors:\n%s", n.name, why, n.name,
+				lastMatching(filepath.Join(c.dir, "kubelet-"+n.name+".log"), "] ", 15))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -324,25 +338,79 @@ func (c *cluster) getPod(namespace, name string) (p podStatus, found bool) {
 	return p, true
 }
 
-// waitPodRunning waits until the kubelet reports the pod Running with all
-// its containers ready, and returns it.
-func (c *cluster) waitPodRunning(namespace, name string) podStatus {
+// waitPodRunning waits until n's kubelet reports the pod Running with all
+// its containers ready, and returns it. A slow start is logged with what
+// held it up; a pod that never starts fails the test with the pod's
+// status, its events and the kubelet's and containerd's last words on it,
+// so a failure in CI says why without the cluster at hand.
+func (c *cluster) waitPodRunning(n *node, namespace, name string) podStatus {
 	c.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	start := time.Now()
+	deadline := start.Add(90 * time.Second)
 	for {
 		p, found := c.getPod(namespace, name)
 		ready := found && p.Status.Phase == "Running" && len(p.Status.ContainerStatuses) > 0
 		for _, cs := range p.Status.ContainerStatuses {
 			ready = ready && cs.Ready
 		}
+		if found && (p.Status.Phase == "Failed" || p.Status.Phase == "Succeeded") {
+			c.t.Fatalf("pod %s/%s on %s ended (%s) instead of running: reason %q message %q containers %+v\n%s",
+				namespace, name, n.name, p.Status.Phase, p.Status.Reason, p.Status.Message,
+				p.Status.ContainerStatuses, c.podDiagnosis(n, namespace, name))
+		}
 		if ready {
+			if took := time.Since(start); took > 15*time.Second {
+				c.t.Logf("pod %s/%s took %v to run on %s:\n%s", namespace, name, took.Round(time.Millisecond), n.name, c.podDiagnosis(n, namespace, name))
+			}
 			return p
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("pod %s/%s not running after 60s: %+v", namespace, name, p.Status)
+			c.t.Fatalf("pod %s/%s not running on %s after %v: phase %q reason %q message %q containers %+v\n%s",
+				namespace, name, n.name, time.Since(start).Round(time.Second), p.Status.Phase, p.Status.Reason, p.Status.Message,
+				p.Status.ContainerStatuses, c.podDiagnosis(n, namespace, name))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// podDiagnosis gathers what explains a pod's slow or failed start: its
+// events, and the last kubelet and containerd log lines that name it or
+// report an error.
+func (c *cluster) podDiagnosis(n *node, namespace, name string) string {
+	var b strings.Builder
+	b.WriteString("events:\n")
+	code, body, err := c.do("GET", "/api/v1/namespaces/"+namespace+"/events?fieldSelector=involvedObject.name%3D"+name, nil)
+	var evs struct {
+		Items []struct {
+			Reason, Message, Type string
+			Count                 int
+		} `json:"items"`
+	}
+	if err == nil && code == 200 && json.Unmarshal(body, &evs) == nil {
+		for _, e := range evs.Items {
+			fmt.Fprintf(&b, "  %s %s (x%d): %s\n", e.Type, e.Reason, e.Count, e.Message)
+		}
+	} else {
+		fmt.Fprintf(&b, "  (cannot list them: %d %v)\n", code, err)
+	}
+	fmt.Fprintf(&b, "kubelet-%s, last lines naming the pod:\n%s\n", n.name, lastMatching(filepath.Join(c.dir, "kubelet-"+n.name+".log"), name, 15))
+	fmt.Fprintf(&b, "containerd-%s, last errors:\n%s", n.name, lastMatching(filepath.Join(c.dir, "containerd-"+n.name+".log"), "level=error", 10))
+	return b.String()
+}
+
+// lastMatching returns the last n lines of a log that contain s.
+func lastMatching(path, s string, n int) string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return strings.Join(out, "\n")
 }
 
 // ctr runs containerd's ctr against node's containerd, in the namespace

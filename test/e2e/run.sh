@@ -58,5 +58,29 @@ if grep -E -- '--- SKIP' "$log" | grep -qv 'TestRecordDemo'; then
 	grep -E -B1 -- '--- SKIP' "$log" | grep -vE -- '^(--$|\s*--- SKIP)' | grep -v 'record-demo' | sed 's/^\s*/  /' | sort -u
 	if $require && [[ $rc -eq 0 ]]; then rc=1; fi
 fi
+if [[ $rc -ne 0 ]]; then
+	# The whole log is long; say here, for each failed test that has no
+	# failed subtest, the last things it printed before its clean-up's
+	# log tails, so the reason is in the last screen of output.
+	echo "e2e: why the failed tests failed (their last lines before clean-up):"
+	awk '
+		/^=== (RUN|NAME|CONT|PAUSE) / { cur = $3; intail[cur] = 0; next }
+		/^[ \t]*--- (PASS|FAIL|SKIP): / {
+			if ($2 == "FAIL:") { failed[$3] = 1; split($3, parts, "/"); p = parts[1]; for (i = 2; i < length(parts); i++) p = p "/" parts[i]; if (p != $3) hasfailedchild[p] = 1 }
+			next
+		}
+		cur != "" {
+			if ($0 ~ / log tail ---$/) intail[cur] = 1
+			if (!intail[cur]) { n[cur]++; line[cur, n[cur]] = $0 }
+		}
+		END {
+			for (t in failed) {
+				if (t in hasfailedchild) continue
+				print "  " t ":"
+				from = n[t] > 25 ? n[t] - 24 : 1
+				for (i = from; i <= n[t]; i++) print "  " line[t, i]
+			}
+		}' "$log" || true
+fi
 echo "e2e: suite took $((end - built)) s (plus $((built - begin)) s for the cluster binaries); exit $rc"
 exit "$rc"
