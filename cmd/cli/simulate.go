@@ -185,14 +185,22 @@ func (o *SimulateOptions) Validate() error {
 // Run reads the ruleset, simulates the packet and prints the result.
 func (o *SimulateOptions) Run() error {
 	var inputs []ruleset.Input
+	var names []string
 	for _, path := range o.Rulesets {
-		d, err := file.Open(path, o.In)
+		d, err := file.OpenMapped(path, o.In)
 		if err != nil {
 			return err
 		}
 		defer d.Close()
 		inputs = append(inputs, ruleset.Input{Name: d.Name, Source: d, Format: o.Format, Section: ruleset.RouteSectionOf(path)})
+		names = append(names, d.Name)
 	}
+	// The dumps are mapped: everything that reads them runs here, before
+	// the deferred Close, and under the guard.
+	return file.GuardFaults(strings.Join(names, ", "), func() error { return o.simulate(inputs) })
+}
+
+func (o *SimulateOptions) simulate(inputs []ruleset.Input) error {
 	dp, err := ruleset.Load(inputs...)
 	if err != nil {
 		return err

@@ -119,7 +119,7 @@ func assertNoPods(t *testing.T, c *fake.Clientset) {
 
 func TestCollectSuccess(t *testing.T) {
 	stdout, stderr := nodedumptest.Recorded(t, "iptables-nft")
-	ex := &nodedumptest.ScriptedExec{T: t, Where: inDebugPod, Steps: []nodedumptest.Step{{Argv: nodedump.ScriptCommand, Stdout: string(stdout), Stderr: string(stderr)}}}
+	ex := &nodedumptest.ScriptedExec{T: t, Where: inDebugPod, Steps: []nodedumptest.Step{{Argv: nodedumptest.ScriptCommand, Stdout: string(stdout), Stderr: string(stderr)}}}
 	c := newClient(t, running)
 	var progress []string
 	res, err := Collect(context.Background(), c, nil, "node-1", testOptions(ex), func(s string) { progress = append(progress, s) })
@@ -249,7 +249,7 @@ func TestCollectFailures(t *testing.T) {
 		{
 			name:      "exec error still deletes",
 			status:    running,
-			exec:      []nodedumptest.Step{{Argv: nodedump.ScriptCommand, Err: errors.New("connection reset")}},
+			exec:      []nodedumptest.Step{{Argv: nodedumptest.ScriptCommand, Err: errors.New("connection reset")}},
 			contains:  []string{"exec in debug pod", "connection reset"},
 			wantVerbs: []string{"create(dry-run)", "create", "get", "delete"},
 		},
@@ -340,7 +340,7 @@ func TestCollectWithoutShell(t *testing.T) {
 	notFound := errors.New(`command terminated with non-zero exit code: error executing command [sh -c ...], exit code 127: exec: "sh": executable file not found in $PATH`)
 	noIP := errors.New(`exec: "ip": executable file not found in $PATH`)
 	ex := &nodedumptest.ScriptedExec{T: t, Where: inDebugPod, Steps: []nodedumptest.Step{
-		{Argv: nodedump.ScriptCommand, Err: notFound},
+		{Argv: nodedumptest.ScriptCommand, Err: notFound},
 		{Argv: []string{"iptables-nft-save", "-c"}, Stdout: nftSave},
 		{Argv: []string{"ip6tables-nft-save", "-c"}, Stdout: ""},
 		{Argv: []string{"iptables-legacy-save", "-c"}, Stdout: ""},

@@ -15,7 +15,7 @@ import (
 func TestOutputIsCapped(t *testing.T) {
 	big := strings.Repeat("-A KUBE-SERVICES -j ACCEPT\n", 4096) // 108 KiB
 	t.Run("debug pod", func(t *testing.T) {
-		ex := &nodedumptest.ScriptedExec{T: t, Where: inDebugPod, Steps: []nodedumptest.Step{{Argv: nodedump.ScriptCommand, Stdout: nodedumptest.Section(nodedump.DumpIPTablesNFT, big, 0) + nodedumptest.Done}}}
+		ex := &nodedumptest.ScriptedExec{T: t, Where: inDebugPod, Steps: []nodedumptest.Step{{Argv: nodedumptest.ScriptCommand, Stdout: nodedumptest.Section(nodedump.DumpIPTablesNFT, big, 0) + nodedumptest.Done}}}
 		c := newClient(t, running)
 		opts := testOptions(ex)
 		opts.MaxOutput = 64 << 10
@@ -28,7 +28,7 @@ func TestOutputIsCapped(t *testing.T) {
 	t.Run("without a shell", func(t *testing.T) {
 		noSh := errors.New(`exec: "sh": executable file not found in $PATH`)
 		ex := &nodedumptest.ScriptedExec{T: t, Where: inDebugPod, Steps: []nodedumptest.Step{
-			{Argv: nodedump.ScriptCommand, Err: noSh},
+			{Argv: nodedumptest.ScriptCommand, Err: noSh},
 			{Argv: []string{"iptables-nft-save", "-c"}, Stdout: big[:40<<10]},
 			{Argv: []string{"ip6tables-nft-save", "-c"}, Stdout: big[:40<<10]},
 		}}

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump/nodedumptest"
 )
 
@@ -37,7 +36,7 @@ func (c *fakeClock) now() time.Time {
 // — once it is slow, again when that changes, and not on every poll.
 func TestCollectSaysWhatItWaitsFor(t *testing.T) {
 	stdout, stderr := nodedumptest.Recorded(t, "iptables-nft")
-	ex := scripted(t, nodedumptest.Step{Argv: nodedump.ScriptCommand, Stdout: string(stdout), Stderr: string(stderr)})
+	ex := scripted(t, nodedumptest.Step{Argv: nodedumptest.ScriptCommand, Stdout: string(stdout), Stderr: string(stderr)})
 	gets := 0
 	c := newClient(t, func(p *corev1.Pod) {
 		gets++

@@ -23,6 +23,9 @@ type Dump struct {
 	file *os.File
 	size int64 // -1 unless a regular file
 	br   *bufio.Reader
+
+	mappable bool   // opened with OpenMapped
+	mapped   []byte // the file mapped read-only, once Mapped was called
 }
 
 // Open opens path ("-" is stdin). A regular file can be read in place
@@ -50,6 +53,22 @@ func Open(path string, stdin io.Reader) (*Dump, error) {
 	}
 	d.file, d.br = f, bufio.NewReaderSize(f, HeadSize)
 	return d, nil
+}
+
+// OpenMapped is Open for a caller that keeps everything it parses from the
+// dump only until Close: a regular file's bytes are then offered mapped
+// (Mapped), which spares the read into a buffer of the file's size. That
+// buffer is fresh memory, and the page faults of filling it cost more
+// than the parse of an nftables dump. Only a command that reads, decides
+// and prints within one Close may use it (simulate); the bytes are gone
+// after Close, and GuardFaults must surround their use because a file
+// truncated under the mapping faults on access.
+func OpenMapped(path string, stdin io.Reader) (*Dump, error) {
+	d, err := Open(path, stdin)
+	if err == nil {
+		d.mappable = true
+	}
+	return d, err
 }
 
 // cannotOpen says which ruleset could not be opened, why (without repeating
@@ -83,10 +102,33 @@ func (d *Dump) ReaderAt() (r io.ReaderAt, size int64, ok bool) {
 	return d.file, d.size, true
 }
 
-// Close releases the file.
+// Mapped returns a regular file's bytes mapped read-only when the dump was
+// opened with OpenMapped; ok is false otherwise (a stream, an empty file,
+// a system without mmap, or a mapping that failed: read it instead). The
+// bytes are valid until Close.
+func (d *Dump) Mapped() (data []byte, ok bool) {
+	if !d.mappable || d.file == nil || d.size <= 0 || int64(int(d.size)) != d.size {
+		return nil, false
+	}
+	if d.mapped == nil {
+		m, err := mapFile(d.file, int(d.size))
+		if err != nil {
+			d.mappable = false
+			return nil, false
+		}
+		d.mapped = m
+	}
+	return d.mapped, true
+}
+
+// Close releases the file and its mapping.
 func (d *Dump) Close() error {
 	if d.file == nil {
 		return nil
+	}
+	if d.mapped != nil {
+		_ = unmapFile(d.mapped)
+		d.mapped = nil
 	}
 	return d.file.Close()
 }

@@ -49,7 +49,7 @@ func in(target string) func(ns, pod, container string) error {
 
 func TestCollectFromKubeProxy(t *testing.T) {
 	stdout, stderr := nodedumptest.Recorded(t, "iptables-nft")
-	script := []nodedumptest.Step{{Argv: nodedump.ScriptCommand, Stdout: string(stdout), Stderr: string(stderr)}}
+	script := []nodedumptest.Step{{Argv: nodedumptest.ScriptCommand, Stdout: string(stdout), Stderr: string(stderr)}}
 	terminating := kubeProxyPod("kube-proxy-aaaaa", "node-1", corev1.PodRunning)
 	terminating.DeletionTimestamp = &metav1.Time{Time: time.Unix(0, 0)}
 	tests := []struct {
@@ -113,7 +113,7 @@ func TestCollectFromKubeProxy(t *testing.T) {
 			name:     "exec failure",
 			pods:     []corev1.Pod{kubeProxyPod("kube-proxy-x7k2p", "node-1", corev1.PodRunning)},
 			target:   "kube-system/kube-proxy-x7k2p/kube-proxy",
-			exec:     []nodedumptest.Step{{Argv: nodedump.ScriptCommand, Err: errors.New("connection reset")}},
+			exec:     []nodedumptest.Step{{Argv: nodedumptest.ScriptCommand, Err: errors.New("connection reset")}},
 			contains: []string{`node "node-1"`, `exec in kube-proxy pod "kube-system/kube-proxy-x7k2p" container "kube-proxy"`, "connection reset"},
 		},
 	}
@@ -163,7 +163,7 @@ func TestCollectFromKubeProxyWithoutShell(t *testing.T) {
 	notFound := errors.New(`command terminated with non-zero exit code: exit code 127: exec: "sh": executable file not found in $PATH`)
 	noIP := errors.New(`exec: "ip": executable file not found in $PATH`)
 	ex := &nodedumptest.ScriptedExec{T: t, Where: in("kube-system/kube-proxy-x7k2p/kube-proxy"), Steps: []nodedumptest.Step{
-		{Argv: nodedump.ScriptCommand, Err: notFound},
+		{Argv: nodedumptest.ScriptCommand, Err: notFound},
 		{Argv: []string{"iptables-nft-save", "-c"}, Stdout: nftSave},
 		{Argv: []string{"ip6tables-nft-save", "-c"}},
 		{Argv: []string{"iptables-legacy-save", "-c"}},

@@ -237,12 +237,6 @@ func (s section) command(o ScriptOptions) []string {
 // CommandFor is the argv that runs ScriptFor(o).
 func CommandFor(o ScriptOptions) []string { return []string{"sh", "-c", ScriptFor(o)} }
 
-// Script is the dump script with DefaultScriptOptions.
-var Script = ScriptFor(DefaultScriptOptions)
-
-// ScriptCommand is the argv that runs Script.
-var ScriptCommand = CommandFor(DefaultScriptOptions)
-
 // Dump is one command's output. It satisfies trace/ruleset's Source.
 type Dump struct {
 	// Name is the command: iptables-nft-save, ip6tables-legacy-save, nft, …

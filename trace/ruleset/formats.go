@@ -140,9 +140,22 @@ func parseRouteSection(in Input, name string) (parsedSource, error) {
 	return parsedSource{format: formatRoutes, value: routes.Section{Name: name, Data: data}}, nil
 }
 
+// mappedSource is a Source that can offer its bytes in place, mapped, and
+// keeps them valid as long as the Dataplane is used (collectors/file's
+// OpenMapped). nftables rules are substrings of their dump, so the
+// mapping spares a copy of the whole file into fresh memory.
+type mappedSource interface {
+	Mapped() ([]byte, bool)
+}
+
 func parseNFT(src Source, format string) (*nftables.Ruleset, error) {
 	if format == trace.FormatNFTJSON {
 		return nftables.ParseJSON(src.Reader())
+	}
+	if m, ok := src.(mappedSource); ok {
+		if data, ok := m.Mapped(); ok {
+			return nftables.ParseTextBytes(data)
+		}
 	}
 	if ra, size, ok := src.ReaderAt(); ok {
 		// One read into a buffer of the file's size; rules are substrings

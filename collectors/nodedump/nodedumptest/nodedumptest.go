@@ -20,6 +20,12 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 )
 
+// ScriptCommand is the argv that runs the dump script with
+// nodedump.DefaultScriptOptions: what a collector asks a debug pod to
+// exec. It lives here, not in nodedump, so that the binary does not build
+// the script at start-up.
+var ScriptCommand = nodedump.CommandFor(nodedump.DefaultScriptOptions)
+
 // Step is one expected exec and what it prints and returns.
 type Step struct {
 	Argv           []string
