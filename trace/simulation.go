@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
 
 // Verdict is what the node's rules do to a packet, as far as kube-proxy's rules
@@ -62,7 +64,7 @@ func (p Packet) Validate() error {
 	switch p.Protocol {
 	case "tcp", "udp", "sctp":
 	default:
-		return fmt.Errorf("protocol %q is not one of tcp, udp, sctp", p.Protocol)
+		return fmt.Errorf("protocol %s is not one of tcp, udp, sctp", excerpt.Quote(p.Protocol))
 	}
 	return nil
 }

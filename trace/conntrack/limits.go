@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+
+	"github.com/trace-svc/kubectl-trace-svc/trace/excerpt"
 )
 
 // Limits are how full the node's conntrack table is: the debug pod's
@@ -50,7 +52,7 @@ func ParseLimits(data []byte) (Limits, error) {
 func NewFrontend(addr netip.Addr, port uint16, protocol string) (Frontend, error) {
 	p, ok := ParseProto(protocol)
 	if !ok || !p.hasPorts() {
-		return Frontend{}, fmt.Errorf("protocol %q of %s is not one conntrack counts by port", protocol, netip.AddrPortFrom(addr, port))
+		return Frontend{}, fmt.Errorf("protocol %s of %s is not one conntrack counts by port", excerpt.Quote(protocol), netip.AddrPortFrom(addr, port))
 	}
 	if !addr.IsValid() {
 		return Frontend{}, fmt.Errorf("frontend has no address")

@@ -129,6 +129,9 @@ func FuzzSimulate(f *testing.F) {
 		f.Add(s, "10.0.0.2", "172.30.0.41", uint16(80), "tcp", "192.168.0.2")
 	}
 	f.Add([]byte(countersDump), "203.0.113.5", "192.168.0.2", uint16(3001), "udp", "192.168.0.2")
+	// A protocol name of 1,200 bytes that %q makes four times longer: the
+	// error names an excerpt of it (found by fuzzing in CI).
+	f.Add([]byte(countersDump), "203.0.113.5", "192.168.0.2", uint16(3001), strings.Repeat("\xff\"0", 400), "192.168.0.2")
 	f.Fuzz(func(t *testing.T, in []byte, src, dst string, port uint16, proto, node string) {
 		d, err := Parse(bytes.NewReader(in))
 		if err != nil {

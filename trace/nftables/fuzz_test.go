@@ -89,6 +89,9 @@ func FuzzSimulate(f *testing.F) {
 		f.Add(s, "10.0.0.2", "172.30.0.41", uint16(80), "tcp", "192.168.0.2")
 	}
 	f.Add([]byte(tinyRuleset), "203.0.113.5", "172.30.0.42", uint16(53), "udp", "192.168.0.2")
+	// A protocol name of 1,200 bytes that %q makes four times longer: the
+	// error names an excerpt of it (found by fuzzing in CI).
+	f.Add([]byte(tinyRuleset), "203.0.113.5", "172.30.0.42", uint16(53), strings.Repeat("\xff\"0", 400), "192.168.0.2")
 	f.Fuzz(func(t *testing.T, in []byte, src, dst string, port uint16, proto, node string) {
 		rs, err := Parse(bytes.NewReader(in))
 		if err != nil {
