@@ -324,3 +324,20 @@ func TestHelpNormalisedWhenShown(t *testing.T) {
 		t.Errorf("simulate --help is not normalised:\n%s", out)
 	}
 }
+
+// TestOfflineCommandsAcceptClusterFlags: simulate's and version's help
+// leave kubectl's cluster flags out, but a script that passes them to
+// every command still works, and trace's help keeps them.
+func TestOfflineCommandsAcceptClusterFlags(t *testing.T) {
+	if _, _, err := runCLI(t, "version", "--kubeconfig", "/nonexistent", "--context", "x"); err != nil {
+		t.Errorf("version with kubectl's cluster flags: %v", err)
+	}
+	out, _, err := runCLI(t, "--help")
+	if err != nil || !strings.Contains(out, "--kubeconfig") {
+		t.Errorf("trace's help lost the cluster flags (%v):\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "simulate", "--help")
+	if err != nil || strings.Contains(out, "--kubeconfig") || !strings.Contains(out, "--ruleset") {
+		t.Errorf("simulate's help should list its own flags and not kubectl's cluster flags (%v):\n%s", err, out)
+	}
+}

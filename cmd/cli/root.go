@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
@@ -105,12 +106,30 @@ func normalizeHelpWhenShown(root *cobra.Command) {
 	help, usage := root.HelpFunc(), root.UsageFunc()
 	root.SetHelpFunc(func(c *cobra.Command, args []string) {
 		normalize(c)
+		hideClusterFlagsWhenOffline(c)
 		help(c, args)
 	})
 	root.SetUsageFunc(func(c *cobra.Command) error {
 		normalize(c)
+		hideClusterFlagsWhenOffline(c)
 		return usage(c)
 	})
+}
+
+// offlineAnnotation marks a command that never talks to a cluster.
+const offlineAnnotation = "trace-svc/offline"
+
+// hideClusterFlagsWhenOffline leaves kubectl's cluster flags (--kubeconfig,
+// --context, --as, ...; every one inherited from the root) out of an
+// offline command's help: they would read as if simulate could use them.
+// They are still accepted, so a script that passes them to every kubectl
+// command keeps working. Help is the last thing the process does, so
+// marking the shared flags hidden affects nothing else.
+func hideClusterFlagsWhenOffline(c *cobra.Command) {
+	if c.Annotations[offlineAnnotation] != "true" {
+		return
+	}
+	c.InheritedFlags().VisitAll(func(f *pflag.Flag) { f.Hidden = true })
 }
 
 // oneServiceAtMost replaces cobra's "accepts at most 1 arg(s)" with a

@@ -52,8 +52,9 @@ func NewSimulateOptions(streams genericiooptions.IOStreams) *SimulateOptions {
 func NewSimulateCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	o := NewSimulateOptions(streams)
 	cmd := &cobra.Command{
-		Use:   "simulate --ruleset FILE --node-ip IP[,IP...] --src IP --dst IP --dport N [--proto tcp|udp|sctp]",
-		Short: "Follow one packet through a node's saved iptables or nftables rules, offline",
+		Annotations: map[string]string{offlineAnnotation: "true"},
+		Use:         "simulate --ruleset FILE --node-ip IP[,IP...] --src IP --dst IP --dport N [--proto tcp|udp|sctp]",
+		Short:       "Follow one packet through a node's saved iptables or nftables rules, offline",
 		Long: `
 			Follow the first packet of a new connection through a node's saved rules and print
 			what the kernel would do: the verdict (DNAT, DROP, REJECT, ACCEPT, or NONE when

@@ -56,8 +56,9 @@ func currentVersion() VersionInfo {
 func NewVersionCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:   "version [-o json]",
-		Short: "Print the plugin's version",
+		Annotations: map[string]string{offlineAnnotation: "true"},
+		Use:         "version [-o json]",
+		Short:       "Print the plugin's version",
 		Long: `
 			Print the plugin's version, the commit and date it was built from, the Go version
 			and the platform. -o json prints the same as an object with the keys version,
