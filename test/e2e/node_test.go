@@ -260,7 +260,7 @@ func (c *cluster) waitNodeReady(n *node) {
 		}
 		if time.Since(start) > 90*time.Second {
 			c.t.Fatalf("node %s not Ready after 90s (%s)\nkubelet-%s, last errors:\n%s", n.name, why, n.name,
-				lastMatching(filepath.Join(c.dir, "kubelet-"+n.name+".log"), "] ", 15))
+				grepLog(filepath.Join(c.dir, "kubelet-"+n.name+".log"), "] ", -15))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -393,24 +393,9 @@ func (c *cluster) podDiagnosis(n *node, namespace, name string) string {
 	} else {
 		fmt.Fprintf(&b, "  (cannot list them: %d %v)\n", code, err)
 	}
-	fmt.Fprintf(&b, "kubelet-%s, last lines naming the pod:\n%s\n", n.name, lastMatching(filepath.Join(c.dir, "kubelet-"+n.name+".log"), name, 15))
-	fmt.Fprintf(&b, "containerd-%s, last errors:\n%s", n.name, lastMatching(filepath.Join(c.dir, "containerd-"+n.name+".log"), "level=error", 10))
+	fmt.Fprintf(&b, "kubelet-%s, last lines naming the pod:\n%s\n", n.name, grepLog(filepath.Join(c.dir, "kubelet-"+n.name+".log"), name, -15))
+	fmt.Fprintf(&b, "containerd-%s, last errors:\n%s", n.name, grepLog(filepath.Join(c.dir, "containerd-"+n.name+".log"), "level=error", -10))
 	return b.String()
-}
-
-// lastMatching returns the last n lines of a log that contain s.
-func lastMatching(path, s string, n int) string {
-	b, _ := os.ReadFile(path)
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, s) {
-			out = append(out, l)
-		}
-	}
-	if len(out) > n {
-		out = out[len(out)-n:]
-	}
-	return strings.Join(out, "\n")
 }
 
 // ctr runs containerd's ctr against node's containerd, in the namespace

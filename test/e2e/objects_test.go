@@ -304,14 +304,21 @@ func head(path string, n int) string {
 	return strings.Join(out, "\n")
 }
 
-// grepLog returns up to n lines of a log that contain s.
+// grepLog returns the lines of a log that contain s: the first n of them,
+// or the last -n when n is negative (what happened just before a failure).
 func grepLog(path, s string, n int) string {
 	b, _ := os.ReadFile(path)
 	var out []string
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, s) && len(out) < n {
+		if strings.Contains(l, s) {
 			out = append(out, l)
 		}
+	}
+	switch {
+	case n >= 0 && len(out) > n:
+		out = out[:n]
+	case n < 0 && len(out) > -n:
+		out = out[len(out)+n:]
 	}
 	return strings.Join(out, "\n")
 }
