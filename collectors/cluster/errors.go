@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
@@ -178,12 +179,18 @@ func (r request) wrap(err error) error {
 //
 //	User "alice" cannot list resource "endpointslices" in API group "discovery.k8s.io" in the namespace "shop"[: reason]
 //	User "alice" cannot list resource "nodes" in API group "" at the cluster scope[: reason]
-var forbiddenRE = regexp.MustCompile(`User ("(?:[^"\\]|\\.)*") cannot (\S+) resource ("(?:[^"\\]|\\.)*") in API group ("(?:[^"\\]|\\.)*")(?: in the namespace ("(?:[^"\\]|\\.)*")| at the cluster scope)(?:: (.*))?$`)
+//
+// Both patterns are compiled on first use, not at every start of the binary.
+var forbiddenRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`User ("(?:[^"\\]|\\.)*") cannot (\S+) resource ("(?:[^"\\]|\\.)*") in API group ("(?:[^"\\]|\\.)*")(?: in the namespace ("(?:[^"\\]|\\.)*")| at the cluster scope)(?:: (.*))?$`)
+})
 
 // forbiddenPathRE is the same for a non-resource URL such as /version:
 //
 //	User "alice" cannot get path "/version"[: reason]
-var forbiddenPathRE = regexp.MustCompile(`User ("(?:[^"\\]|\\.)*") cannot (\S+) path ("(?:[^"\\]|\\.)*")(?:: (.*))?$`)
+var forbiddenPathRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`User ("(?:[^"\\]|\\.)*") cannot (\S+) path ("(?:[^"\\]|\\.)*")(?:: (.*))?$`)
+})
 
 func unquote(s string) string {
 	if s == "" {
@@ -215,13 +222,13 @@ func (r request) forbidden(err error) *ForbiddenError {
 			fe.Name = d.Name
 		}
 	}
-	if m := forbiddenPathRE.FindStringSubmatch(st.Message); m != nil {
+	if m := forbiddenPathRE().FindStringSubmatch(st.Message); m != nil {
 		fe.User, fe.Verb, fe.Resource = unquote(m[1]), m[2], unquote(m[3])
 		fe.Group, fe.Subresource, fe.Namespace, fe.Name = "", "", "", ""
 		fe.Reason = m[4]
 		return fe
 	}
-	m := forbiddenRE.FindStringSubmatch(st.Message)
+	m := forbiddenRE().FindStringSubmatch(st.Message)
 	if m == nil {
 		// Not the authorizer's wording (an admission plugin, a webhook):
 		// keep the server's message whole.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -541,14 +542,15 @@ func splitStderr(errOut []byte) map[string]string {
 	return res
 }
 
+// Compiled on first use, not at every start of the binary.
 var (
 	// kubelet (1.17+) creates one of these in the mangle table; this is how
 	// iptables-wrapper tells which backend the node uses.
-	kubeletHintRE = regexp.MustCompile(`(?m)^:(KUBE-IPTABLES-HINT|KUBE-KUBELET-CANARY) `)
+	kubeletHintRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^:(KUBE-IPTABLES-HINT|KUBE-KUBELET-CANARY) `) })
 	// kube-proxy's iptables (and ipvs) mode always creates KUBE-SERVICES.
-	kubeProxyChainRE = regexp.MustCompile(`(?m)^:KUBE-SERVICES `)
+	kubeProxyChainRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^:KUBE-SERVICES `) })
 	// kube-proxy's nftables mode owns table "kube-proxy" in ip and ip6.
-	nftKubeProxyRE = regexp.MustCompile(`(?m)^table (ip|ip6) kube-proxy \{`)
+	nftKubeProxyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^table (ip|ip6) kube-proxy \{`) })
 )
 
 type iptFacts struct {
@@ -579,7 +581,7 @@ func analyze(res *Result, absent []string) {
 			continue // a route or conntrack section: no rules
 		}
 		if d.Name == DumpNFT {
-			nftKubeProxy = nftKubeProxyRE.Match(d.Data)
+			nftKubeProxy = nftKubeProxyRE().Match(d.Data)
 			continue
 		}
 		b := BackendIPTablesNFT
@@ -590,8 +592,8 @@ func analyze(res *Result, absent []string) {
 		if len(bytes.TrimSpace(d.Data)) > 0 {
 			f.dumps = append(f.dumps, d.Name)
 		}
-		f.hint = f.hint || kubeletHintRE.Match(d.Data)
-		f.kubeProxy = f.kubeProxy || kubeProxyChainRE.Match(d.Data)
+		f.hint = f.hint || kubeletHintRE().Match(d.Data)
+		f.kubeProxy = f.kubeProxy || kubeProxyChainRE().Match(d.Data)
 		f.ruleLines += countRuleLines(d.Data)
 	}
 

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Section is one named dump of a node: a route script section, or a saved
@@ -16,14 +17,20 @@ type Section struct {
 	Data []byte
 }
 
+// The patterns that tell sections apart are compiled on first use, not at
+// every start of the binary (simulate of an iptables dump never needs them).
 var (
-	ipRuleRE   = regexp.MustCompile(`^\d+:\s+(not\s+)?from\s`)
-	ipLinkRE   = regexp.MustCompile(`^\d+: [^ ]+: <`)
-	fibHeadRE  = regexp.MustCompile(`^(Main|Local|Id \d+):$`)
-	procRtRE   = regexp.MustCompile(`^Iface\s+Destination\s+Gateway`)
-	ipv6RtRE   = regexp.MustCompile(`^[0-9a-f]{32} [0-9a-f]{2} [0-9a-f]{32} [0-9a-f]{2} [0-9a-f]{32} `)
-	ifInet6RE  = regexp.MustCompile(`^[0-9a-f]{32} [0-9a-f]{2,8} [0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2}\s+\S+$`)
-	ipAddrLine = regexp.MustCompile(`(?m)^\s+inet6? `)
+	ipRuleRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\d+:\s+(not\s+)?from\s`) })
+	ipLinkRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\d+: [^ ]+: <`) })
+	fibHeadRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(Main|Local|Id \d+):$`) })
+	procRtRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Iface\s+Destination\s+Gateway`) })
+	ipv6RtRE  = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[0-9a-f]{32} [0-9a-f]{2} [0-9a-f]{32} [0-9a-f]{2} [0-9a-f]{32} `)
+	})
+	ifInet6RE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[0-9a-f]{32} [0-9a-f]{2,8} [0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2}\s+\S+$`)
+	})
+	ipAddrLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^\s+inet6? `) })
 )
 
 // DetectSection names what data is by its first line: one of the Section*
@@ -41,23 +48,23 @@ func DetectSection(data []byte) string {
 	switch {
 	case first == "":
 		return ""
-	case procRtRE.MatchString(first):
+	case procRtRE().MatchString(first):
 		return SectionProcRoute
-	case fibHeadRE.MatchString(first):
+	case fibHeadRE().MatchString(first):
 		return SectionProcFibTrie
-	case ipv6RtRE.MatchString(first):
+	case ipv6RtRE().MatchString(first):
 		return SectionProcIPv6Route
-	case ifInet6RE.MatchString(first):
+	case ifInet6RE().MatchString(first):
 		return SectionProcIfInet6
 	case strings.HasPrefix(first, "link "):
 		return SectionSysClassNet
-	case ipRuleRE.MatchString(first):
+	case ipRuleRE().MatchString(first):
 		if strings.Contains(first, "::") || strings.Contains(strings.SplitN(first, "lookup", 2)[0], ":/") {
 			return SectionIP6Rule
 		}
 		return SectionIPRule
-	case ipLinkRE.MatchString(first):
-		if ipAddrLine.Match(data) {
+	case ipLinkRE().MatchString(first):
+		if ipAddrLine().Match(data) {
 			return SectionIPAddr
 		}
 		return SectionIPLink
