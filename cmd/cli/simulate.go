@@ -187,6 +187,7 @@ func (o *SimulateOptions) Validate() error {
 func (o *SimulateOptions) Run() error {
 	var inputs []ruleset.Input
 	var names []string
+	budget := int64(batchBudget)
 	for _, path := range o.Rulesets {
 		d, err := file.OpenMapped(path, o.In)
 		if err != nil {
@@ -195,7 +196,9 @@ func (o *SimulateOptions) Run() error {
 		defer d.Close()
 		inputs = append(inputs, ruleset.Input{Name: d.Name, Source: d, Format: o.Format, Section: ruleset.RouteSectionOf(path)})
 		names = append(names, d.Name)
+		budget += max(d.Size(), 0)
 	}
+	defer batchGC(budget)()
 	// The dumps are mapped: everything that reads them runs here, before
 	// the deferred Close, and under the guard.
 	return file.GuardFaults(strings.Join(names, ", "), func() error { return o.simulate(inputs) })

@@ -102,6 +102,9 @@ func (d *Dump) ReaderAt() (r io.ReaderAt, size int64, ok bool) {
 	return d.file, d.size, true
 }
 
+// Size is a regular file's size in bytes, or -1 for a stream (stdin).
+func (d *Dump) Size() int64 { return d.size }
+
 // Mapped returns a regular file's bytes mapped read-only when the dump was
 // opened with OpenMapped; ok is false otherwise (a stream, an empty file,
 // a system without mmap, or a mapping that failed: read it instead). The
