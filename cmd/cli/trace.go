@@ -24,8 +24,8 @@ import (
 	"github.com/trace-svc/kubectl-trace-svc/cmd/run"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
-	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/objects"
 	"github.com/trace-svc/kubectl-trace-svc/render"
 	"github.com/trace-svc/kubectl-trace-svc/render/termsafe"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
@@ -147,7 +147,7 @@ func (o *TraceOptions) Complete(args []string) error {
 		o.source = a.Unmap()
 	}
 	if o.Objects != "" {
-		objs, err := file.ReadObjects(o.Objects)
+		objs, err := objects.Read(o.Objects)
 		if err != nil {
 			return err
 		}

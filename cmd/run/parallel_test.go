@@ -11,7 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/objects"
 	"github.com/trace-svc/kubectl-trace-svc/trace"
 )
 
@@ -20,7 +20,7 @@ import (
 // Path, and a node whose dump cannot be read is that node's error only.
 func TestTraceParsesNodesInParallel(t *testing.T) {
 	demo := filepath.Join("..", "..", "testdata", "demo")
-	objs, err := file.ReadObjects(filepath.Join(demo, "objects.json"))
+	objs, err := objects.Read(filepath.Join(demo, "objects.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

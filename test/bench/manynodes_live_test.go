@@ -19,9 +19,9 @@ import (
 
 	tracerun "github.com/trace-svc/kubectl-trace-svc/cmd/run"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/cluster"
-	"github.com/trace-svc/kubectl-trace-svc/collectors/file"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump/nodedumptest"
+	"github.com/trace-svc/kubectl-trace-svc/collectors/objects"
 )
 
 var (
@@ -187,7 +187,7 @@ func TestBenchManyNodesLiveChild(t *testing.T) {
 	if err := json.Unmarshal([]byte(env), &c); err != nil {
 		t.Fatal(err)
 	}
-	objs, err := file.ReadObjects(c.Objects)
+	objs, err := objects.Read(c.Objects)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,8 @@
-package file
+// Package objects reads API objects saved with kubectl, for tracing
+// offline (--objects). It is apart from collectors/file, which reads node
+// dumps, because it needs client-go's scheme: simulate reads dumps and
+// must not link the cluster client.
+package objects
 
 import (
 	"bytes"
@@ -14,11 +18,11 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 )
 
-// ReadObjects reads API objects saved with kubectl (`kubectl get svc,
+// Read reads API objects saved with kubectl (`kubectl get svc,
 // endpointslices,pods,nodes -o yaml`, or -o json): a List, or documents
 // separated by "---". Kinds the client does not know are an error that names
 // them.
-func ReadObjects(path string) ([]runtime.Object, error) {
+func Read(path string) ([]runtime.Object, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read objects: %w", err)
