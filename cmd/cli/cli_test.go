@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/trace-svc/kubectl-trace-svc/cmd/offline"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -275,7 +277,7 @@ func TestVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v VersionInfo
+	var v offline.VersionInfo
 	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Version != "dev" {
 		t.Errorf("version json = %q (%v)", out, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/trace-svc/kubectl-trace-svc/cmd/offline"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/debugpod"
 	"github.com/trace-svc/kubectl-trace-svc/collectors/nodedump"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -71,8 +72,8 @@ func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	configFlags.AddFlags(root.PersistentFlags())
 	traceOpts.configFlags = configFlags
 
-	root.AddCommand(NewSimulateCommand(streams))
-	root.AddCommand(NewVersionCommand(streams))
+	root.AddCommand(offline.NewSimulateCommand(streams))
+	root.AddCommand(offline.NewVersionCommand(streams))
 	root.AddCommand(NewCompletionCommand(streams))
 	root.AddCommand(NewCleanupCommand(streams, configFlags))
 	root.CompletionOptions.DisableDefaultCmd = true // ours documents kubectl_complete-trace_svc
@@ -116,9 +117,6 @@ func normalizeHelpWhenShown(root *cobra.Command) {
 	})
 }
 
-// offlineAnnotation marks a command that never talks to a cluster.
-const offlineAnnotation = "trace-svc/offline"
-
 // hideClusterFlagsWhenOffline leaves kubectl's cluster flags (--kubeconfig,
 // --context, --as, ...; every one inherited from the root) out of an
 // offline command's help: they would read as if simulate could use them.
@@ -126,7 +124,7 @@ const offlineAnnotation = "trace-svc/offline"
 // command keeps working. Help is the last thing the process does, so
 // marking the shared flags hidden affects nothing else.
 func hideClusterFlagsWhenOffline(c *cobra.Command) {
-	if c.Annotations[offlineAnnotation] != "true" {
+	if c.Annotations[offline.Annotation] != "true" {
 		return
 	}
 	c.InheritedFlags().VisitAll(func(f *pflag.Flag) { f.Hidden = true })

@@ -1,4 +1,4 @@
-package cli
+package offline
 
 import (
 	"fmt"
@@ -52,7 +52,7 @@ func NewSimulateOptions(streams genericiooptions.IOStreams) *SimulateOptions {
 func NewSimulateCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	o := NewSimulateOptions(streams)
 	cmd := &cobra.Command{
-		Annotations: map[string]string{offlineAnnotation: "true"},
+		Annotations: map[string]string{Annotation: "true"},
 		Use:         "simulate --ruleset FILE --node-ip IP[,IP...] --src IP --dst IP --dport N [--proto tcp|udp|sctp]",
 		Short:       "Follow one packet through a node's saved iptables or nftables rules, offline",
 		Long: `

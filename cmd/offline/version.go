@@ -1,4 +1,4 @@
-package cli
+package offline
 
 import (
 	"encoding/json"
@@ -56,7 +56,7 @@ func currentVersion() VersionInfo {
 func NewVersionCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Annotations: map[string]string{offlineAnnotation: "true"},
+		Annotations: map[string]string{Annotation: "true"},
 		Use:         "version [-o json]",
 		Short:       "Print the plugin's version",
 		Long: `
