@@ -11,7 +11,7 @@ import (
 )
 
 // Set by goreleaser through -ldflags "-X ..." (see .goreleaser.yaml), for
-// example -X github.com/trace-svc/kubectl-trace-svc/cmd/cli.version=1.2.3.
+// example -X github.com/trace-svc/kubectl-trace-svc/cmd/offline.version=1.2.3.
 // A plain "go build" or "go install" leaves them alone; currentVersion then
 // falls back to what the Go toolchain recorded in the binary.
 var (
