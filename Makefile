@@ -7,11 +7,16 @@ FUZZTIME ?= 10s
 
 .PHONY: build install demo test unit test-race fuzz bench bench-ratio bench-many-nodes fixtures docs docs-check lint tidy-check ci
 
-build: ## build the plugin into ./bin
-	$(GO) build -trimpath -o $(BIN) ./cmd/kubectl-trace_svc
+# The plugin is two binaries installed side by side: kubectl-trace_svc runs
+# simulate and version without linking the cluster client, and hands every
+# other command to trace-svc-cluster (cmd/kubectl-trace_svc/main.go says why).
+PLUGIN_CMDS := ./cmd/kubectl-trace_svc ./cmd/trace-svc-cluster
 
-install: ## install kubectl-trace_svc into GOBIN so "kubectl trace-svc" finds it
-	$(GO) install -trimpath ./cmd/kubectl-trace_svc
+build: ## build the plugin (kubectl-trace_svc and trace-svc-cluster) into ./bin
+	$(GO) build -trimpath -o $(dir $(BIN)) $(PLUGIN_CMDS)
+
+install: ## install kubectl-trace_svc and trace-svc-cluster into GOBIN so "kubectl trace-svc" finds them
+	$(GO) install -trimpath $(PLUGIN_CMDS)
 
 DEMO_OUT ?= bin/demo
 

@@ -16,8 +16,9 @@ if [ "${1:-}" = --check ]; then
 	trap 'rm -rf "$out"' EXIT
 fi
 command -v dot >/dev/null || { echo "hack/docs.sh: Graphviz's dot is needed (apt-get install graphviz)" >&2; exit 1; }
-bin=$(mktemp -d)/kubectl-trace_svc
-CGO_ENABLED=0 go build -trimpath -o "$bin" ./cmd/kubectl-trace_svc
+bindir=$(mktemp -d)
+bin=$bindir/kubectl-trace_svc
+CGO_ENABLED=0 go build -trimpath -o "$bindir/" ./cmd/kubectl-trace_svc ./cmd/trace-svc-cluster
 
 kp=testdata/iptables/kube-proxy/v1.37.2
 nft=testdata/nftables/kube-proxy/v1.37.2

@@ -71,29 +71,45 @@ for os in linux darwin windows; do
 	done
 done
 contents=$(tar -tzf "dist/kubectl-trace_svc_${tag}_linux_amd64.tar.gz" | sort | tr '\n' ' ')
-[ "$contents" = 'LICENSE README.md kubectl-trace_svc kubectl_complete-trace_svc ' ] || fail "linux/amd64 archive holds $contents"
+[ "$contents" = 'LICENSE README.md kubectl-trace_svc kubectl_complete-trace_svc trace-svc-cluster ' ] || fail "linux/amd64 archive holds $contents"
 listing=$(tar -tvzf "dist/kubectl-trace_svc_${tag}_linux_amd64.tar.gz")
-grep -q '^-rwxr-xr-x .* kubectl_complete-trace_svc$' <<<"$listing" ||
-	fail "kubectl_complete-trace_svc is not executable in the archive: $listing"
+for f in kubectl-trace_svc kubectl_complete-trace_svc trace-svc-cluster; do
+	grep -q "^-rwxr-xr-x .* $f\$" <<<"$listing" || fail "$f is not executable in the archive: $listing"
+done
+for arch in amd64 arm64; do # a zip names its files uncompressed
+	grep -qa 'trace-svc-cluster\.exe' "dist/kubectl-trace_svc_${tag}_windows_${arch}.zip" ||
+		fail "the windows/$arch archive has no trace-svc-cluster.exe"
+done
 
-phase "linux/amd64 binary: static, trimmed, reports its version"
-bin=$(ls dist/kubectl-trace_svc_linux_amd64*/kubectl-trace_svc)
-buildinfo=$(go version -m "$bin")
-grep -q 'build	CGO_ENABLED=0' <<<"$buildinfo" || fail "$bin: not built with CGO_ENABLED=0: $buildinfo"
-grep -q 'build	-trimpath=true' <<<"$buildinfo" || fail "$bin: not built with -trimpath"
-# -trimpath leaves -ldflags out of the build info: look for the symbol table.
-symbols=$(go tool nm "$bin" 2>&1 || true)
-grep -q 'no symbols' <<<"$symbols" || fail "$bin: has a symbol table (not linked with -s -w)"
-if command -v file >/dev/null; then
-	info=$(file "$bin")
-	echo "$info"
-	grep -q 'statically linked' <<<"$info" || fail "$bin is not statically linked"
-fi
-got=$("$bin" version -o json)
-echo "$got"
-grep -q "\"version\": \"v$version\"" <<<"$got" || fail "version -o json does not report v$version"
-grep -q "\"commit\": \"$commit\"" <<<"$got" || fail "version -o json does not report commit $commit"
-grep -q '"platform": "linux/amd64"' <<<"$got" || fail "version -o json does not report linux/amd64"
+phase "linux/amd64 binaries: static, trimmed, report their version"
+for bin in $(ls dist/kubectl-trace_svc_linux_amd64*/kubectl-trace_svc dist/trace-svc-cluster_linux_amd64*/trace-svc-cluster); do
+	buildinfo=$(go version -m "$bin")
+	grep -q 'build	CGO_ENABLED=0' <<<"$buildinfo" || fail "$bin: not built with CGO_ENABLED=0: $buildinfo"
+	grep -q 'build	-trimpath=true' <<<"$buildinfo" || fail "$bin: not built with -trimpath"
+	# -trimpath leaves -ldflags out of the build info: look for the symbol table.
+	symbols=$(go tool nm "$bin" 2>&1 || true)
+	grep -q 'no symbols' <<<"$symbols" || fail "$bin: has a symbol table (not linked with -s -w)"
+	if command -v file >/dev/null; then
+		info=$(file "$bin")
+		echo "$info"
+		grep -q 'statically linked' <<<"$info" || fail "$bin is not statically linked"
+	fi
+	got=$("$bin" version -o json)
+	echo "$got"
+	grep -q "\"version\": \"v$version\"" <<<"$got" || fail "version -o json does not report v$version"
+	grep -q "\"commit\": \"$commit\"" <<<"$got" || fail "version -o json does not report commit $commit"
+	grep -q '"platform": "linux/amd64"' <<<"$got" || fail "version -o json does not report linux/amd64"
+done
+# The plugin as kubectl runs it, from the unpacked archive: simulate runs in
+# kubectl-trace_svc, anything else in trace-svc-cluster beside it.
+unpacked=$(mktemp -d)
+tar -xzf "dist/kubectl-trace_svc_${tag}_linux_amd64.tar.gz" -C "$unpacked"
+help=$("$unpacked/kubectl-trace_svc" --help)
+grep -q 'kubectl trace-svc \[command\]' <<<"$help" || fail "kubectl-trace_svc --help from the archive does not show the whole command tree: $help"
+sim=$("$unpacked/kubectl-trace_svc" simulate --ruleset testdata/iptables/kube-proxy/v1.37.2/TestTracePacket/iptables-nft.save \
+	--node-ip 192.168.0.2 --src 10.0.0.2 --dst 172.30.0.41 --dport 80)
+grep -q '^Verdict DNAT' <<<"$sim" || fail "simulate from the archive does not DNAT: $sim"
+rm -rf "$unpacked"
 
 work=$(mktemp -d)
 server_pid=

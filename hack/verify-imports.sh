@@ -5,7 +5,11 @@
 #   renderers reach an engine through that one door (engines may use each
 #   other; fixture generators under hack/ and test/ may use them);
 # - trace/ never imports collectors/ or render/, render/ never imports
-#   collectors/ (render never talks to a cluster).
+#   collectors/ (render never talks to a cluster);
+# - the plugin's binary (cmd/kubectl-trace_svc, which runs simulate and
+#   version itself) links no cluster client: nothing of client-go, k8s.io/api,
+#   k8s.io/kubectl or cli-runtime but genericiooptions, in any of its
+#   dependencies (cmd/kubectl-trace_svc/main.go says why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -41,6 +45,13 @@ while read -r pkg imports; do
 		esac
 	done
 done < <(go list -f '{{.ImportPath}} {{join .Imports " "}}' ./...)
+client=$(go list -deps ./cmd/kubectl-trace_svc | grep -E '^(k8s\.io/(client-go|api|kubectl|apiserver)(/|$)|k8s\.io/cli-runtime/)' | grep -vx 'k8s.io/cli-runtime/pkg/genericiooptions' || true)
+if [[ -n $client ]]; then
+	echo "cmd/kubectl-trace_svc links the cluster client, which simulate must not pay for at start-up:"
+	echo "$client" | sed 's/^/  /'
+	echo "(go list -deps ./cmd/kubectl-trace_svc; keep such imports in cmd/cli and trace-svc-cluster)"
+	fail=1
+fi
 if [[ $fail -ne 0 ]]; then
 	exit 1
 fi

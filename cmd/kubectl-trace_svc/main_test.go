@@ -3,120 +3,142 @@ package main
 import (
 	"bytes"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
-// asMain names the environment variable that makes the test binary run
-// main with the arguments that follow "--" on its command line.
-const asMain = "TRACE_SVC_RUN_MAIN"
+// tracePacketDump is kube-proxy's own TestTracePacket ruleset (v1.37.2), as
+// iptables-nft-save prints it after a real restore.
+const tracePacketDump = "../../testdata/iptables/kube-proxy/v1.37.2/TestTracePacket/iptables-nft.save"
 
-func TestMain(m *testing.M) {
-	if os.Getenv(asMain) != "" {
-		for i, a := range os.Args {
-			if a == "--" {
-				os.Args = append([]string{"kubectl-trace_svc"}, os.Args[i+1:]...)
-				break
+var simulateArgs = []string{"simulate", "--ruleset", tracePacketDump, "--node-ip", "192.168.0.2", "--src", "10.0.0.2", "--dst", "172.30.0.41", "--dport", "80"}
+
+func TestRunsHere(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want bool
+	}{
+		{"simulate", simulateArgs, true},
+		{"simulate -o json", append(simulateArgs[:len(simulateArgs):len(simulateArgs)], "-o", "json"), true},
+		{"version", []string{"version"}, true},
+		{"version -o json", []string{"version", "-o", "json"}, true},
+		{"no arguments", nil, false},
+		{"a Service", []string{"web", "-n", "shop"}, false},
+		{"cleanup", []string{"cleanup"}, false},
+		{"completion", []string{"completion", "bash"}, false},
+		{"shell completion request", []string{"__complete", "simulate", "--"}, false},
+		{"help command", []string{"help", "simulate"}, false},
+		{"simulate --help", []string{"simulate", "--help"}, false},
+		{"simulate -h", append([]string{"simulate", "-h"}, simulateArgs[1:]...), false},
+		{"kubectl's cluster flag after simulate", append(simulateArgs[:len(simulateArgs):len(simulateArgs)], "--context", "prod"), false},
+		{"kubectl's cluster flag before simulate", append([]string{"--kubeconfig", "k"}, simulateArgs...), false},
+		{"version with a cluster flag", []string{"version", "--request-timeout", "5s"}, false},
+		{"a flag simulate does not have", append(simulateArgs[:len(simulateArgs):len(simulateArgs)], "--dprot", "80"), false},
+		{"a bad flag value", []string{"simulate", "--dport", "eighty"}, false},
+		{"an argument simulate does not take", append(simulateArgs[:len(simulateArgs):len(simulateArgs)], "extra"), false},
+		{"end of flags", append(simulateArgs[:len(simulateArgs):len(simulateArgs)], "--"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := runsHere(tc.args); got != tc.want {
+				t.Errorf("runsHere(%q) = %v, want %v", tc.args, got, tc.want)
 			}
-		}
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// plugin returns the command that runs main with args.
-func plugin(args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--"}, args...)...)
-	cmd.Env = append(os.Environ(), asMain+"=1")
-	return cmd
-}
-
-// TestErrorsAreEscaped: an error quoting what a node sent (here a chain
-// name in a saved dump) reaches the terminal escaped.
-func TestErrorsAreEscaped(t *testing.T) {
-	dump := filepath.Join(t.TempDir(), "hostile.iptables")
-	if err := os.WriteFile(dump, []byte("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j \x1b]0;owned\a\nCOMMIT\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := plugin("simulate", "--ruleset", dump, "--node-ip", "192.168.0.2", "--src", "10.0.0.2", "--dst", "10.96.0.1", "--dport", "80")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-		t.Fatalf("exit: %v, want status 1\n%s", err, stderr.String())
-	}
-	got := stderr.String()
-	if strings.ContainsAny(got, "\x1b\a") || !strings.Contains(got, `jumps to chain \x1b]0;owned\x07, which table nat does not have`) {
-		t.Errorf("stderr %q: want the chain name escaped", got)
+		})
 	}
 }
 
-// TestHangupCancels: closing the terminal (SIGHUP) cancels the run like
-// Ctrl-C, so the plugin deletes its debug pods and says so, instead of
-// dying on the spot. The trace here waits on an API server that never
-// answers; the hangup must end it with an error, not kill it.
-func TestHangupCancels(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("no SIGHUP to send on Windows")
+// TestTwoBinariesActAsOne builds both binaries, as make install puts them
+// side by side, and checks that what the plugin runs itself and what it
+// hands over give what the whole tree gives, streams and exit status alike.
+func TestTwoBinariesActAsOne(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds both binaries (-short)")
 	}
-	asked := make(chan struct{}, 1)
-	release := make(chan struct{})
-	defer close(release)
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case asked <- struct{}{}:
-		default:
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-trimpath", "-o", dir+string(filepath.Separator), ".", "../trace-svc-cluster")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	exe := func(name string) string {
+		if runtime.GOOS == "windows" {
+			name += ".exe"
 		}
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	defer api.Close()
-	kubeconfig := filepath.Join(t.TempDir(), "config")
-	err := os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {server: \""+api.URL+
-		"\"}\ncontexts:\n- name: c\n  context: {cluster: c, user: u, namespace: shop}\nusers:\n- name: u\n  user: {token: t}\n"), 0o600)
+		return filepath.Join(dir, name)
+	}
+	plugin, whole := exe("kubectl-trace_svc"), exe(clusterBinary)
+
+	for _, args := range [][]string{
+		simulateArgs,
+		append(simulateArgs[:len(simulateArgs):len(simulateArgs)], "-o", "json"),
+		append(simulateArgs[:len(simulateArgs):len(simulateArgs)], "--context", "prod"),
+		{"version", "-o", "json"},
+		{"version", "--kubeconfig", "/nonexistent"},
+		{"simulate", "--help"},
+		{"--help"},
+		{"simulate", "--ruleset", tracePacketDump},
+		{"simulate", "--dport", "eighty"},
+		{"web", "--kubeconfig", filepath.Join(dir, "none"), "--request-timeout", "1s"},
+		{"__complete", "simulate", "--proto", ""},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			wantOut, wantErr, wantCode := runBinary(t, whole, args)
+			gotOut, gotErr, gotCode := runBinary(t, plugin, args)
+			if gotOut != wantOut || gotErr != wantErr || gotCode != wantCode {
+				t.Errorf("kubectl-trace_svc and %s differ:\nplugin: exit %d\nstdout:\n%s\nstderr:\n%s\nwhole tree: exit %d\nstdout:\n%s\nstderr:\n%s",
+					clusterBinary, gotCode, gotOut, gotErr, wantCode, wantOut, wantErr)
+			}
+		})
+	}
+
+	// Without trace-svc-cluster beside it, simulate still runs; a command
+	// that needs the whole tree says what is missing and how to fix it.
+	alone := t.TempDir()
+	data, err := os.ReadFile(plugin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := plugin("web", "--kubeconfig", kubeconfig)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	lonePlugin := filepath.Join(alone, filepath.Base(plugin))
+	if err := os.WriteFile(lonePlugin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-asked:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("the plugin never asked the API server")
+	if out, _, code := runBinary(t, lonePlugin, simulateArgs); code != 0 || !strings.Contains(out, "Verdict DNAT") {
+		t.Errorf("simulate without %s: exit %d\n%s", clusterBinary, code, out)
 	}
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
+	_, errOut, code := runBinary(t, lonePlugin, []string{"web"})
+	if code != 1 || !strings.Contains(errOut, "kubectl trace-svc needs "+filepath.Base(whole)+" next to "+lonePlugin) || !strings.Contains(errOut, "reinstall the plugin") {
+		t.Errorf("a trace without %s: exit %d, stderr %q", clusterBinary, code, errOut)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("the plugin did not end after SIGHUP")
+
+	// Installed through a link (krew links its bin directory to the
+	// plugin's own), the plugin finds the binary beside the link's target.
+	linkDir := t.TempDir()
+	link := filepath.Join(linkDir, filepath.Base(plugin))
+	if err := os.Symlink(plugin, link); err != nil {
+		t.Skipf("cannot make a symbolic link here: %v", err)
 	}
+	if out, errOut, code := runBinary(t, link, []string{"version", "--kubeconfig", "/nonexistent"}); code != 0 || !strings.HasPrefix(out, "kubectl trace-svc ") {
+		t.Errorf("through a link: exit %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
+}
+
+func runBinary(t *testing.T, path string, args []string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(path, args...)
+	cmd.Dir = "."
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
 	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-		t.Fatalf("after SIGHUP: %v (want exit status 1, not death by the signal)\n%s", err, stderr.String())
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("%s: %v", path, err)
 	}
-	if !strings.HasPrefix(stderr.String(), "error: ") {
-		t.Errorf("stderr %q, want an error line", stderr.String())
-	}
+	return out.String(), errOut.String(), code
 }

@@ -303,9 +303,10 @@ func workLine(out []byte) string {
 
 // releaseBuild builds the plugin the way releases are built
 // (.goreleaser.yaml: CGO_ENABLED=0, -trimpath, -s -w), so the numbers are
-// those of the binary users run.
+// those of the binaries users run: bin (kubectl-trace_svc, which runs
+// simulate and version) and trace-svc-cluster beside it (everything else).
 func releaseBuild(bin string) []string {
-	return []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/kubectl-trace_svc"}
+	return []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Dir(bin) + string(filepath.Separator), "./cmd/kubectl-trace_svc", "./cmd/trace-svc-cluster"}
 }
 
 func goRun(t *testing.T, dir, goTool string, args ...string) {

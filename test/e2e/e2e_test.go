@@ -179,6 +179,9 @@ func setup(t *testing.T) suite {
 		}
 		for _, b := range []struct{ dir, out, pkg string }{
 			{"../..", tools.plugin, "./cmd/kubectl-trace_svc"},
+			// The plugin hands every command but simulate and version
+			// to the binary beside it.
+			{"../..", filepath.Join(toolsDir, "trace-svc-cluster"), "./cmd/trace-svc-cluster"},
 			{".", tools.echo, "./cmd/echoserver"},
 			{".", tools.pause, "./cmd/pause"},
 		} {
