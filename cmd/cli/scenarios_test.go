@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -82,6 +83,9 @@ func TestScenarioGoldens(t *testing.T) {
 						t.Fatalf("%v\n%s", err, stderr)
 					}
 					golden(t, fmt.Sprintf("scenario-%s-%s.%s", sc.name, mode.name, out.ext), stdout)
+					if out.format == "json" && sc.routes != "" && sc.name != "broken-routes" {
+						checkNoRouteFindings(t, stdout)
+					}
 					if out.format == "tree" {
 						for i, line := range strings.Split(stdout, "\n") {
 							if n := utf8.RuneCountInString(line); n > 80 {
@@ -107,4 +111,24 @@ func routeDumps(t *testing.T, layout string) []string {
 		t.Fatalf("no recorded route sections for layout %s (run go test ./cmd/cli -run TestScenarioRoutes -record-routes as root): %v", layout, err)
 	}
 	return files
+}
+
+// checkNoRouteFindings: a scenario whose pods sit where its node's routes
+// send them (every one with routes but broken-routes) is silent about the
+// last leg; the route findings fire only on broken-routes.
+func checkNoRouteFindings(t *testing.T, pathJSON string) {
+	t.Helper()
+	var path struct {
+		Findings []struct {
+			Code string `json:"code"`
+		} `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(pathJSON), &path); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range path.Findings {
+		if strings.HasPrefix(f.Code, "Route") && f.Code != "RoutesAssumed" {
+			t.Errorf("finding %s on a scenario whose routes are healthy", f.Code)
+		}
+	}
 }
