@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -335,6 +336,22 @@ current-context: e2e
 		t.Logf("plugin vs real packets, %v: %d/%d cases agree", r.Files, r.Agree, r.Total)
 		for _, p := range r.Problems {
 			t.Errorf("plugin disagrees with the real packets (%v): %s", r.Files, p)
+		}
+	}
+	// The plugin's own dump script, run on the node as its debug pod runs
+	// it (sh -c, with the node's tools: busybox, ipvsadm, ipset,
+	// iptables-legacy) and saved as --save-dumps saves it, must collect a
+	// node that replays the same.
+	collected := filepath.Join(t.TempDir(), "collected")
+	if r, err := v.collectWithPluginScript(collected, saved); err != nil {
+		t.Errorf("the plugin's dump script on the IPVS node: %v", err)
+	} else {
+		t.Logf("plugin vs real packets, on what the plugin's own dump script collected (%v): %d/%d cases agree", r.Files, r.Agree, r.Total)
+		for _, p := range r.Problems {
+			t.Errorf("plugin's collection disagrees with the real packets: %s", p)
+		}
+		if r.Agree != r.Total || r.Total == 0 {
+			t.Errorf("on the plugin's own collection %d/%d cases agree, want all", r.Agree, r.Total)
 		}
 	}
 	t.Logf("timing: tools, VM image, control plane and objects %v, VM booted in %v, kube-proxy synced %v after start, traffic %v, whole test %v",
@@ -940,4 +957,47 @@ func (w ipvsWant) check(t *testing.T, cs *ipvsCase) {
 			t.Errorf("case %s, try %d: IPVS scheduled it to %q, want %q", cs.Name, i+1, got, w.scheduled)
 		}
 	}
+}
+
+// collectWithPluginScript runs the plugin's node dump script (nodescript
+// print) in the VM's root namespace, saves its output into dir the way
+// --save-dumps does (nodescript save), copies the recording's traffic.json
+// beside it and replays it (ipvsreplay.ReplayCollected).
+func (v *vm) collectWithPluginScript(dir, recording string) (ipvsreplay.Result, error) {
+	v.t.Helper()
+	nodescript := filepath.Join(toolsDir, "nodescript")
+	if err := goBuild("../..", nodescript, "./test/nodescript"); err != nil {
+		return ipvsreplay.Result{}, err
+	}
+	script, err := exec.Command(nodescript, "print").Output()
+	if err != nil {
+		return ipvsreplay.Result{}, fmt.Errorf("nodescript print: %v", err)
+	}
+	res := v.call(2*time.Minute, "sh", "-c", string(script))
+	if res.Code != 0 {
+		return ipvsreplay.Result{}, fmt.Errorf("the dump script exited %d\nstderr: %s", res.Code, res.Stderr)
+	}
+	tmp := v.t.TempDir()
+	stdout, stderr := filepath.Join(tmp, "stdout"), filepath.Join(tmp, "stderr")
+	if err := os.WriteFile(stdout, []byte(res.Stdout), 0o600); err != nil {
+		return ipvsreplay.Result{}, err
+	}
+	if err := os.WriteFile(stderr, []byte(res.Stderr), 0o600); err != nil {
+		return ipvsreplay.Result{}, err
+	}
+	out, err := exec.Command(nodescript, "save", "-node", "node1", "-stdout", stdout, "-stderr", stderr, "-dir", dir).CombinedOutput()
+	if err != nil {
+		return ipvsreplay.Result{}, fmt.Errorf("nodescript save: %v\n%s", err, out)
+	}
+	if len(out) > 0 {
+		v.t.Logf("the plugin's dump script on node1 warned:\n%s", out)
+	}
+	traffic, err := os.ReadFile(filepath.Join(recording, "traffic.json"))
+	if err != nil {
+		return ipvsreplay.Result{}, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "traffic.json"), traffic, 0o600); err != nil {
+		return ipvsreplay.Result{}, err
+	}
+	return ipvsreplay.ReplayCollected(dir)
 }

@@ -96,6 +96,21 @@ type Result struct {
 // (its reply bypasses the node and the client never sees it).
 func Replay(dir string) ([]Result, error) { return replay(dir, FileSets) }
 
+// CollectedFiles are the files --save-dumps writes for an IPVS node from
+// the plugin's own dump script (the IPVS table from ipvsadm -Sn, else
+// /proc/net/ip_vs, under one name). ReplayCollected replays them.
+var CollectedFiles = []string{"iptables-legacy-save", "ip6tables-legacy-save", "ipvs", "ipset-save"}
+
+// ReplayCollected is Replay on what the plugin's dump script collected
+// and saved into dir (CollectedFiles), with dir/traffic.json.
+func ReplayCollected(dir string) (Result, error) {
+	out, err := replay(dir, [][]string{CollectedFiles})
+	if err != nil {
+		return Result{}, err
+	}
+	return out[0], nil
+}
+
 func replay(dir string, fileSets [][]string) ([]Result, error) {
 	var tr realTraffic
 	data, err := os.ReadFile(filepath.Join(dir, "traffic.json"))
