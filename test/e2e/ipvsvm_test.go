@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,8 +94,7 @@ func bootVM(t *testing.T, image, apiAddr string, files []vmFile) *vm {
 	// under TCG. TCG's translation cache defaults to 1 GiB; 256 MiB
 	// halves qemu's memory and runs as fast.
 	accels := []string{"tcg,thread=multi,tb-size=256"}
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
-		f.Close()
+	if kvmUsable() {
 		accels = append([]string{"kvm"}, accels...)
 	}
 	for i, accel := range accels {
@@ -110,8 +110,37 @@ func bootVM(t *testing.T, image, apiAddr string, files []vmFile) *vm {
 	return v
 }
 
+// kvmUsable says whether qemu can use KVM here: /dev/kvm opens and the CPU
+// offers hardware virtualisation (vmx or svm in /proc/cpuinfo). A machine
+// that is itself a VM may have a /dev/kvm that opens while its CPU offers
+// neither; a guest started there under KVM hangs without a line of output.
+func kvmUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	cpuinfo, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(cpuinfo), "\n") {
+		if name, flags, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "flags" {
+			fields := strings.Fields(flags)
+			return slices.Contains(fields, "vmx") || slices.Contains(fields, "svm")
+		}
+	}
+	return false
+}
+
+// kvmBootLimit is how long a guest under KVM may take to answer: it boots
+// in seconds when KVM works, so a longer silence means it does not, and
+// the VM is started again under software emulation.
+const kvmBootLimit = 60 * time.Second
+
 // boot starts qemu with accel and waits for the agent. An error means qemu
-// exited while booting; a hang is fatal.
+// exited while booting, or under KVM did not answer within kvmBootLimit
+// (qemu is then stopped); a hang under software emulation is fatal.
 func (v *vm) boot(image, initrd, apiAddr, accel string) error {
 	t := v.t
 	t.Helper()
@@ -171,8 +200,13 @@ func (v *vm) boot(image, initrd, apiAddr, accel string) error {
 			return fmt.Errorf("qemu exited while booting:\n%s\n%s", tail(v.console, 20), tail(qemuLog, 10))
 		default:
 		}
+		if accel == "kvm" && time.Since(start) > kvmBootLimit {
+			cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("no answer from the agent under KVM after %v (console: %q)", time.Since(start).Round(time.Second), tail(v.console, 5))
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("VM agent not answering after %v\n--- console ---\n%s", time.Since(start).Round(time.Second), tail(v.console, 40))
+			t.Fatalf("VM agent not answering after %v (accel %s)\n--- console ---\n%s", time.Since(start).Round(time.Second), accel, tail(v.console, 40))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
