@@ -80,7 +80,7 @@ func TestIPVSRecordingTrace(t *testing.T) {
 		default:
 			// The node's own connections: the trace shows them among
 			// the cluster IP's paths "from this node"; simulate covers
-			// them (trace/ruleset TestIPVSRealTraffic).
+			// them (test/ipvsreplay TestRecording).
 			continue
 		}
 		checked++
