@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -199,12 +200,13 @@ func benchRatioIPTables(t *testing.T, genArgs []string) {
 	simRSS := slices.MaxFunc(simRuns, func(a, b result) int { return int(a.maxRSS - b.maxRSS) }).maxRSS
 	grepRSS := slices.MaxFunc(grepRuns, func(a, b result) int { return int(a.maxRSS - b.maxRSS) }).maxRSS
 	rssShare := float64(simRSS) / float64(tgt.Bytes)
-	// A child's Maxrss is never below this process's high-water mark when
-	// it was started: os/exec starts children with vfork semantics, and
-	// exec records the parent's peak RSS in the child's maxrss. A child
-	// value at the floor says only "at most the floor"; one above it is the
-	// child's own. (The floor is some 25 MB since this package links the
-	// collectors for TestBenchManyNodesLive, close to simulate's own peak.)
+	// A child's Maxrss is never below its parent's high-water mark when it
+	// was started: os/exec starts children with vfork semantics, and exec
+	// records the parent's peak RSS in the child's maxrss. A child value at
+	// the floor says only "at most the floor"; one above it is the child's
+	// own. The commands are started by test/bench/rusage (run), whose few
+	// megabytes are the floor; this test binary's own peak, some 25 MB
+	// since the package links the collectors, is above simulate's.
 	floor := slices.MaxFunc(append(grepRuns, simRuns...), func(a, b result) int { return int(a.parentHWM - b.parentHWM) }).parentHWM
 	grepRSSText := fmt.Sprintf("%.1f MB", mb(grepRSS))
 	if grepRSS <= floor {
@@ -305,9 +307,17 @@ func workLine(out []byte) string {
 // (.goreleaser.yaml: CGO_ENABLED=0, -trimpath, -s -w), so the numbers are
 // those of the binaries users run: bin (kubectl-trace_svc, which runs
 // simulate and version) and trace-svc-cluster beside it (everything else).
+// The same build makes test/bench/rusage beside them, and run starts every
+// measured command through it from then on.
 func releaseBuild(bin string) []string {
-	return []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Dir(bin) + string(filepath.Separator), "./cmd/kubectl-trace_svc", "./cmd/trace-svc-cluster"}
+	rusageLauncher = filepath.Join(filepath.Dir(bin), "rusage")
+	return []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Dir(bin) + string(filepath.Separator), "./cmd/kubectl-trace_svc", "./cmd/trace-svc-cluster", "./test/bench/rusage"}
 }
+
+// rusageLauncher is test/bench/rusage once releaseBuild has built it: run
+// starts commands through it, so that their peak RSS is measured above its
+// few megabytes rather than above this test binary's peak.
+var rusageLauncher string
 
 func goRun(t *testing.T, dir, goTool string, args ...string) {
 	t.Helper()
@@ -331,6 +341,11 @@ type result struct {
 // its output is /dev/null) and returns its wall time and peak RSS.
 func run(t *testing.T, cmd *exec.Cmd) result {
 	t.Helper()
+	if rusageLauncher != "" {
+		if _, err := os.Stat(rusageLauncher); err == nil {
+			return runThroughLauncher(t, cmd)
+		}
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	hwm := selfHWM(t)
@@ -345,6 +360,36 @@ func run(t *testing.T, cmd *exec.Cmd) result {
 		t.Fatal("no rusage for the child process")
 	}
 	return result{wall: wall, cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), maxRSS: ru.Maxrss * 1024, parentHWM: hwm, stdout: stdout.Bytes()} // Maxrss is in KiB on Linux
+}
+
+// runThroughLauncher is run with cmd started by test/bench/rusage: the
+// times and peak RSS are those rusage measured, and the floor its own peak.
+func runThroughLauncher(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	l := exec.Command(rusageLauncher, append([]string{cmd.Path}, cmd.Args[1:]...)...)
+	l.Env, l.Dir, l.Stdin = cmd.Env, cmd.Dir, cmd.Stdin
+	var stdout, stderr bytes.Buffer
+	l.Stdout, l.Stderr = &stdout, &stderr
+	l.ExtraFiles = []*os.File{pw}
+	err = l.Run()
+	pw.Close()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, stderr.String())
+	}
+	report, err := io.ReadAll(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wallNS, cpuNS, maxKiB, floorKiB int64
+	if _, err := fmt.Sscanf(string(report), "%d %d %d %d", &wallNS, &cpuNS, &maxKiB, &floorKiB); err != nil {
+		t.Fatalf("rusage reported %q: %v", report, err)
+	}
+	return result{wall: time.Duration(wallNS), cpu: time.Duration(cpuNS), maxRSS: maxKiB * 1024, parentHWM: floorKiB * 1024, stdout: stdout.Bytes()}
 }
 
 // selfHWM returns this process's peak RSS (VmHWM) in bytes. getrusage's
