@@ -61,18 +61,20 @@ const (
 	CodeNodesDisagree            Code = "NodesDisagree"
 	CodeProxyModesDiffer         Code = "ProxyModesDiffer"
 	// IPVS mode's drift: no virtual server for a Service port with ready
-	// endpoints; a real server taking new connections that no
+	// endpoints (on its cluster IP, an external IP or a load balancer IP);
+	// a real server taking new connections that no
 	// EndpointSlice lists; a ready endpoint that is no real server of its
 	// virtual server.
 	CodeVirtualServerMissing  Code = "VirtualServerMissing"
 	CodeRealServerNotEndpoint Code = "RealServerNotEndpoint"
 	CodeRealServerMissing     Code = "RealServerMissing"
 	// CodeIPSetEntryMissing: IPVS mode: a Service port's cluster IP is
-	// not in KUBE-CLUSTER-IP, so kube-proxy's rules neither accept nor
-	// masquerade its traffic as a Service's.
+	// not in KUBE-CLUSTER-IP (an external IP not in KUBE-EXTERNAL-IP, a
+	// load balancer IP not in KUBE-LOAD-BALANCER), so kube-proxy's rules
+	// neither accept nor masquerade its traffic as a Service's.
 	CodeIPSetEntryMissing Code = "IPSetEntryMissing"
-	// CodeServiceAddressUnbound: IPVS mode: a Service's cluster IP is not
-	// on kube-ipvs0, so the node does not take its packets as its own and
+	// CodeServiceAddressUnbound: IPVS mode: a Service's cluster, external
+	// or load balancer IP is not on kube-ipvs0, so the node does not take its packets as its own and
 	// IPVS never sees them.
 	CodeServiceAddressUnbound Code = "ServiceAddressUnbound"
 )

@@ -210,6 +210,12 @@ func TestIPVSDrift(t *testing.T) {
 		{"ready endpoint at weight 0", strings.Replace(ipvsadm, "-a -t 10.96.100.11:80 -r 10.244.1.3:8080 -m -w 1", "-a -t 10.96.100.11:80 -r 10.244.1.3:8080 -m -w 0", 1), sets, addrs, "ipvs-cip", trace.CodeRealServerMissing},
 		{"cluster IP not in KUBE-CLUSTER-IP", ipvsadm, drop(sets, "add KUBE-CLUSTER-IP 10.96.100.11,tcp:80"), addrs, "ipvs-cip", trace.CodeIPSetEntryMissing},
 		{"cluster IP not on kube-ipvs0", ipvsadm, sets, drop(addrs, "    inet 10.96.100.11/32 scope global kube-ipvs0"), "ipvs-cip", trace.CodeServiceAddressUnbound},
+		{"load balancer IP's virtual server gone", drop(ipvsadm, "-A -t 203.0.113.50:80 -s rr", "-a -t 203.0.113.50:80 -r 10.244.1.2:8080 -m -w 1"), sets, addrs, "ipvs-lb", trace.CodeVirtualServerMissing},
+		{"external IP's virtual server gone", drop(ipvsadm, "-A -t 198.51.100.7:80 -s rr", "-a -t 198.51.100.7:80 -r 10.244.1.3:8080 -m -w 1"), sets, addrs, "ipvs-extip", trace.CodeVirtualServerMissing},
+		{"load balancer IP not in KUBE-LOAD-BALANCER", ipvsadm, drop(sets, "add KUBE-LOAD-BALANCER 203.0.113.50,tcp:80"), addrs, "ipvs-lb", trace.CodeIPSetEntryMissing},
+		{"external IP not in KUBE-EXTERNAL-IP", ipvsadm, drop(sets, "add KUBE-EXTERNAL-IP 198.51.100.7,tcp:80"), addrs, "ipvs-extip", trace.CodeIPSetEntryMissing},
+		{"load balancer IP not on kube-ipvs0", ipvsadm, sets, drop(addrs, "    inet 203.0.113.50/32 scope global kube-ipvs0"), "ipvs-lb", trace.CodeServiceAddressUnbound},
+		{"external IP not on kube-ipvs0", ipvsadm, sets, drop(addrs, "    inet 198.51.100.7/32 scope global kube-ipvs0"), "ipvs-extip", trace.CodeServiceAddressUnbound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -239,6 +245,36 @@ func TestIPVSDrift(t *testing.T) {
 			}
 			if !slices.Contains(codes, tc.want) {
 				t.Errorf("findings %v, want %s", codes, tc.want)
+			}
+		})
+	}
+}
+
+// TestIPVSNoDriftOnTheRecording: the real IPVS node, as recorded, has
+// every object of every Service it serves — cluster, node port, load
+// balancer (with source ranges, with Local policy) and external IPs: no
+// drift finding.
+func TestIPVSNoDriftOnTheRecording(t *testing.T) {
+	drift := []trace.Code{trace.CodeVirtualServerMissing, trace.CodeRealServerMissing, trace.CodeRealServerNotEndpoint,
+		trace.CodeIPSetEntryMissing, trace.CodeServiceAddressUnbound, trace.CodeEndpointMissingFromRules, trace.CodeServiceChainMissing}
+	for _, svc := range []string{"ipvs-cip", "ipvs-np", "ipvs-np-local", "ipvs-lb", "ipvs-lb-local", "ipvs-extip", "ipvs-affinity", "ipvs-multi"} {
+		t.Run(svc, func(t *testing.T) {
+			args := []string{svc, "-n", "e2e", "--objects", filepath.Join(ipvsRealDir, "objects.json"), "--node", "node1", "-o", "json"}
+			for _, f := range []string{"node1.iptables-legacy-save", "node1.ipvsadm-Sn", "node1.ipset-save", "node1.ip-addr", "node1.ip-route-table-all"} {
+				args = append(args, "--dump", "node1="+filepath.Join(ipvsRealDir, f))
+			}
+			out, stderr, err := runCLI(t, args...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, stderr)
+			}
+			var p trace.Path
+			if err := json.Unmarshal([]byte(out), &p); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range p.Findings {
+				if slices.Contains(drift, f.Code) {
+					t.Errorf("%s: %s", f.Code, f.Message)
+				}
 			}
 		})
 	}

@@ -325,19 +325,71 @@ func (d *Dataplane) addressBound(svc trace.ServiceInfo, v6 bool) Check {
 	if d.ProxyMode() != trace.ModeIPVS || d.routes == nil || len(d.routes.Interfaces) == 0 {
 		return Check{}
 	}
-	for _, ip := range svc.ClusterIPs {
-		if ip.Is6() != v6 {
-			continue
-		}
-		c := Check{Applicable: true, Name: "address " + ip.String() + " on " + ipvsInterface}
-		if ifc, ok := d.routes.Interface(ipvsInterface); ok {
-			for _, p := range ifc.Addrs {
-				c.Found = c.Found || p.Addr() == ip
+	addrs := serviceAddrs(svc, v6)
+	if len(addrs) == 0 {
+		return Check{}
+	}
+	ifc, _ := d.routes.Interface(ipvsInterface)
+	bound := func(ip netip.Addr) bool {
+		for _, p := range ifc.Addrs {
+			if p.Addr() == ip {
+				return true
 			}
 		}
-		return c
+		return false
 	}
-	return Check{}
+	return firstMissing(addrs, func(a svcAddr) (string, bool) {
+		return "address " + a.ip.String() + " on " + ipvsInterface, bound(a.ip)
+	})
+}
+
+// svcAddr is one address kube-proxy's IPVS mode serves a Service port on,
+// and the ipsets it is listed in (IPv4 name, IPv6 name).
+type svcAddr struct {
+	ip          netip.Addr
+	set4, set6  string
+	fromOutside bool // an external or load balancer IP, not the cluster IP
+}
+
+// serviceAddrs are the Service's addresses of one family that kube-proxy's
+// IPVS mode binds to kube-ipvs0, serves with a virtual server and lists in
+// an ipset: the cluster IPs, the external IPs, and the load balancer IPs
+// the node sees as destination (ipMode VIP; kube-proxy leaves "Proxy" ones
+// to the load balancer).
+func serviceAddrs(svc trace.ServiceInfo, v6 bool) []svcAddr {
+	var out []svcAddr
+	for _, ip := range svc.ClusterIPs {
+		if ip.Is6() == v6 {
+			out = append(out, svcAddr{ip: ip, set4: "KUBE-CLUSTER-IP", set6: "KUBE-6-CLUSTER-IP"})
+		}
+	}
+	for _, ip := range svc.ExternalIPs {
+		if ip.Is6() == v6 {
+			out = append(out, svcAddr{ip: ip, set4: "KUBE-EXTERNAL-IP", set6: "KUBE-6-EXTERNAL-IP", fromOutside: true})
+		}
+	}
+	for _, lb := range svc.LoadBalancerIngress {
+		if lb.IP.IsValid() && lb.IPMode != "Proxy" && lb.IP.Is6() == v6 {
+			out = append(out, svcAddr{ip: lb.IP, set4: "KUBE-LOAD-BALANCER", set6: "KUBE-6-LOAD-BALANCER", fromOutside: true})
+		}
+	}
+	return out
+}
+
+// firstMissing checks each address and answers with the first that fails
+// the check, or, when none does, with the first address.
+func firstMissing(addrs []svcAddr, check func(svcAddr) (name string, found bool)) Check {
+	var first Check
+	for i, a := range addrs {
+		name, found := check(a)
+		if !found {
+			return Check{Applicable: true, Name: name}
+		}
+		if i == 0 {
+			first = Check{Applicable: true, Name: name, Found: true}
+		}
+	}
+	return first
 }
 
 // ipvsName is the chain-like name a virtual server is recorded under.
@@ -348,38 +400,74 @@ func ipvsName(v *ipvs.VirtualServer) string {
 	return ipvsChainPrefix + v.Protocol + " " + netip.AddrPortFrom(v.Addr, v.Port).String()
 }
 
-// Programmed: in IPVS mode a Service port is programmed when its virtual
-// server exists (cluster IP:port); the external and firewall parts are
-// ipset entries and are checked by IPVSDrift.
+// Programmed: in IPVS mode a Service port is programmed when each of its
+// addresses has a virtual server (ObjectService: the cluster IP;
+// ObjectExternal: the external and load balancer IPs) and an entry in the
+// ipset kube-proxy's rules accept and masquerade it by (ObjectIPSetEntry:
+// KUBE-CLUSTER-IP, KUBE-EXTERNAL-IP, KUBE-LOAD-BALANCER). Node ports are
+// served on the node's addresses, which a Service does not name: they are
+// not checked. The answer names the first address that lacks its object.
 func (e *ipvsEngine) Programmed(kind ObjectKind, svc trace.ServiceInfo, sp trace.ServicePort, v6 bool) Check {
-	for _, ip := range svc.ClusterIPs {
-		if ip.Is6() != v6 {
-			continue
-		}
+	var addrs []svcAddr
+	for _, a := range serviceAddrs(svc, v6) {
 		switch kind {
-		case ObjectService:
-			c := Check{Applicable: true, Name: "IPVS virtual server " + strings.ToUpper(sp.Protocol) + " " + netip.AddrPortFrom(ip, sp.Port).String()}
-			c.Found = e.table.Lookup(sp.Protocol, ip, sp.Port) != nil
-			return c
-		case ObjectIPSetEntry:
-			name := "KUBE-CLUSTER-IP"
-			if v6 {
-				name = "KUBE-6-CLUSTER-IP"
+		case ObjectService, ObjectIPSetEntry:
+			if kind == ObjectService && a.fromOutside {
+				continue
 			}
-			set := e.sets.Set(name)
-			if set == nil {
-				// No ipsets given, or a kube-proxy that names its sets
-				// otherwise: nothing to tell.
-				return Check{}
+			addrs = append(addrs, a)
+		case ObjectExternal:
+			if a.fromOutside {
+				addrs = append(addrs, a)
 			}
-			entry := fmt.Sprintf("%s,%s:%d", ip, strings.ToLower(sp.Protocol), sp.Port)
-			found, err := set.Has(entry)
-			if err != nil {
-				return Check{}
-			}
-			return Check{Applicable: true, Name: "ipset " + name + " entry " + entry, Found: found}
 		}
+	}
+	if len(addrs) == 0 {
 		return Check{}
+	}
+	switch kind {
+	case ObjectService, ObjectExternal:
+		return firstMissing(addrs, func(a svcAddr) (string, bool) {
+			return "IPVS virtual server " + strings.ToUpper(sp.Protocol) + " " + netip.AddrPortFrom(a.ip, sp.Port).String(), e.table.Lookup(sp.Protocol, a.ip, sp.Port) != nil
+		})
+	case ObjectIPSetEntry:
+		if e.sets == nil {
+			// No ipsets given: nothing to tell.
+			return Check{}
+		}
+		var checked []svcAddr
+		for _, a := range addrs {
+			name := a.set4
+			if v6 {
+				name = a.set6
+			}
+			// A kube-proxy that names its sets otherwise: that address
+			// cannot be told.
+			if e.sets.Set(name) != nil {
+				checked = append(checked, a)
+			}
+		}
+		if len(checked) == 0 {
+			return Check{}
+		}
+		unknown := false
+		c := firstMissing(checked, func(a svcAddr) (string, bool) {
+			name := a.set4
+			if v6 {
+				name = a.set6
+			}
+			entry := fmt.Sprintf("%s,%s:%d", a.ip, strings.ToLower(sp.Protocol), sp.Port)
+			found, err := e.sets.Set(name).Has(entry)
+			if err != nil {
+				unknown = true
+				return "ipset " + name + " entry " + entry, true
+			}
+			return "ipset " + name + " entry " + entry, found
+		})
+		if unknown && c.Found {
+			return Check{}
+		}
+		return c
 	}
 	return Check{}
 }

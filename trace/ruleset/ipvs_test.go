@@ -80,7 +80,46 @@ func TestIPVSProgrammed(t *testing.T) {
 		}
 	}
 	if c := d.Programmed(ObjectExternal, svc, trace.ServicePort{Protocol: "tcp", Port: 80}, false); c.Applicable {
-		t.Errorf("external: %+v, want not applicable in IPVS mode", c)
+		t.Errorf("external of a Service with no external or load balancer IP: %+v, want not applicable", c)
+	}
+
+	// External and load balancer IPs: each has a virtual server and an
+	// entry in its ipset; the answer names the first that lacks one. A
+	// load balancer IP in ipMode Proxy is the load balancer's, not
+	// kube-proxy's.
+	a := netip.MustParseAddr
+	lb := func(ip, mode string) trace.LBIngress { return trace.LBIngress{IP: a(ip), IPMode: mode} }
+	http := trace.ServicePort{Protocol: "tcp", Port: 80}
+	for _, tc := range []struct {
+		name  string
+		svc   trace.ServiceInfo
+		kind  ObjectKind
+		want  string
+		found bool
+	}{
+		{"load balancer IP", trace.ServiceInfo{ClusterIPs: []netip.Addr{a("10.96.100.16")}, LoadBalancerIngress: []trace.LBIngress{lb("203.0.113.50", "")}},
+			ObjectExternal, "IPVS virtual server TCP 203.0.113.50:80", true},
+		{"external IP", trace.ServiceInfo{ClusterIPs: []netip.Addr{a("10.96.100.18")}, ExternalIPs: []netip.Addr{a("198.51.100.7")}},
+			ObjectExternal, "IPVS virtual server TCP 198.51.100.7:80", true},
+		{"a second load balancer IP without a virtual server", trace.ServiceInfo{ClusterIPs: []netip.Addr{a("10.96.100.16")}, LoadBalancerIngress: []trace.LBIngress{lb("203.0.113.50", "VIP"), lb("203.0.113.99", "")}},
+			ObjectExternal, "IPVS virtual server TCP 203.0.113.99:80", false},
+		{"load balancer IP in ipMode Proxy", trace.ServiceInfo{ClusterIPs: []netip.Addr{a("10.96.100.16")}, LoadBalancerIngress: []trace.LBIngress{lb("203.0.113.99", "Proxy")}},
+			ObjectExternal, "", false},
+		{"ipset entries of every address", trace.ServiceInfo{ClusterIPs: []netip.Addr{a("10.96.100.16")}, LoadBalancerIngress: []trace.LBIngress{lb("203.0.113.50", "")}},
+			ObjectIPSetEntry, "ipset KUBE-CLUSTER-IP entry 10.96.100.16,tcp:80", true},
+		{"external IP not in KUBE-EXTERNAL-IP", trace.ServiceInfo{ClusterIPs: []netip.Addr{a("10.96.100.18")}, ExternalIPs: []netip.Addr{a("198.51.100.8")}},
+			ObjectIPSetEntry, "ipset KUBE-EXTERNAL-IP entry 198.51.100.8,tcp:80", false},
+	} {
+		c := d.Programmed(tc.kind, tc.svc, http, false)
+		if tc.want == "" {
+			if c.Applicable {
+				t.Errorf("%s: %+v, want not applicable", tc.name, c)
+			}
+			continue
+		}
+		if !c.Applicable || c.Name != tc.want || c.Found != tc.found {
+			t.Errorf("%s: %+v, want %s found %v", tc.name, c, tc.want, tc.found)
+		}
 	}
 }
 
@@ -94,6 +133,18 @@ func TestIPVSAddressBound(t *testing.T) {
 		if !c.Applicable || c.Found != found || c.Name != "address "+ip+" on kube-ipvs0" {
 			t.Errorf("%s: %+v, want found %v", ip, c, found)
 		}
+	}
+	// Every Service address is bound: the external and load balancer IPs
+	// too; the answer names the first that is not.
+	a := netip.MustParseAddr
+	svc := trace.ServiceInfo{ClusterIPs: []netip.Addr{a("10.96.100.16")}, ExternalIPs: []netip.Addr{a("198.51.100.7")},
+		LoadBalancerIngress: []trace.LBIngress{{IP: a("203.0.113.50")}}}
+	if c := d.Programmed(ObjectAddressBound, svc, trace.ServicePort{Protocol: "tcp", Port: 80}, false); !c.Applicable || !c.Found {
+		t.Errorf("cluster, external and load balancer IPs all bound: %+v", c)
+	}
+	svc.LoadBalancerIngress = append(svc.LoadBalancerIngress, trace.LBIngress{IP: a("203.0.113.99")})
+	if c := d.Programmed(ObjectAddressBound, svc, trace.ServicePort{Protocol: "tcp", Port: 80}, false); !c.Applicable || c.Found || c.Name != "address 203.0.113.99 on kube-ipvs0" {
+		t.Errorf("an unbound load balancer IP: %+v", c)
 	}
 	// Without the interfaces nothing can be told.
 	d = load(t, ipvsReal+"node1.iptables-legacy-save", ipvsReal+"node1.proc-net-ip_vs")

@@ -43,8 +43,13 @@ func chainFindings(p *trace.Path, n Node, np trace.NodePaths) []trace.Finding {
 				c := n.Dataplane.Programmed(want.kind, p.Service, sp, v6)
 				if c.Applicable && !c.Found {
 					code, why := want.code, want.why
-					if n.Dataplane.ProxyMode() == trace.ModeIPVS && want.kind == ruleset.ObjectService {
-						code, why = trace.CodeVirtualServerMissing, "the virtual server of its cluster IP"
+					if n.Dataplane.ProxyMode() == trace.ModeIPVS {
+						switch want.kind {
+						case ruleset.ObjectService:
+							code, why = trace.CodeVirtualServerMissing, "the virtual server of its cluster IP"
+						case ruleset.ObjectExternal:
+							code, why = trace.CodeVirtualServerMissing, "the virtual server of its external or load balancer IP"
+						}
 					}
 					out = append(out, trace.Finding{Severity: trace.SeverityError, Code: code, Node: n.Node.Name,
 						Message: fmt.Sprintf("node %s has no %s for %s/%s port %s/%s although the API lists ready endpoints (%s): its kube-proxy has not programmed the Service (is it running, and in which mode?)", n.Node.Name, c.Name, p.Service.Namespace, p.Service.Name, portLabel(sp), sp.Protocol, why)})
@@ -70,8 +75,8 @@ type wantObject struct {
 func expectedObjects(svc trace.ServiceInfo, sp trace.ServicePort) []wantObject {
 	out := []wantObject{{ruleset.ObjectService, trace.CodeServiceChainMissing, "its service chain"},
 		// (IPVS mode only; the other engines never apply it.)
-		{ruleset.ObjectIPSetEntry, trace.CodeIPSetEntryMissing, "the entry kube-proxy's rules accept and masquerade its cluster IP by"},
-		{ruleset.ObjectAddressBound, trace.CodeServiceAddressUnbound, "kube-proxy binds the cluster IP there for IPVS to see its packets"}}
+		{ruleset.ObjectIPSetEntry, trace.CodeIPSetEntryMissing, "the entry kube-proxy's rules accept and masquerade that address by"},
+		{ruleset.ObjectAddressBound, trace.CodeServiceAddressUnbound, "kube-proxy binds every Service address there for IPVS to see its packets"}}
 	vips := 0
 	for _, lb := range svc.LoadBalancerIngress {
 		if lb.IP.IsValid() && lb.IPMode != "Proxy" {
