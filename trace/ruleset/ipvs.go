@@ -344,10 +344,10 @@ func (d *Dataplane) addressBound(svc trace.ServiceInfo, v6 bool) Check {
 }
 
 // svcAddr is one address kube-proxy's IPVS mode serves a Service port on,
-// and the ipsets it is listed in (IPv4 name, IPv6 name).
+// and the ipset of its family it is listed in.
 type svcAddr struct {
 	ip          netip.Addr
-	set4, set6  string
+	set         string
 	fromOutside bool // an external or load balancer IP, not the cluster IP
 }
 
@@ -355,22 +355,28 @@ type svcAddr struct {
 // IPVS mode binds to kube-ipvs0, serves with a virtual server and lists in
 // an ipset: the cluster IPs, the external IPs, and the load balancer IPs
 // the node sees as destination (ipMode VIP; kube-proxy leaves "Proxy" ones
-// to the load balancer).
+// to the load balancer). IPv6 sets are named KUBE-6-….
 func serviceAddrs(svc trace.ServiceInfo, v6 bool) []svcAddr {
+	set := func(name string) string {
+		if v6 {
+			return "KUBE-6-" + strings.TrimPrefix(name, "KUBE-")
+		}
+		return name
+	}
 	var out []svcAddr
 	for _, ip := range svc.ClusterIPs {
 		if ip.Is6() == v6 {
-			out = append(out, svcAddr{ip: ip, set4: "KUBE-CLUSTER-IP", set6: "KUBE-6-CLUSTER-IP"})
+			out = append(out, svcAddr{ip: ip, set: set("KUBE-CLUSTER-IP")})
 		}
 	}
 	for _, ip := range svc.ExternalIPs {
 		if ip.Is6() == v6 {
-			out = append(out, svcAddr{ip: ip, set4: "KUBE-EXTERNAL-IP", set6: "KUBE-6-EXTERNAL-IP", fromOutside: true})
+			out = append(out, svcAddr{ip: ip, set: set("KUBE-EXTERNAL-IP"), fromOutside: true})
 		}
 	}
 	for _, lb := range svc.LoadBalancerIngress {
 		if lb.IP.IsValid() && lb.IPMode != "Proxy" && lb.IP.Is6() == v6 {
-			out = append(out, svcAddr{ip: lb.IP, set4: "KUBE-LOAD-BALANCER", set6: "KUBE-6-LOAD-BALANCER", fromOutside: true})
+			out = append(out, svcAddr{ip: lb.IP, set: set("KUBE-LOAD-BALANCER"), fromOutside: true})
 		}
 	}
 	return out
@@ -410,16 +416,10 @@ func ipvsName(v *ipvs.VirtualServer) string {
 func (e *ipvsEngine) Programmed(kind ObjectKind, svc trace.ServiceInfo, sp trace.ServicePort, v6 bool) Check {
 	var addrs []svcAddr
 	for _, a := range serviceAddrs(svc, v6) {
-		switch kind {
-		case ObjectService, ObjectIPSetEntry:
-			if kind == ObjectService && a.fromOutside {
-				continue
-			}
+		// The service object is the cluster IP's, the external one the
+		// outside addresses'; every address has an ipset entry.
+		if kind == ObjectIPSetEntry || (kind == ObjectExternal) == a.fromOutside {
 			addrs = append(addrs, a)
-		case ObjectExternal:
-			if a.fromOutside {
-				addrs = append(addrs, a)
-			}
 		}
 	}
 	if len(addrs) == 0 {
@@ -431,40 +431,25 @@ func (e *ipvsEngine) Programmed(kind ObjectKind, svc trace.ServiceInfo, sp trace
 			return "IPVS virtual server " + strings.ToUpper(sp.Protocol) + " " + netip.AddrPortFrom(a.ip, sp.Port).String(), e.table.Lookup(sp.Protocol, a.ip, sp.Port) != nil
 		})
 	case ObjectIPSetEntry:
-		if e.sets == nil {
-			// No ipsets given: nothing to tell.
-			return Check{}
-		}
-		var checked []svcAddr
-		for _, a := range addrs {
-			name := a.set4
-			if v6 {
-				name = a.set6
-			}
-			// A kube-proxy that names its sets otherwise: that address
-			// cannot be told.
-			if e.sets.Set(name) != nil {
-				checked = append(checked, a)
-			}
-		}
-		if len(checked) == 0 {
-			return Check{}
-		}
-		unknown := false
-		c := firstMissing(checked, func(a svcAddr) (string, bool) {
-			name := a.set4
-			if v6 {
-				name = a.set6
-			}
+		// Without the ipsets, or with a kube-proxy that names its sets
+		// otherwise, an address cannot be told: it counts as present, and
+		// when no address could be told there is nothing to say.
+		told := false
+		c := firstMissing(addrs, func(a svcAddr) (string, bool) {
 			entry := fmt.Sprintf("%s,%s:%d", a.ip, strings.ToLower(sp.Protocol), sp.Port)
-			found, err := e.sets.Set(name).Has(entry)
-			if err != nil {
-				unknown = true
-				return "ipset " + name + " entry " + entry, true
+			name := "ipset " + a.set + " entry " + entry
+			set := e.sets.Set(a.set)
+			if set == nil {
+				return name, true
 			}
-			return "ipset " + name + " entry " + entry, found
+			found, err := set.Has(entry)
+			if err != nil {
+				return name, true
+			}
+			told = true
+			return name, found
 		})
-		if unknown && c.Found {
+		if !told {
 			return Check{}
 		}
 		return c
