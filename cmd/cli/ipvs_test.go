@@ -221,21 +221,14 @@ func TestIPVSDrift(t *testing.T) {
 			dir := t.TempDir()
 			files := map[string]string{"node1.ipvsadm-Sn": tc.ipvsadm, "node1.ipset-save": tc.sets, "node1.ip-addr": tc.addrs,
 				"node1.iptables-legacy-save": read("node1.iptables-legacy-save"), "node1.ip-route-table-all": read("node1.ip-route-table-all")}
-			args := []string{tc.service, "-n", "e2e", "--objects", filepath.Join(ipvsRealDir, "objects.json"), "--node", "node1", "-o", "json"}
+			var dumps []string
 			for name, data := range files {
 				if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				args = append(args, "--dump", "node1="+filepath.Join(dir, name))
+				dumps = append(dumps, filepath.Join(dir, name))
 			}
-			out, stderr, err := runCLI(t, args...)
-			if err != nil {
-				t.Fatalf("%v\n%s", err, stderr)
-			}
-			var p trace.Path
-			if err := json.Unmarshal([]byte(out), &p); err != nil {
-				t.Fatal(err)
-			}
+			p := traceIPVSNode(t, tc.service, dumps)
 			var codes []trace.Code
 			for _, f := range p.Findings {
 				codes = append(codes, f.Code)
@@ -259,18 +252,11 @@ func TestIPVSNoDriftOnTheRecording(t *testing.T) {
 		trace.CodeIPSetEntryMissing, trace.CodeServiceAddressUnbound, trace.CodeEndpointMissingFromRules, trace.CodeServiceChainMissing}
 	for _, svc := range []string{"ipvs-cip", "ipvs-np", "ipvs-np-local", "ipvs-lb", "ipvs-lb-local", "ipvs-extip", "ipvs-affinity", "ipvs-multi"} {
 		t.Run(svc, func(t *testing.T) {
-			args := []string{svc, "-n", "e2e", "--objects", filepath.Join(ipvsRealDir, "objects.json"), "--node", "node1", "-o", "json"}
+			var dumps []string
 			for _, f := range []string{"node1.iptables-legacy-save", "node1.ipvsadm-Sn", "node1.ipset-save", "node1.ip-addr", "node1.ip-route-table-all"} {
-				args = append(args, "--dump", "node1="+filepath.Join(ipvsRealDir, f))
+				dumps = append(dumps, filepath.Join(ipvsRealDir, f))
 			}
-			out, stderr, err := runCLI(t, args...)
-			if err != nil {
-				t.Fatalf("%v\n%s", err, stderr)
-			}
-			var p trace.Path
-			if err := json.Unmarshal([]byte(out), &p); err != nil {
-				t.Fatal(err)
-			}
+			p := traceIPVSNode(t, svc, dumps)
 			for _, f := range p.Findings {
 				if slices.Contains(drift, f.Code) {
 					t.Errorf("%s: %s", f.Code, f.Message)
@@ -278,6 +264,25 @@ func TestIPVSNoDriftOnTheRecording(t *testing.T) {
 			}
 		})
 	}
+}
+
+// traceIPVSNode traces a Service of the IPVS recording's objects through
+// node1 with the given dumps and returns the JSON Path.
+func traceIPVSNode(t *testing.T, service string, dumps []string) trace.Path {
+	t.Helper()
+	args := []string{service, "-n", "e2e", "--objects", filepath.Join(ipvsRealDir, "objects.json"), "--node", "node1", "-o", "json"}
+	for _, d := range dumps {
+		args = append(args, "--dump", "node1="+d)
+	}
+	out, stderr, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	var p trace.Path
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // TestIPVSOutputGolden: the tree and the DOT of an IPVS Service show the
