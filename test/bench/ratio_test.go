@@ -342,9 +342,7 @@ type result struct {
 func run(t *testing.T, cmd *exec.Cmd) result {
 	t.Helper()
 	if rusageLauncher != "" {
-		if _, err := os.Stat(rusageLauncher); err == nil {
-			return runThroughLauncher(t, cmd)
-		}
+		return runThroughLauncher(t, cmd)
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
