@@ -730,17 +730,38 @@ var ipvsDumpCommands = []struct {
 }
 
 // ipvsDumps takes node1's dumps; each must succeed.
+//
+// kube-proxy may still be rewriting the node's rules after the traffic (a
+// sync an endpoint change triggered): dumps taken across such a write do
+// not describe one state, and the replay then disagrees with packets sent
+// before it (seen once in CI: an ipset without the load balancer's allowed
+// source). So the rules are read before and after the dumps, and the dumps
+// taken again until nothing changed in between.
 func (v *vm) ipvsDumps() map[string]string {
 	v.t.Helper()
-	out := map[string]string{}
-	for _, d := range ipvsDumpCommands {
-		res := v.call(time.Minute, d.argv...)
-		if res.Code != 0 {
-			v.t.Errorf("dump %s: %s: exit %d: %s", d.name, strings.Join(d.argv, " "), res.Code, res.Stderr)
+	for try := 1; ; try++ {
+		before := v.ipvsRules()
+		out := map[string]string{}
+		for _, d := range ipvsDumpCommands {
+			res := v.call(time.Minute, d.argv...)
+			if res.Code != 0 {
+				v.t.Errorf("dump %s: %s: exit %d: %s", d.name, strings.Join(d.argv, " "), res.Code, res.Stderr)
+			}
+			out[d.name] = res.Stdout
 		}
-		out[d.name] = res.Stdout
+		if v.ipvsRules() == before || try == 5 {
+			return out
+		}
+		v.t.Logf("kube-proxy changed node1's rules while they were dumped (try %d); dumping again", try)
+		time.Sleep(2 * time.Second)
 	}
-	return out
+}
+
+// ipvsRules is node1's IPVS table, ipsets and iptables rules, without the
+// dump's date lines and packet counters, which change by themselves.
+func (v *vm) ipvsRules() string {
+	v.t.Helper()
+	return v.call(time.Minute, "sh", "-c", `ipvsadm -Sn; ipset save; iptables-legacy-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'`).Stdout
 }
 
 // ipvsObjects returns the Services, EndpointSlices, Pods and Nodes as one
